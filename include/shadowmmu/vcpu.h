@@ -1,0 +1,117 @@
+/*
+ * libshadowmmu — vCPUs: CR3, requests, faults, translation and memory access.
+ *
+ * A vCPU is used by one thread at a time (as a KVM vCPU is). Requests (MMU reload, TLB flush)
+ * are posted to it by other threads and processed at its next entry: the start of its next
+ * fault, access or smmu_vcpu_enter().
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef SHADOWMMU_VCPU_H
+#define SHADOWMMU_VCPU_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Create a vCPU with no root (kvm_vm_ioctl_create_vcpu). @return 0, -EINVAL, -ENOMEM, -ENOSPC. */
+SMMU_API int smmu_vcpu_create(smmu_vm *vm, smmu_vcpu **out);
+
+/** Drop the vCPU's root and free it (kvm_arch_vcpu_destroy). NULL is ignored. */
+SMMU_API void smmu_vcpu_destroy(smmu_vcpu *vcpu);
+
+/** The vCPU's index in its VM (0, 1, ...). -EINVAL for NULL. */
+SMMU_API int smmu_vcpu_id(const smmu_vcpu *vcpu);
+
+/**
+ * Load CR3 (kvm_set_cr3 → kvm_mmu_new_cr3): the current root is dropped and the TLB flushed; the
+ * new root is built at the next fault. Ignored in direct mode except for the TLB flush.
+ * @return 0; -EINVAL (NULL, cr3 not page-aligned or beyond the address space).
+ */
+SMMU_API int smmu_vcpu_set_cr3(smmu_vcpu *vcpu, smmu_gpa_t cr3);
+
+/**
+ * Process pending requests as vcpu_enter_guest does: KVM_REQ_MMU_RELOAD drops the root (so an
+ * obsolete root is released), KVM_REQ_TLB_FLUSH empties the TLB.
+ * @return 0 or -EINVAL.
+ */
+SMMU_API int smmu_vcpu_enter(smmu_vcpu *vcpu);
+
+/** Outcome of a fault. */
+enum smmu_fault_outcome {
+	SMMU_FAULT_MAPPED = 0,   /**< an spte now maps the address with the access asked */
+	SMMU_FAULT_GUEST_PF = 1, /**< the guest's own tables deny it: inject a #PF (see reason) */
+	SMMU_FAULT_MMIO = 2,     /**< the gfn lies in no slot: emulated MMIO */
+	SMMU_FAULT_RETRY = 3,    /**< raced with an invalidation; the guest retries the access */
+};
+
+/** Why the guest's tables deny an access (FNAME(walk_addr)'s error code). */
+enum smmu_guest_pf_reason {
+	SMMU_PF_NOT_PRESENT = 1,
+	SMMU_PF_WRITE_PROTECTED = 2,
+	SMMU_PF_USER_PROTECTED = 3,
+	SMMU_PF_NX = 4,
+};
+
+/** What a fault did. */
+struct smmu_fault_info {
+	enum smmu_fault_outcome outcome;
+	enum smmu_guest_pf_reason pf_reason; /**< for SMMU_FAULT_GUEST_PF */
+	int pf_level;        /**< guest level where the walk stopped, for SMMU_FAULT_GUEST_PF */
+	smmu_gfn_t gfn;      /**< the guest frame the address maps to (MAPPED, MMIO) */
+	int level;           /**< level of the installed leaf spte (MAPPED) */
+	uint32_t pages_created; /**< shadow pages this fault created */
+	bool emulated_write; /**< a write to a shadowed table: the access needs emulation */
+};
+
+/**
+ * Handle a page fault at @p addr for @p access (kvm_mmu_page_fault → FNAME(page_fault) in shadow
+ * mode, tdp_page_fault/direct_map in direct mode). Memory caches are topped up before mmu_lock.
+ * In shadow mode @p addr is a guest virtual address and the vCPU needs a CR3.
+ * @param info may be NULL.
+ * @return an smmu_fault_outcome (>= 0), or -EINVAL (NULL vcpu, unknown access bits, address
+ *         beyond the address space, shadow mode without CR3), -ENOMEM (caches could not be
+ *         filled; nothing changed), -EFAULT (a guest table lies in no slot).
+ */
+SMMU_API int smmu_vcpu_fault(smmu_vcpu *vcpu, smmu_gva_t addr, uint32_t access,
+			     struct smmu_fault_info *info);
+
+/** What the hardware would reach through the current shadow root. */
+struct smmu_translation {
+	void *hva;          /**< host pointer to the byte at addr */
+	uint32_t access;    /**< permissions the sptes grant (WRITE, USER, EXEC bits) */
+	int level;          /**< leaf level */
+	uint64_t spte;      /**< the leaf spte */
+};
+
+/**
+ * Walk the current shadow root for @p addr without faulting, as the hardware walker would.
+ * Takes mmu_lock (site VCPU).
+ * @return 0; -EINVAL (NULL); -EFAULT (no present leaf, or no root); -EACCES (present but does not
+ *         grant @p access).
+ */
+SMMU_API int smmu_vcpu_translate(smmu_vcpu *vcpu, smmu_gva_t addr, uint32_t access,
+				 struct smmu_translation *out);
+
+/**
+ * Access guest memory as the vCPU would: process requests, look up the vCPU's TLB, else walk
+ * the shadow root and fill the TLB, else fault and retry; a write to a write-protected guest
+ * page table is emulated through smmu_guest_write. May cross pages.
+ * @return 0; -EINVAL; -EFAULT (the guest's tables deny it, or MMIO); -ENOMEM; -EAGAIN (no
+ *         progress after repeated faults).
+ */
+SMMU_API int smmu_vcpu_read(smmu_vcpu *vcpu, smmu_gva_t addr, void *buf, size_t len);
+SMMU_API int smmu_vcpu_write(smmu_vcpu *vcpu, smmu_gva_t addr, const void *buf, size_t len);
+
+/** vCPU counters. */
+struct smmu_vcpu_counters {
+	uint64_t faults, tlb_hits, tlb_misses, tlb_flushes, reloads, roots_loaded;
+};
+SMMU_API int smmu_vcpu_get_counters(const smmu_vcpu *vcpu, struct smmu_vcpu_counters *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,213 @@
+/*
+ * libshadowmmu — the VM: configuration, memslots (KVM_SET_USER_MEMORY_REGION), guest memory.
+ *
+ * Locking: every function here takes mmu_lock itself where it touches MMU state; none may be
+ * called with mmu_lock held by the caller (that is strategy.h's domain). Memslot changes are
+ * serialized by the VM's slots lock, as KVM's slots_lock serializes them.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef SHADOWMMU_VM_H
+#define SHADOWMMU_VM_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** How vCPUs translate: shadow paging of guest page tables, or two-dimensional (TDP-like). */
+enum smmu_mmu_mode {
+	SMMU_MODE_SHADOW = 0, /**< role.direct = 0 pages shadow guest tables; faults on gvas */
+	SMMU_MODE_DIRECT = 1, /**< direct pages only; faults on gpas */
+};
+
+/** Which kernel's rules where they differ. */
+enum smmu_profile {
+	SMMU_PROFILE_LINUX_3_11 = 0, /**< the seed's kernel: every indirect page counts in lpage_info */
+	SMMU_PROFILE_LINUX_TODAY = 1,/**< only 4K-level indirect pages count in lpage_info */
+};
+
+/** kvm_arch_flush_shadow_memslot: what deleting or moving a slot does to the shadow MMU. */
+enum smmu_flush_strategy {
+	SMMU_FLUSH_ZAP_ALL = 0,        /**< kvm_mmu_zap_all, holding the lock throughout */
+	SMMU_FLUSH_FAST_ZAP,           /**< kvm_mmu_invalidate_zap_all_pages (3.11's choice) */
+	SMMU_FLUSH_RMAP_ONLY,          /**< the v4 patch: unmap the slot's rmaps; lpage_info left as is */
+	SMMU_FLUSH_RMAP_REBUILD,       /**< the v4 patch plus re-initialising the slot's lpage_info */
+	SMMU_FLUSH_HASH_WALK,          /**< Gleb's proposal: mmu_page_hash for every gfn, plus rmaps */
+	SMMU_FLUSH_STRATEGY_COUNT
+};
+
+/** zap_all's three ways of holding the lock. */
+enum smmu_zap_mode {
+	SMMU_ZAP_HOLD = 0,   /**< hold mmu_lock for the whole walk (Linux before 3.11) */
+	SMMU_ZAP_RESTART,    /**< break on needbreak and restart the walk (the 2019 hang) */
+	SMMU_ZAP_GENERATION, /**< break on needbreak, zap only the starting generation (the thread) */
+	SMMU_ZAP_MODE_COUNT
+};
+
+/** KVM flushes that a config can skip on purpose, to study the bug that results. */
+enum smmu_flush_point {
+	SMMU_SKIP_FLUSH_COMMIT_ZAP = 1u << 0,  /**< kvm_mmu_commit_zap_page's flush before freeing */
+	SMMU_SKIP_FLUSH_WRPROT = 1u << 1,      /**< flush after a writable spte became read-only */
+	SMMU_SKIP_FLUSH_RMAP_UNMAP = 1u << 2,  /**< flush after unmapping rmaps (notifier, flush) */
+	SMMU_SKIP_FLUSH_PTE_WRITE = 1u << 3,   /**< flush after emulating a guest pte write */
+	SMMU_SKIP_RELOAD_FAST_ZAP = 1u << 4,   /**< fast zap's reload request (all vCPUs) */
+};
+
+/** VM settings. Fill with smmu_vm_config_default(), then change what you need. */
+struct smmu_vm_config {
+	enum smmu_mmu_mode mode;
+	enum smmu_profile profile;
+	enum smmu_flush_strategy flush_strategy; /**< used by delete and move */
+	uint32_t hash_buckets;    /**< power of two; 0 = KVM 3.11's 1024 */
+	uint32_t zap_batch;       /**< fast zap's pages between lock breaks; 0 = BATCH_ZAP_PAGES (10) */
+	uint64_t max_mmu_pages;   /**< page budget; 0 = KVM's: 2% of guest pages, at least 64 */
+	uint32_t tlb_sets;        /**< software TLB sets per vCPU (power of two); 0 = 64 */
+	uint32_t tlb_ways;        /**< ways per set; 0 = 4 */
+	uint32_t skip_flush;      /**< enum smmu_flush_point bits: deliberate bugs; 0 = none */
+	bool audit_every_op;      /**< audit after every MMU operation; abort with the report */
+	uint8_t reserved_bytes[7];
+	uint64_t reserved[6];     /**< zero: room to grow without breaking the ABI */
+};
+
+/** Fill @p cfg with defaults (shadow mode, 3.11 profile, fast-zap flush). NULL is ignored. */
+SMMU_API void smmu_vm_config_default(struct smmu_vm_config *cfg);
+
+/**
+ * Create a VM (kvm_create_vm + kvm_arch_init_vm). Also audits every operation when the
+ * environment variable SMMU_AUDIT is set to a non-zero value.
+ * @param cfg settings, or NULL for the defaults.
+ * @return 0 and *out, or -EINVAL (NULL out, hash_buckets not a power of two, tlb_sets not a power
+ *         of two, unknown mode/profile/strategy, non-zero reserved fields), -ENOMEM.
+ */
+SMMU_API int smmu_vm_create(const struct smmu_vm_config *cfg, smmu_vm **out);
+
+/**
+ * Destroy a VM (kvm_destroy_vm): zaps every page, frees every slot's backing and metadata.
+ * The caller must have destroyed or stopped using every vCPU; vCPUs still alive are destroyed.
+ * NULL is ignored.
+ */
+SMMU_API void smmu_vm_destroy(smmu_vm *vm);
+
+/** Read back the VM's configuration (with defaults resolved). @return 0 or -EINVAL. */
+SMMU_API int smmu_vm_get_config(const smmu_vm *vm, struct smmu_vm_config *out);
+
+/** Change the flush strategy used by later deletes and moves. @return 0 or -EINVAL. */
+SMMU_API int smmu_vm_set_flush_strategy(smmu_vm *vm, enum smmu_flush_strategy s);
+
+/**
+ * Set n_max_mmu_pages (kvm_mmu_change_mmu_pages): zaps the oldest pages while more are used.
+ * @return 0, or -EINVAL for NULL or a limit below 1.
+ */
+SMMU_API int smmu_vm_set_max_mmu_pages(smmu_vm *vm, uint64_t limit);
+
+/* ---- memslots ---------------------------------------------------------------------------- */
+
+/** Memslot flags, KVM's values. */
+enum smmu_memslot_flags {
+	SMMU_MEM_LOG_DIRTY_PAGES = 1u << 0,
+	SMMU_MEM_READONLY = 1u << 1,
+};
+/** Slot ids run from 0 to SMMU_MAX_MEMSLOTS - 1. */
+#define SMMU_MAX_MEMSLOTS 512
+
+/**
+ * Create a slot of @p npages guest pages at @p base_gfn, with its own lazily allocated backing
+ * (kvm_set_memory_region, KVM_MR_CREATE). The backing is zero-filled anonymous memory aligned to
+ * 1 GiB so that large pages can be backed by it.
+ * @return 0; -EINVAL (NULL vm, id out of range, npages 0, unknown flags, base_gfn + npages beyond
+ *         the 52-bit guest physical space); -EEXIST (id in use, or the range overlaps a slot);
+ *         -ENOMEM. On error nothing changed.
+ */
+SMMU_API int smmu_memslot_create(smmu_vm *vm, int id, smmu_gfn_t base_gfn, uint64_t npages,
+				 uint32_t flags);
+
+/**
+ * Delete a slot (KVM_MR_DELETE): marks it invalid, flushes with the VM's strategy
+ * (kvm_arch_flush_shadow_memslot), then frees its rmaps, lpage_info and backing.
+ * @return 0; -EINVAL for NULL; -ENOENT for an unknown id.
+ */
+SMMU_API int smmu_memslot_delete(smmu_vm *vm, int id);
+
+/**
+ * Move a slot to @p new_base_gfn keeping its backing (KVM_MR_MOVE): flushes like delete, then
+ * rebuilds lpage_info for the new alignment.
+ * @return 0; -EINVAL (NULL, range beyond the address space); -ENOENT; -EEXIST (overlap);
+ *         -ENOMEM. On error nothing changed.
+ */
+SMMU_API int smmu_memslot_move(smmu_vm *vm, int id, smmu_gfn_t new_base_gfn);
+
+/**
+ * Change a slot's flags (KVM_MR_FLAGS_ONLY). Turning on LOG_DIRTY_PAGES write-protects every
+ * spte of the slot with lock break (kvm_mmu_slot_remove_write_access) and disallows large pages;
+ * turning it off allows them again. READONLY changes write-protect or unmap like KVM.
+ * @return 0; -EINVAL (NULL, unknown flags); -ENOENT; -ENOMEM (dirty bitmap).
+ */
+SMMU_API int smmu_memslot_set_flags(smmu_vm *vm, int id, uint32_t flags);
+
+/** What a slot is. */
+struct smmu_memslot_info {
+	int id;
+	smmu_gfn_t base_gfn;
+	uint64_t npages;
+	uint32_t flags;
+	void *hva; /**< start of the backing */
+};
+
+/** Read a slot's description. @return 0, -EINVAL, -ENOENT. */
+SMMU_API int smmu_memslot_get(const smmu_vm *vm, int id, struct smmu_memslot_info *out);
+
+/**
+ * Read and clear a slot's dirty bitmap (KVM_GET_DIRTY_LOG): bit i of @p bitmap is gfn
+ * base_gfn + i; write-protects the pages that were dirty again.
+ * @param words length of @p bitmap in uint64_t; at least (npages + 63) / 64.
+ * @return number of dirty pages; -EINVAL (NULL, too short); -ENOENT; -ENODATA (logging off).
+ */
+SMMU_API int64_t smmu_memslot_get_dirty_log(smmu_vm *vm, int id, uint64_t *bitmap, size_t words);
+
+/**
+ * Host pointer behind @p gfn (gfn_to_hva), or NULL when no valid slot holds it.
+ * The pointer stays valid until that slot is deleted.
+ */
+SMMU_API void *smmu_gfn_to_hva(const smmu_vm *vm, smmu_gfn_t gfn);
+
+/* ---- host side: the MMU notifier --------------------------------------------------------- */
+
+/**
+ * The host unmapped [@p start, @p end) of slot backing (kvm_mmu_notifier_invalidate_range_start
+ * → kvm_unmap_hva_range): drops every spte whose frame lies in the range, through the rmaps of
+ * the gfns behind it, and flushes TLBs.
+ * @return the number of sptes dropped, or -EINVAL (NULL, start > end).
+ */
+SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *start,
+						    const void *end);
+
+/** The host address space is going away (kvm_mmu_notifier_release): zaps all. @return 0/-EINVAL. */
+SMMU_API int smmu_mmu_notifier_release(smmu_vm *vm);
+
+/* ---- guest memory ------------------------------------------------------------------------ */
+
+/**
+ * Read guest physical memory (kvm_read_guest). May cross page and slot boundaries.
+ * @return 0; -EINVAL (NULL); -EFAULT (some byte lies in no valid slot; nothing read).
+ */
+SMMU_API int smmu_guest_read(const smmu_vm *vm, smmu_gpa_t gpa, void *buf, size_t len);
+
+/**
+ * Write guest physical memory as an emulated guest store (emulator_write_phys): when a written
+ * gfn is a shadowed guest page table, the write is trapped and kvm_mmu_pte_write zaps the
+ * shadow entries that depended on the old value, then the bytes land.
+ * @return 0; -EINVAL (NULL); -EFAULT (a byte in no valid slot; nothing written); -EROFS (slot
+ *         read-only; nothing written).
+ */
+SMMU_API int smmu_guest_write(smmu_vm *vm, smmu_gpa_t gpa, const void *buf, size_t len);
+
+/** 64-bit helpers over smmu_guest_read/write, same errors. */
+SMMU_API int smmu_guest_read_u64(const smmu_vm *vm, smmu_gpa_t gpa, uint64_t *val);
+SMMU_API int smmu_guest_write_u64(smmu_vm *vm, smmu_gpa_t gpa, uint64_t val);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,70 @@
+/*
+ * libshadowmmu — invalidation: zap_all, the generation-bump fast zap, memslot flush.
+ *
+ * Each call takes mmu_lock itself (the caller must not hold it) and fills a report of what it
+ * did; the lock's hold and wait times land in the VM's statistics under the call's site.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef SHADOWMMU_ZAP_H
+#define SHADOWMMU_ZAP_H
+
+#include "common.h"
+#include "vm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** What an invalidation did. */
+struct smmu_zap_report {
+	uint64_t pages_zapped;   /**< prepare_zap calls that took a page off the active list */
+	uint64_t sptes_dropped;  /**< leaf sptes dropped through rmaps (rmap-based strategies) */
+	uint64_t lock_breaks;    /**< cond_resched_lock calls that released the lock */
+	uint64_t rounds;         /**< walks started (1 + restarts) */
+	uint64_t remote_flushes; /**< kvm_flush_remote_tlbs calls */
+	uint64_t total_ns;       /**< wall time of the call */
+	bool completed;          /**< false when a round limit stopped it (SMMU_ZAP_RESTART) */
+};
+
+/**
+ * Zap every shadow page (kvm_mmu_zap_all) in @p mode.
+ * @param max_rounds for SMMU_ZAP_RESTART: give up after this many walks (0 = no limit), so a
+ *        test of the livelock ends; the report then says completed = false. Ignored otherwise.
+ * @param rep may be NULL.
+ * @return 0; -EINVAL (NULL vm, unknown mode); -EAGAIN (round limit hit: not all pages zapped).
+ */
+SMMU_API int smmu_zap_all(smmu_vm *vm, enum smmu_zap_mode mode, uint64_t max_rounds,
+			  struct smmu_zap_report *rep);
+
+/**
+ * Fast zap (kvm_mmu_invalidate_zap_all_pages, Linux 3.11): under mmu_lock bump mmu_valid_gen and
+ * request an MMU reload from every vCPU, then zap the obsolete pages from the tail of
+ * active_mmu_pages in batches of config.zap_batch, breaking the lock between batches.
+ * @return 0 or -EINVAL.
+ */
+SMMU_API int smmu_fast_zap(smmu_vm *vm, struct smmu_zap_report *rep);
+
+/** Fast zap's locked step alone: bump the generation and request reloads. @return 0/-EINVAL. */
+SMMU_API int smmu_fast_zap_bump(smmu_vm *vm, struct smmu_zap_report *rep);
+
+/** Fast zap's drain alone (kvm_zap_obsolete_pages). @return 0 or -EINVAL. */
+SMMU_API int smmu_fast_zap_drain(smmu_vm *vm, struct smmu_zap_report *rep);
+
+/**
+ * Flush slot @p id's shadow state with @p strategy (kvm_arch_flush_shadow_memslot), without
+ * deleting it. The slot stays usable; RMAP_ONLY may leave its lpage_info counts behind, which is
+ * the seed thread's bug and the audit reports it.
+ * @return 0; -EINVAL (NULL, unknown strategy); -ENOENT (unknown slot).
+ */
+SMMU_API int smmu_memslot_flush(smmu_vm *vm, int id, enum smmu_flush_strategy strategy,
+				struct smmu_zap_report *rep);
+
+/** Printable names, or "?" when out of range. */
+SMMU_API const char *smmu_zap_mode_name(enum smmu_zap_mode mode);
+SMMU_API const char *smmu_flush_strategy_name(enum smmu_flush_strategy s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

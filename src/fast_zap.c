@@ -1,0 +1,94 @@
+/*
+ * The generation-bump fast zap (kvm_mmu_invalidate_zap_all_pages, Linux 3.11): bump
+ * mmu_valid_gen and ask every vCPU to reload its root, both under mmu_lock, so every page is
+ * obsolete at once and no lookup returns one again; then zap the obsolete pages from the tail of
+ * active_mmu_pages in small batches, breaking the lock between batches. No TLB flush at the
+ * breaks: every vCPU reloads its root (and so flushes) before it runs again; one flush at commit.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+
+#include "mmu.h"
+
+/* kvm_zap_obsolete_pages. Caller holds mmu_lock. */
+void kvm_zap_obsolete_pages(struct smmu_vm *vm, struct smmu_zap_report *rep)
+{
+	uint64_t batch = 0;
+	lockdep_assert_held(&vm->mmu_lock);
+	rep->rounds++;
+restart:
+	for (struct list_node *n = vm->active_mmu_pages.prev, *prev; n != &vm->active_mmu_pages; n = prev) {
+		struct smmu_sp *sp = container_of(n, struct smmu_sp, link);
+		prev = n->prev;
+		/* active_mmu_pages is FIFO: nothing obsolete lies before the first current page. */
+		if (!is_obsolete_sp(vm, sp))
+			break;
+		/* Zapped roots still in use go back to the head; skipping them ends the walk. */
+		if (sp->role.invalid)
+			continue;
+		if (batch >= vm->cfg.zap_batch && vm_cond_resched(vm)) {
+			batch = 0;
+			rep->lock_breaks++;
+			rep->rounds++;
+			goto restart;
+		}
+		int ret = kvm_mmu_prepare_zap_page(vm, sp, &vm->zapped_obsolete_pages);
+		batch += (uint64_t)ret;
+		rep->pages_zapped += (uint64_t)ret;
+		if (ret)
+			goto restart;
+	}
+	/* Flush before freeing: a lockless walker may still use the tables. */
+	kvm_mmu_commit_zap_page(vm, &vm->zapped_obsolete_pages);
+}
+
+/* The locked step: every page obsolete at once, every vCPU asked to reload. */
+void fast_zap_bump_locked(struct smmu_vm *vm)
+{
+	lockdep_assert_held(&vm->mmu_lock);
+	vm->mmu_valid_gen++;
+	vm_event(vm, SMMU_EV_GEN_BUMPED, NULL);
+	/* Under mmu_lock, or a vCPU could drop its root yet miss the TLB flush. */
+	if (!(vm->cfg.skip_flush & SMMU_SKIP_RELOAD_FAST_ZAP))
+		kvm_reload_remote_mmus(vm);
+}
+
+enum fast_zap_part { FZ_BUMP = 1, FZ_DRAIN = 2 };
+
+static int fast_zap(smmu_vm *vm, int parts, struct smmu_zap_report *rep, const char *what)
+{
+	struct smmu_zap_report local = { 0 };
+	if (!vm)
+		return -EINVAL;
+	uint64_t t0 = smmu_now_ns();
+	uint64_t flushes = atomic_load(&vm->remote_flushes);
+	vm_lock(vm, SMMU_SITE_FAST_ZAP);
+	if (parts & FZ_BUMP)
+		fast_zap_bump_locked(vm);
+	if (parts & FZ_DRAIN)
+		kvm_zap_obsolete_pages(vm, &local);
+	vm_unlock(vm);
+	local.completed = true;
+	local.remote_flushes = atomic_load(&vm->remote_flushes) - flushes;
+	local.total_ns = smmu_now_ns() - t0;
+	if (rep)
+		*rep = local;
+	vm_audit_point(vm, what);
+	return 0;
+}
+
+SMMU_API int smmu_fast_zap(smmu_vm *vm, struct smmu_zap_report *rep)
+{
+	return fast_zap(vm, FZ_BUMP | FZ_DRAIN, rep, "fast_zap");
+}
+
+SMMU_API int smmu_fast_zap_bump(smmu_vm *vm, struct smmu_zap_report *rep)
+{
+	return fast_zap(vm, FZ_BUMP, rep, "fast_zap_bump");
+}
+
+SMMU_API int smmu_fast_zap_drain(smmu_vm *vm, struct smmu_zap_report *rep)
+{
+	return fast_zap(vm, FZ_DRAIN, rep, "fast_zap_drain");
+}

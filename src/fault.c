@@ -1,0 +1,361 @@
+/*
+ * The fault path: kvm_mmu_get_page, root allocation, FNAME(fetch) for shadow paging,
+ * __direct_map for direct (TDP-like) mode, mmu_set_spte, and kvm_mmu_pte_write for trapped
+ * guest page-table writes.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "mmu.h"
+
+#define ACC_ALL (SMMU_ACC_WRITE | SMMU_ACC_USER | SMMU_ACC_EXEC)
+
+/* kvm_mmu_get_page: the page of this gfn and role from mmu_page_hash, never an obsolete one
+ * (nor an invalid one: the invalid bit is part of the role), else a new page. */
+struct smmu_sp *kvm_mmu_get_page(struct smmu_vcpu *v, smmu_gfn_t gfn, int level, bool direct,
+				 uint32_t access)
+{
+	struct smmu_vm *vm = v->vm;
+	union sp_role role = { .word = 0 };
+	role.level = (unsigned)level;
+	role.direct = direct;
+	role.access = access;
+	struct smmu_sp *sp;
+	for_each_sp_in_bucket(vm, sp, gfn, node) {
+		if (sp->gfn != gfn || is_obsolete_sp(vm, sp) || sp->role.word != role.word)
+			continue;
+		return sp;
+	}
+	sp = kvm_mmu_alloc_page(vm, &v->caches, direct);
+	sp->gfn = gfn;
+	sp->role = role;
+	sp->mmu_valid_gen = vm->mmu_valid_gen;
+	sp->zap_gen = vm->zap_gen;
+	hlist_add_head(&sp->hash_link, &vm->mmu_page_hash[kvm_page_table_hashfn(vm, gfn)]);
+	if (!direct) {
+		if (rmap_write_protect(vm, gfn))
+			kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_WRPROT);
+		account_shadowed(vm, sp);
+	}
+	vm_event(vm, SMMU_EV_PAGE_CREATED, sp);
+	return sp;
+}
+
+/* mmu_alloc_direct_roots / mmu_alloc_shadow_roots (64-bit: one root). */
+int mmu_alloc_roots(struct smmu_vcpu *v)
+{
+	struct smmu_vm *vm = v->vm;
+	struct smmu_sp *sp;
+	if (vm->cfg.mode == SMMU_MODE_DIRECT) {
+		sp = kvm_mmu_get_page(v, 0, PT64_ROOT_LEVEL, true, ACC_ALL);
+	} else {
+		smmu_gfn_t root_gfn = v->cr3 >> SMMU_PAGE_SHIFT;
+		if (!gfn_to_valid_memslot(&vm->slots, root_gfn)) /* mmu_check_root */
+			return -EFAULT;
+		sp = kvm_mmu_get_page(v, root_gfn, PT64_ROOT_LEVEL, false, ACC_ALL);
+	}
+	sp->root_count++;
+	v->root = sp;
+	v->stat.roots_loaded++;
+	return 0;
+}
+
+void mmu_free_roots_locked(struct smmu_vcpu *v, struct list_node *invalid_list)
+{
+	struct smmu_sp *sp = v->root;
+	if (!sp)
+		return;
+	v->root = NULL;
+	if (--sp->root_count == 0 && sp->role.invalid)
+		kvm_mmu_prepare_zap_page(v->vm, sp, invalid_list);
+}
+
+void mmu_free_roots(struct smmu_vcpu *v)
+{
+	struct list_node invalid_list;
+	list_init(&invalid_list);
+	vm_lock(v->vm, SMMU_SITE_VCPU);
+	mmu_free_roots_locked(v, &invalid_list);
+	kvm_mmu_commit_zap_page(v->vm, &invalid_list);
+	vm_unlock(v->vm);
+}
+
+/* mmu_need_write_protect: a valid indirect page shadows @gfn (no page is ever unsync here). */
+bool mmu_need_write_protect(struct smmu_vm *vm, smmu_gfn_t gfn)
+{
+	struct smmu_sp *sp;
+	for_each_sp_in_bucket(vm, sp, gfn, node)
+		if (sp->gfn == gfn && !sp->role.direct && !sp->role.invalid)
+			return true;
+	return false;
+}
+
+/* mmu_set_spte + set_spte: install the leaf. Returns true when a write had to be refused because
+ * the gfn is a shadowed guest table (the access must be emulated). */
+static bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, bool write_fault,
+			 int level, smmu_gfn_t gfn, struct memslot *slot)
+{
+	struct smmu_vm *vm = v->vm;
+	uint64_t pfn = (uintptr_t)memslot_gfn_to_hva(slot, gfn) >> SMMU_PAGE_SHIFT;
+	uint64_t old = *sptep;
+	bool was_rmapped = false, wrprot = false;
+
+	if (is_shadow_present_pte(old)) {
+		if (level > SMMU_LEVEL_4K && !is_large_pte(old)) {
+			/* A 2M leaf replaces a table: unlink the now unreachable child. */
+			drop_parent_pte(vm, page_header(spte_to_child_spt(old)), sptep);
+			kvm_flush_remote_tlbs(vm, 0);
+		} else if (pfn != spte_to_pfn(old)) {
+			drop_spte(vm, sptep);
+			kvm_flush_remote_tlbs(vm, 0);
+		} else {
+			was_rmapped = true;
+		}
+	}
+
+	uint64_t spte = PT_PRESENT_MASK | PT_ACCESSED_MASK | (pfn << SMMU_PAGE_SHIFT);
+	if (!(pte_access & SMMU_ACC_EXEC))
+		spte |= PT64_NX_MASK;
+	if (pte_access & SMMU_ACC_USER)
+		spte |= PT_USER_MASK;
+	if (level > SMMU_LEVEL_4K)
+		spte |= PT_PAGE_SIZE_MASK;
+	if (slot->flags & SMMU_MEM_READONLY)
+		pte_access &= ~(uint32_t)SMMU_ACC_WRITE; /* !host_writable */
+	if (pte_access & SMMU_ACC_WRITE) {
+		spte |= PT_WRITABLE_MASK;
+		if (mmu_need_write_protect(vm, gfn)) {
+			wrprot = true;
+			spte &= ~PT_WRITABLE_MASK;
+		} else {
+			mark_page_dirty(slot, gfn);
+		}
+	}
+
+	if (was_rmapped) { /* mmu_spte_update */
+		if (is_writable_pte(old) && !is_writable_pte(spte))
+			kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_WRPROT);
+		__atomic_store_n(sptep, spte, __ATOMIC_RELAXED);
+	} else {
+		mmu_spte_set(vm, sptep, spte);
+		rmap_add(vm, &v->caches.desc, sptep, gfn);
+	}
+	vm->stat.faults_fixed++;
+	return wrprot && write_fault;
+}
+
+/* drop_large_spte: a large leaf where a table is needed now. */
+static void drop_large_spte(struct smmu_vm *vm, uint64_t *sptep)
+{
+	if (is_shadow_present_pte(*sptep) && is_large_pte(*sptep)) {
+		drop_spte(vm, sptep);
+		kvm_flush_remote_tlbs(vm, 0);
+	}
+}
+
+/* FNAME(gpte_changed): the guest entry read by the walk is not what memory holds now. */
+static bool gpte_changed(struct smmu_vm *vm, const struct guest_walker *w, int level)
+{
+	smmu_gpa_t a = w->pte_gpa[level - 1];
+	struct memslot *slot = gfn_to_valid_memslot(&vm->slots, a >> SMMU_PAGE_SHIFT);
+	if (!slot)
+		return true;
+	uint64_t now = guest_read_pte((uint8_t *)memslot_gfn_to_hva(slot, a >> SMMU_PAGE_SHIFT) +
+				      (a & (SMMU_PAGE_SIZE - 1)));
+	return now != w->ptes[level - 1];
+}
+
+/* FNAME(fetch): build the shadow path for a walked guest address; leaf at @hlevel. */
+static int fetch(struct smmu_vcpu *v, smmu_gva_t addr, const struct guest_walker *w, bool write_fault,
+		 int hlevel, struct memslot *slot, struct smmu_fault_info *info)
+{
+	struct smmu_vm *vm = v->vm;
+	uint64_t *table = v->root->spt;
+	int level = PT64_ROOT_LEVEL;
+
+	if (gpte_changed(vm, w, PT64_ROOT_LEVEL))
+		return SMMU_FAULT_RETRY;
+	for (; level > w->level; level--) {
+		uint64_t *sptep = &table[PT64_INDEX(addr, level)];
+		struct smmu_sp *child = NULL;
+		drop_large_spte(vm, sptep);
+		if (!is_shadow_present_pte(*sptep))
+			child = kvm_mmu_get_page(v, w->table_gfn[level - 2], level - 1, false, w->pt_access);
+		/* The table just write-protected must still hold what the walk read. */
+		if (gpte_changed(vm, w, level - 1))
+			return SMMU_FAULT_RETRY;
+		if (child)
+			link_shadow_page(vm, &v->caches.desc, sptep, child);
+		table = spte_to_child_spt(*sptep);
+	}
+	/* A guest large page mapped with smaller sptes: direct pages split it. */
+	uint32_t direct_access = w->pte_access;
+	for (; level > hlevel; level--) {
+		uint64_t *sptep = &table[PT64_INDEX(addr, level)];
+		drop_large_spte(vm, sptep);
+		if (is_shadow_present_pte(*sptep)) { /* validate_direct_spte */
+			struct smmu_sp *child = page_header(spte_to_child_spt(*sptep));
+			if (child->role.access != direct_access) {
+				drop_parent_pte(vm, child, sptep);
+				kvm_flush_remote_tlbs(vm, 0);
+			}
+		}
+		if (!is_shadow_present_pte(*sptep)) {
+			smmu_gfn_t direct_gfn = w->gfn & ~(KVM_PAGES_PER_HPAGE(level) - 1);
+			struct smmu_sp *child = kvm_mmu_get_page(v, direct_gfn, level - 1, true, direct_access);
+			link_shadow_page(vm, &v->caches.desc, sptep, child);
+		}
+		table = spte_to_child_spt(*sptep);
+	}
+	smmu_gfn_t gfn = w->gfn & ~(KVM_PAGES_PER_HPAGE(hlevel) - 1);
+	info->emulated_write = mmu_set_spte(v, &table[PT64_INDEX(addr, hlevel)], w->pte_access, write_fault,
+					    hlevel, gfn, slot);
+	info->level = hlevel;
+	return SMMU_FAULT_MAPPED;
+}
+
+/* __direct_map: direct pages all the way; the leaf as large as lpage_info allows. */
+static int direct_map(struct smmu_vcpu *v, smmu_gpa_t gpa, bool write_fault, struct memslot *slot,
+		      struct smmu_fault_info *info)
+{
+	struct smmu_vm *vm = v->vm;
+	smmu_gfn_t gfn = gpa >> SMMU_PAGE_SHIFT;
+	int hlevel = mapping_level(vm, gfn, SMMU_LEVEL_1G);
+	uint64_t *table = v->root->spt;
+	for (int level = PT64_ROOT_LEVEL; level > hlevel; level--) {
+		uint64_t *sptep = &table[PT64_INDEX(gpa, level)];
+		drop_large_spte(vm, sptep);
+		if (!is_shadow_present_pte(*sptep)) {
+			smmu_gfn_t pseudo_gfn = (gpa & ~((1ull << PT64_LEVEL_SHIFT(level)) - 1)) >> SMMU_PAGE_SHIFT;
+			struct smmu_sp *child = kvm_mmu_get_page(v, pseudo_gfn, level - 1, true, ACC_ALL);
+			link_shadow_page(vm, &v->caches.desc, sptep, child);
+		}
+		table = spte_to_child_spt(*sptep);
+	}
+	smmu_gfn_t leaf_gfn = gfn & ~(KVM_PAGES_PER_HPAGE(hlevel) - 1);
+	info->emulated_write = mmu_set_spte(v, &table[PT64_INDEX(gpa, hlevel)], ACC_ALL, write_fault, hlevel,
+					    leaf_gfn, slot);
+	info->level = hlevel;
+	return SMMU_FAULT_MAPPED;
+}
+
+/* kvm_mmu_page_fault → FNAME(page_fault) / tdp_page_fault. */
+SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, struct smmu_fault_info *info)
+{
+	struct smmu_fault_info dummy;
+	if (!info)
+		info = &dummy;
+	memset(info, 0, sizeof(*info));
+	if (!v || (access & ~(uint32_t)ACC_ALL))
+		return -EINVAL;
+	struct smmu_vm *vm = v->vm;
+	bool shadow = vm->cfg.mode == SMMU_MODE_SHADOW;
+	if (shadow ? (!is_canonical(addr) || !v->has_cr3) : addr >= (1ull << SMMU_GPA_BITS))
+		return -EINVAL;
+
+	vcpu_process_requests(v);
+	int r = mmu_topup_memory_caches(vm, &v->caches);
+	if (r)
+		return r;
+	v->stat.faults++;
+
+	pthread_rwlock_rdlock(&vm->srcu);
+	struct guest_walker w;
+	smmu_gfn_t gfn;
+	if (shadow) {
+		r = guest_walk_addr(vm, v->cr3, addr, access, &w);
+		if (r == -ENOENT) {
+			info->outcome = SMMU_FAULT_GUEST_PF;
+			info->pf_reason = (enum smmu_guest_pf_reason)w.fault_reason;
+			info->pf_level = w.level;
+			r = SMMU_FAULT_GUEST_PF;
+			goto out_srcu;
+		}
+		if (r == -EFAULT) {
+			/* A table in a slot being deleted: the guest retries; in no slot: an error. */
+			r = gfn_to_memslot(&vm->slots, w.table_gfn[w.level - 1]) ? SMMU_FAULT_RETRY : -EFAULT;
+			info->outcome = r > 0 ? SMMU_FAULT_RETRY : 0;
+			goto out_srcu;
+		}
+		gfn = w.gfn;
+	} else {
+		gfn = addr >> SMMU_PAGE_SHIFT;
+		memset(&w, 0, sizeof(w));
+	}
+	info->gfn = gfn;
+	struct memslot *slot = gfn_to_memslot(&vm->slots, gfn);
+	if (slot && (slot->flags & KVM_MEMSLOT_INVALID)) {
+		r = info->outcome = SMMU_FAULT_RETRY;
+		goto out_srcu;
+	}
+	if (!slot || ((access & SMMU_ACC_WRITE) && (slot->flags & SMMU_MEM_READONLY))) {
+		r = info->outcome = SMMU_FAULT_MMIO;
+		goto out_srcu;
+	}
+
+	vm_lock(vm, SMMU_SITE_FAULT);
+	vm->stat.faults++;
+	uint64_t created = vm->stat.pages_created;
+	if (v->root && (v->root->role.invalid || is_obsolete_sp(vm, v->root))) {
+		/* is_page_fault_stale: the root was zapped; the reload request is pending. */
+		r = SMMU_FAULT_RETRY;
+	} else {
+		make_mmu_pages_available(vm);
+		r = v->root ? 0 : mmu_alloc_roots(v);
+		if (!r) {
+			if (shadow) {
+				int hlevel = w.level > SMMU_LEVEL_4K ? mapping_level(vm, gfn, w.level) : SMMU_LEVEL_4K;
+				r = fetch(v, addr, &w, access & SMMU_ACC_WRITE, hlevel, slot, info);
+			} else {
+				r = direct_map(v, addr, access & SMMU_ACC_WRITE, slot, info);
+			}
+		}
+	}
+	info->pages_created = (uint32_t)(vm->stat.pages_created - created);
+	vm_unlock(vm);
+	if (r >= 0)
+		info->outcome = (enum smmu_fault_outcome)r;
+out_srcu:
+	pthread_rwlock_unlock(&vm->srcu);
+	vm_audit_point(vm, "fault");
+	return r;
+}
+
+/* detect_write_misaligned: a write that is not one whole 8-byte entry (or a byte of one). */
+static bool detect_write_misaligned(smmu_gpa_t gpa, size_t bytes)
+{
+	unsigned offset = gpa & (SMMU_PAGE_SIZE - 1);
+	if (!(offset & 7) && bytes == 1)
+		return false;
+	return ((offset ^ (offset + bytes - 1)) & ~7u) || bytes < 4;
+}
+
+/* kvm_mmu_pte_write: a guest store hit a gfn that indirect pages shadow. Without a vCPU there is
+ * no cache to prefetch the new entry from, so the affected sptes are zapped, never updated. */
+void kvm_mmu_pte_write(struct smmu_vm *vm, smmu_gpa_t gpa, size_t len)
+{
+	smmu_gfn_t gfn = gpa >> SMMU_PAGE_SHIFT;
+	struct list_node invalid_list;
+	bool zap_page = false, remote_flush = false;
+	list_init(&invalid_list);
+	vm_lock(vm, SMMU_SITE_PTE_WRITE);
+	vm->stat.pte_writes++;
+	struct smmu_sp *sp;
+	for_each_sp_in_bucket(vm, sp, gfn, node) {
+		if (sp->gfn != gfn || sp->role.direct || sp->role.invalid)
+			continue;
+		if (detect_write_misaligned(gpa, len)) {
+			zap_page |= kvm_mmu_prepare_zap_page(vm, sp, &invalid_list) != 0;
+			continue;
+		}
+		uint64_t *spte = &sp->spt[(gpa & (SMMU_PAGE_SIZE - 1)) / 8];
+		if (mmu_page_zap_pte(vm, sp, spte))
+			remote_flush = true; /* need_remote_flush: present → not present */
+	}
+	if (!zap_page && remote_flush)
+		kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_PTE_WRITE);
+	kvm_mmu_commit_zap_page(vm, &invalid_list);
+	vm_unlock(vm);
+}

@@ -1,0 +1,154 @@
+/*
+ * mmu_lock: a spinlock with needbreak and a cond_resched that really hands the lock over.
+ *
+ * pthread spinlocks are not fair: a thread that releases and at once retakes the lock usually
+ * wins against a waiter on another core, so a naive lock break lets nobody in. Here a breaking
+ * thread releases the lock and then waits, without touching it, until the acquisition counter
+ * moves (a waiter got in) or no thread waits any more; only then does it queue again.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "lock.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "smmu_config.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+uint64_t smmu_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void smmu_assert_fail(const char *what, const char *file, int line, const char *func)
+{
+	fprintf(stderr, "libshadowmmu: %s:%d: %s: assertion failed: %s\n", file, line, func, what);
+	abort();
+}
+
+static uintptr_t self_id(void) { return (uintptr_t)pthread_self(); }
+
+int mmu_lock_init(struct mmu_lock *l)
+{
+	memset(l, 0, sizeof(*l));
+	int r = pthread_spin_init(&l->spin, PTHREAD_PROCESS_PRIVATE);
+	if (r)
+		return -r;
+	mmu_lock_stats_reset(l);
+	return 0;
+}
+
+void mmu_lock_destroy(struct mmu_lock *l) { pthread_spin_destroy(&l->spin); }
+
+void mmu_lock_stats_reset(struct mmu_lock *l)
+{
+	for (int i = 0; i < SMMU_SITE_COUNT; i++) {
+		hist_reset(&l->sites[i].wait);
+		hist_reset(&l->sites[i].hold);
+		l->sites[i].breaks = 0;
+		l->sites[i].handoffs = 0;
+	}
+}
+
+/* Spin for the lock as one of the waiters that needbreak() sees; yield now and then, since a
+ * 2-core machine may run more threads than cores. */
+static void spin_slowpath(struct mmu_lock *l)
+{
+	atomic_fetch_add_explicit(&l->waiters, 1, memory_order_relaxed);
+	for (unsigned spins = 0; pthread_spin_trylock(&l->spin) != 0; spins++) {
+		cpu_relax();
+		if ((spins & 255) == 255)
+			sched_yield();
+	}
+	atomic_fetch_sub_explicit(&l->waiters, 1, memory_order_relaxed);
+}
+
+static void on_acquired(struct mmu_lock *l, enum smmu_site site, uint64_t t0, bool contended)
+{
+	/* Only the holder writes the counter: a load and a store are enough. */
+	atomic_store_explicit(&l->acquisitions,
+			      atomic_load_explicit(&l->acquisitions, memory_order_relaxed) + 1,
+			      memory_order_release);
+	atomic_store_explicit(&l->owner, self_id(), memory_order_relaxed);
+	l->site = site;
+#if SMMU_LOCK_STATS
+	uint64_t t1 = contended ? smmu_now_ns() : t0;
+	hist_record(&l->sites[site].wait, t1 - t0);
+	l->t_acquired = t1;
+#else
+	(void)t0;
+	(void)contended;
+#endif
+}
+
+void mmu_lock_acquire(struct mmu_lock *l, enum smmu_site site)
+{
+#if SMMU_LOCK_STATS
+	uint64_t t0 = smmu_now_ns();
+#else
+	uint64_t t0 = 0;
+#endif
+	bool contended = pthread_spin_trylock(&l->spin) != 0;
+	if (contended)
+		spin_slowpath(l);
+	on_acquired(l, site, t0, contended);
+}
+
+static void end_stretch(struct mmu_lock *l)
+{
+#if SMMU_LOCK_STATS
+	hist_record(&l->sites[l->site].hold, smmu_now_ns() - l->t_acquired);
+#else
+	(void)l;
+#endif
+	atomic_store_explicit(&l->owner, 0, memory_order_relaxed);
+}
+
+void mmu_lock_release(struct mmu_lock *l)
+{
+	end_stretch(l);
+	pthread_spin_unlock(&l->spin);
+}
+
+bool mmu_lock_cond_resched(struct mmu_lock *l)
+{
+	if (!mmu_lock_needbreak(l))
+		return false;
+	enum smmu_site site = l->site;
+	unsigned long before = atomic_load_explicit(&l->acquisitions, memory_order_relaxed);
+	l->sites[site].breaks++;
+	end_stretch(l);
+	pthread_spin_unlock(&l->spin);
+
+	/* Hand-off: stay off the lock until a waiter has taken it, or none waits any more. */
+	for (unsigned spins = 0;
+	     atomic_load_explicit(&l->acquisitions, memory_order_acquire) == before &&
+	     atomic_load_explicit(&l->waiters, memory_order_relaxed) != 0;
+	     spins++) {
+		cpu_relax();
+		if ((spins & 255) == 255)
+			sched_yield();
+	}
+	bool handed = atomic_load_explicit(&l->acquisitions, memory_order_acquire) != before;
+	mmu_lock_acquire(l, site);
+	if (handed)
+		l->sites[site].handoffs++;
+	return true;
+}
+
+bool mmu_lock_held(const struct mmu_lock *l)
+{
+	return atomic_load_explicit(&((struct mmu_lock *)l)->owner, memory_order_relaxed) == self_id();
+}

@@ -1,0 +1,63 @@
+/*
+ * mmu_lock: kvm->mmu_lock with spin_needbreak() and cond_resched_lock().
+ *
+ * A pthread spinlock plus a count of waiting threads. needbreak() is true while a thread waits.
+ * cond_resched() hands the lock over: it releases it and does not retake it until a waiter has
+ * taken it (or no thread waits any more), so a break really lets a vCPU in. Every acquisition's
+ * wait and every stretch of holding are recorded per call site when lock statistics are built
+ * in (SMMU_LOCK_STATS). The lock knows nothing of the MMU.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef SMMU_LOCK_H
+#define SMMU_LOCK_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "histogram.h"
+#include "shadowmmu/stats.h"
+
+struct lock_site {
+	struct histogram wait, hold;
+	uint64_t breaks, handoffs;
+};
+
+struct mmu_lock {
+	pthread_spinlock_t spin;
+	atomic_uint waiters;        /* threads spinning for the lock now */
+	atomic_ulong acquisitions;  /* every successful acquisition, for the hand-off */
+	atomic_uintptr_t owner;     /* thread holding it (for lockdep-style assertions), or 0 */
+	/* Protected by the lock itself: */
+	enum smmu_site site;        /* who holds it now */
+	uint64_t t_acquired;        /* when the current stretch began (ns) */
+	struct lock_site sites[SMMU_SITE_COUNT];
+};
+
+int mmu_lock_init(struct mmu_lock *l);
+void mmu_lock_destroy(struct mmu_lock *l);
+void mmu_lock_acquire(struct mmu_lock *l, enum smmu_site site);
+void mmu_lock_release(struct mmu_lock *l);
+/* spin_needbreak(): another thread is waiting for the lock. */
+static inline bool mmu_lock_needbreak(const struct mmu_lock *l)
+{
+	return atomic_load_explicit(&((struct mmu_lock *)l)->waiters, memory_order_relaxed) != 0;
+}
+/* cond_resched_lock(): when needbreak, hand the lock to a waiter and retake it. True if it broke. */
+bool mmu_lock_cond_resched(struct mmu_lock *l);
+/* True when the calling thread holds the lock. */
+bool mmu_lock_held(const struct mmu_lock *l);
+void mmu_lock_stats_reset(struct mmu_lock *l);
+uint64_t smmu_now_ns(void);
+
+#ifndef NDEBUG
+#define lockdep_assert_held(l) \
+	((void)(mmu_lock_held(l) || (smmu_assert_fail("mmu_lock not held", __FILE__, __LINE__, __func__), 0)))
+#else
+#define lockdep_assert_held(l) ((void)0)
+#endif
+void smmu_assert_fail(const char *what, const char *file, int line, const char *func);
+
+#endif

@@ -1,0 +1,190 @@
+/*
+ * Memslots (kvm_memory_slot): the sorted slot array, gfn lookup, and each slot's backing and
+ * per-gfn metadata (rmaps, lpage_info, dirty bitmap).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "mmu.h"
+
+#define GIB (1ull << 30)
+
+/* search_memslots: binary search over slots sorted by base_gfn. */
+struct memslot *gfn_to_memslot(const struct memslots *s, smmu_gfn_t gfn)
+{
+	int lo = 0, hi = s->n - 1;
+	while (lo <= hi) {
+		int mid = lo + (hi - lo) / 2;
+		struct memslot *m = s->sorted[mid];
+		if (gfn < m->base_gfn)
+			hi = mid - 1;
+		else if (gfn - m->base_gfn >= m->npages)
+			lo = mid + 1;
+		else
+			return m;
+	}
+	return NULL;
+}
+
+struct memslot *gfn_to_valid_memslot(const struct memslots *s, smmu_gfn_t gfn)
+{
+	struct memslot *m = gfn_to_memslot(s, gfn);
+	return m && !(m->flags & KVM_MEMSLOT_INVALID) ? m : NULL;
+}
+
+bool memslots_overlap(const struct memslots *s, smmu_gfn_t base, uint64_t npages,
+		      const struct memslot *except)
+{
+	for (int i = 0; i < s->n; i++) {
+		const struct memslot *m = s->sorted[i];
+		if (m == except)
+			continue;
+		if (base < m->base_gfn + m->npages && m->base_gfn < base + npages)
+			return true;
+	}
+	return false;
+}
+
+int memslots_insert(struct memslots *s, struct memslot *slot)
+{
+	if (s->by_id[slot->id])
+		return -EEXIST;
+	if (memslots_overlap(s, slot->base_gfn, slot->npages, NULL))
+		return -EEXIST;
+	int i = s->n;
+	while (i > 0 && s->sorted[i - 1]->base_gfn > slot->base_gfn) {
+		s->sorted[i] = s->sorted[i - 1];
+		i--;
+	}
+	s->sorted[i] = slot;
+	s->n++;
+	s->by_id[slot->id] = slot;
+	s->total_pages += slot->npages;
+	return 0;
+}
+
+void memslots_remove(struct memslots *s, struct memslot *slot)
+{
+	int i = 0;
+	while (i < s->n && s->sorted[i] != slot)
+		i++;
+	if (i == s->n)
+		return;
+	memmove(&s->sorted[i], &s->sorted[i + 1], (size_t)(s->n - i - 1) * sizeof(s->sorted[0]));
+	s->n--;
+	s->by_id[slot->id] = NULL;
+	s->total_pages -= slot->npages;
+}
+
+/* kvm_arch_create_memslot: rmap heads for every level, lpage_info for the large ones. */
+int memslot_alloc_arch(struct memslot *slot, smmu_gfn_t base_gfn)
+{
+	smmu_gfn_t last = base_gfn + slot->npages - 1;
+	memset(slot->rmap, 0, sizeof(slot->rmap));
+	memset(slot->lpage, 0, sizeof(slot->lpage));
+	for (int level = 1; level <= SMMU_NR_PAGE_SIZES; level++) {
+		uint64_t n = gfn_to_index(last, base_gfn, level) + 1;
+		slot->nr_entries[level - 1] = n;
+		slot->rmap[level - 1] = smmu_calloc(n, sizeof(uintptr_t));
+		if (!slot->rmap[level - 1])
+			goto fail;
+		if (level > 1) {
+			slot->lpage[level - 2] = smmu_calloc(n, sizeof(int32_t));
+			if (!slot->lpage[level - 2])
+				goto fail;
+		}
+	}
+	return 0;
+fail:
+	memslot_free_arch(slot);
+	return -ENOMEM;
+}
+
+void memslot_free_arch(struct memslot *slot)
+{
+	for (int level = 1; level <= SMMU_NR_PAGE_SIZES; level++) {
+		smmu_free(slot->rmap[level - 1], slot->nr_entries[level - 1] * sizeof(uintptr_t));
+		slot->rmap[level - 1] = NULL;
+		if (level > 1) {
+			smmu_free(slot->lpage[level - 2], slot->nr_entries[level - 1] * sizeof(int32_t));
+			slot->lpage[level - 2] = NULL;
+		}
+	}
+}
+
+/* The backing: anonymous, lazily allocated, placed so that hva and gpa agree modulo 1 GiB
+ * (so large pages can be backed, as THP or hugetlbfs would back them). */
+static int backing_map(struct memslot *slot)
+{
+	size_t len = (size_t)slot->npages << SMMU_PAGE_SHIFT;
+	size_t map_len = len + 2 * GIB;
+	uint8_t *raw = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (raw == MAP_FAILED)
+		return -ENOMEM;
+	uintptr_t start = ((uintptr_t)raw + GIB - 1) & ~(uintptr_t)(GIB - 1);
+	start += (slot->base_gfn << SMMU_PAGE_SHIFT) & (GIB - 1);
+	/* Trim what lies outside [start, start + len). */
+	if (start > (uintptr_t)raw)
+		munmap(raw, start - (uintptr_t)raw);
+	uintptr_t end = (uintptr_t)raw + map_len;
+	if (end > start + len)
+		munmap((void *)(start + len), end - (start + len));
+	slot->hva = (uint8_t *)start;
+	slot->map_base = (void *)start;
+	slot->map_len = len;
+	return 0;
+}
+
+int memslot_alloc(struct memslot **out, int id, smmu_gfn_t base_gfn, uint64_t npages, uint32_t flags)
+{
+	struct memslot *slot = smmu_calloc(1, sizeof(*slot));
+	if (!slot)
+		return -ENOMEM;
+	slot->id = id;
+	slot->base_gfn = base_gfn;
+	slot->npages = npages;
+	slot->flags = flags;
+	int r = memslot_alloc_arch(slot, base_gfn);
+	if (r)
+		goto fail;
+	if (flags & SMMU_MEM_LOG_DIRTY_PAGES) {
+		slot->dirty_bitmap = smmu_calloc((npages + 63) / 64, sizeof(uint64_t));
+		if (!slot->dirty_bitmap) {
+			r = -ENOMEM;
+			goto fail;
+		}
+	}
+	r = backing_map(slot);
+	if (r)
+		goto fail;
+	lpage_info_init(slot);
+	*out = slot;
+	return 0;
+fail:
+	memslot_free(slot);
+	return r;
+}
+
+void memslot_free(struct memslot *slot)
+{
+	if (!slot)
+		return;
+	memslot_free_arch(slot);
+	smmu_free((void *)slot->dirty_bitmap, 0);
+	if (slot->map_base)
+		munmap(slot->map_base, slot->map_len);
+	smmu_free(slot, sizeof(*slot));
+}
+
+void mark_page_dirty(struct memslot *slot, smmu_gfn_t gfn)
+{
+	_Atomic uint64_t *bm = slot->dirty_bitmap;
+	if (!bm)
+		return;
+	uint64_t rel = gfn - slot->base_gfn;
+	atomic_fetch_or_explicit(&bm[rel / 64], 1ull << (rel % 64), memory_order_relaxed);
+}

@@ -1,0 +1,205 @@
+/*
+ * kvm_arch_flush_shadow_memslot and its relatives: the ways the seed thread weighs to remove one
+ * slot's shadow state, write-protecting a slot for dirty logging, and the MMU notifier's range
+ * invalidation. Each walks rmaps with KVM's lock-break discipline (slot_handle_level_range):
+ * on contention, flush what is pending, then break the lock.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+
+#include "mmu.h"
+
+/* Break on contention, flushing first when sptes were dropped since the last flush. */
+static void rmap_walk_break(struct smmu_vm *vm, bool *flush, uint32_t skip_point, struct smmu_zap_report *rep)
+{
+	if (!mmu_lock_needbreak(&vm->mmu_lock))
+		return;
+	if (*flush)
+		kvm_flush_remote_tlbs(vm, skip_point);
+	*flush = false;
+	if (vm_cond_resched(vm)) {
+		rep->lock_breaks++;
+		rep->rounds++;
+	}
+}
+
+/* kvm_unmap_rmapp over every rmap head of [gfn_start, gfn_end) of @slot, every level. */
+static uint64_t unmap_gfn_range(struct smmu_vm *vm, struct memslot *slot, smmu_gfn_t gfn_start, smmu_gfn_t gfn_end,
+				struct smmu_zap_report *rep)
+{
+	bool flush = false;
+	uint64_t dropped = 0;
+	for (int level = 1; level <= SMMU_NR_PAGE_SIZES; level++) {
+		uint64_t idx = gfn_to_index(gfn_start, slot->base_gfn, level);
+		uint64_t end = gfn_to_index(gfn_end - 1, slot->base_gfn, level);
+		for (; idx <= end; idx++) {
+			uintptr_t *head = &slot->rmap[level - 1][idx];
+			if (*head) {
+				int n = kvm_unmap_rmapp(vm, head);
+				dropped += (uint64_t)n;
+				flush |= n > 0;
+			}
+			rmap_walk_break(vm, &flush, SMMU_SKIP_FLUSH_RMAP_UNMAP, rep);
+		}
+	}
+	if (flush)
+		kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_RMAP_UNMAP);
+	rep->sptes_dropped += dropped;
+	return dropped;
+}
+
+/* Gleb's proposal: every valid indirect page whose gfn is in the slot, found through
+ * mmu_page_hash, gfn by gfn — including those no rmap of the slot reaches (a guest page table
+ * with no leaf mapping inside the slot) — then the slot's rmaps. */
+static void flush_hash_walk(struct smmu_vm *vm, struct memslot *slot, struct smmu_zap_report *rep)
+{
+	struct list_node invalid_list;
+	list_init(&invalid_list);
+	for (smmu_gfn_t gfn = slot->base_gfn; gfn < slot->base_gfn + slot->npages; gfn++) {
+		struct smmu_sp *sp;
+		for_each_sp_in_bucket(vm, sp, gfn, node) {
+			/* Zapped pages stay hashed until commit, so the chain stays walkable. */
+			if (sp->gfn != gfn || sp->role.direct || sp->role.invalid)
+				continue;
+			rep->pages_zapped += (uint64_t)kvm_mmu_prepare_zap_page(vm, sp, &invalid_list);
+		}
+		if (mmu_lock_needbreak(&vm->mmu_lock)) {
+			kvm_mmu_commit_zap_page(vm, &invalid_list);
+			if (vm_cond_resched(vm)) {
+				rep->lock_breaks++;
+				rep->rounds++;
+			}
+		}
+	}
+	kvm_mmu_commit_zap_page(vm, &invalid_list);
+	unmap_gfn_range(vm, slot, slot->base_gfn, slot->base_gfn + slot->npages, rep);
+}
+
+/* Caller holds slots_lock (the slot cannot go away), not mmu_lock. */
+int flush_shadow_memslot(struct smmu_vm *vm, struct memslot *slot, enum smmu_flush_strategy s,
+			 struct smmu_zap_report *rep)
+{
+	uint64_t t0 = smmu_now_ns();
+	uint64_t flushes = atomic_load(&vm->remote_flushes);
+	vm_lock(vm, SMMU_SITE_MEMSLOT_FLUSH);
+	rep->rounds = 0;
+	switch (s) {
+	case SMMU_FLUSH_ZAP_ALL:
+		kvm_mmu_zap_all_locked(vm, rep);
+		break;
+	case SMMU_FLUSH_FAST_ZAP:
+		fast_zap_bump_locked(vm);
+		kvm_zap_obsolete_pages(vm, rep);
+		break;
+	case SMMU_FLUSH_RMAP_ONLY:
+	case SMMU_FLUSH_RMAP_REBUILD:
+		/* The v4 patch: every page obsolete at once, the slot's sptes dropped through its
+		 * rmaps now, obsolete pages left to be reclaimed later. Without the rebuild, the
+		 * shadowed tables of the slot that no rmap reaches keep their lpage_info counts. */
+		fast_zap_bump_locked(vm);
+		if (s == SMMU_FLUSH_RMAP_REBUILD)
+			lpage_forget_obsolete(vm);
+		rep->rounds++;
+		unmap_gfn_range(vm, slot, slot->base_gfn, slot->base_gfn + slot->npages, rep);
+		break;
+	case SMMU_FLUSH_HASH_WALK:
+		rep->rounds++;
+		flush_hash_walk(vm, slot, rep);
+		break;
+	default:
+		vm_unlock(vm);
+		return -EINVAL;
+	}
+	vm_unlock(vm);
+	rep->completed = true;
+	rep->remote_flushes = atomic_load(&vm->remote_flushes) - flushes;
+	rep->total_ns = smmu_now_ns() - t0;
+	return 0;
+}
+
+SMMU_API int smmu_memslot_flush(smmu_vm *vm, int id, enum smmu_flush_strategy strategy, struct smmu_zap_report *rep)
+{
+	struct smmu_zap_report local = { 0 };
+	if (!vm || (unsigned)strategy >= SMMU_FLUSH_STRATEGY_COUNT)
+		return -EINVAL;
+	if (id < 0 || id >= SMMU_MAX_MEMSLOTS)
+		return -ENOENT;
+	pthread_mutex_lock(&vm->slots_lock);
+	struct memslot *slot = vm->slots.by_id[id];
+	int r = slot ? flush_shadow_memslot(vm, slot, strategy, &local) : -ENOENT;
+	pthread_mutex_unlock(&vm->slots_lock);
+	if (rep)
+		*rep = local;
+	vm_audit_point(vm, "memslot_flush");
+	return r;
+}
+
+SMMU_API const char *smmu_flush_strategy_name(enum smmu_flush_strategy s)
+{
+	static const char *const names[] = { "zap_all", "fast_zap", "rmap_only", "rmap_rebuild", "hash_walk" };
+	return (unsigned)s < SMMU_FLUSH_STRATEGY_COUNT ? names[s] : "?";
+}
+
+/* kvm_mmu_slot_remove_write_access, for dirty logging: every 4K spte of the slot read-only, and
+ * every large spte dropped, so that writes fault and get logged at 4K. */
+void kvm_mmu_slot_remove_write_access(struct smmu_vm *vm, struct memslot *slot)
+{
+	struct smmu_zap_report rep = { 0 };
+	bool flush = false;
+	vm_lock(vm, SMMU_SITE_MEMSLOT);
+	for (int level = 1; level <= SMMU_NR_PAGE_SIZES; level++) {
+		for (uint64_t idx = 0; idx < slot->nr_entries[level - 1]; idx++) {
+			uintptr_t *head = &slot->rmap[level - 1][idx];
+			if (*head) {
+				if (level == SMMU_LEVEL_4K)
+					flush |= __rmap_write_protect(vm, head, false);
+				else
+					flush |= kvm_unmap_rmapp(vm, head) > 0;
+			}
+			rmap_walk_break(vm, &flush, SMMU_SKIP_FLUSH_WRPROT, &rep);
+		}
+	}
+	kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_WRPROT);
+	vm_unlock(vm);
+}
+
+/* kvm_mmu_notifier_invalidate_range_start → kvm_unmap_hva_range. */
+SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *start, const void *end)
+{
+	if (!vm || (uintptr_t)start > (uintptr_t)end)
+		return -EINVAL;
+	struct smmu_zap_report rep = { 0 };
+	uint64_t dropped = 0;
+	pthread_rwlock_rdlock(&vm->srcu);
+	vm_lock(vm, SMMU_SITE_MMU_NOTIFIER);
+	for (int i = 0; i < vm->slots.n; i++) {
+		struct memslot *slot = vm->slots.sorted[i];
+		uintptr_t s0 = (uintptr_t)slot->hva, s1 = s0 + (slot->npages << SMMU_PAGE_SHIFT);
+		uintptr_t hs = (uintptr_t)start > s0 ? (uintptr_t)start : s0;
+		uintptr_t he = (uintptr_t)end < s1 ? (uintptr_t)end : s1;
+		if (hs >= he)
+			continue;
+		/* The gfns of every page that intersects [hs, he). */
+		smmu_gfn_t g0 = slot->base_gfn + ((hs - s0) >> SMMU_PAGE_SHIFT);
+		smmu_gfn_t g1 = slot->base_gfn + ((he - s0 + SMMU_PAGE_SIZE - 1) >> SMMU_PAGE_SHIFT);
+		dropped += unmap_gfn_range(vm, slot, g0, g1, &rep);
+	}
+	vm_unlock(vm);
+	pthread_rwlock_unlock(&vm->srcu);
+	vm_audit_point(vm, "mmu_notifier_invalidate_range");
+	return (int64_t)dropped;
+}
+
+/* kvm_mmu_notifier_release → kvm_arch_flush_shadow_all → kvm_mmu_zap_all. */
+SMMU_API int smmu_mmu_notifier_release(smmu_vm *vm)
+{
+	if (!vm)
+		return -EINVAL;
+	struct smmu_zap_report rep = { 0 };
+	vm_lock(vm, SMMU_SITE_MMU_NOTIFIER);
+	kvm_mmu_zap_all_locked(vm, &rep);
+	vm_unlock(vm);
+	vm_audit_point(vm, "mmu_notifier_release");
+	return 0;
+}

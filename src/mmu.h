@@ -1,0 +1,323 @@
+/*
+ * The model's objects: VM, memslot, shadow page, vCPU, and the functions each area offers the
+ * others. Never installed. Layers (DESIGN.md): leaves (memslot, page_hash, lock, alloc) <
+ * per-gfn maps (rmap, lpage, guest walker) < mmu_page < paths (fault, strategy, audit) <
+ * policies (zap, fast_zap, memslot_flush, vcpu) < vm.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef SMMU_MMU_H
+#define SMMU_MMU_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "alloc.h"
+#include "list.h"
+#include "lock.h"
+#include "spte.h"
+#include "shadowmmu/shadowmmu.h"
+
+/* ---- memslots (kvm_memory_slot) ------------------------------------------------------------ */
+
+#define KVM_MEMSLOT_INVALID (1u << 16) /* being deleted or moved: no new mappings */
+
+struct memslot {
+	int id;
+	smmu_gfn_t base_gfn;
+	uint64_t npages;
+	uint32_t flags;             /* SMMU_MEM_* | KVM_MEMSLOT_INVALID */
+	uint8_t *hva;               /* backing, congruent with base_gfn modulo 1 GiB */
+	void *map_base;             /* what to munmap */
+	size_t map_len;
+	uintptr_t *rmap[SMMU_NR_PAGE_SIZES];  /* rmap heads per level, gfn_to_index order */
+	int32_t *lpage[SMMU_NR_PAGE_SIZES - 1]; /* disallow_lpage for levels 2 and 3 */
+	uint64_t nr_entries[SMMU_NR_PAGE_SIZES]; /* entries of rmap[] / lpage[] per level */
+	_Atomic uint64_t *dirty_bitmap; /* with LOG_DIRTY_PAGES */
+};
+
+struct memslots {
+	struct memslot *by_id[SMMU_MAX_MEMSLOTS];
+	struct memslot *sorted[SMMU_MAX_MEMSLOTS]; /* by base_gfn, for binary search */
+	int n;
+	uint64_t total_pages;
+};
+
+/* gfn_to_index: the slot-relative index of @gfn's entry at @level. */
+static inline uint64_t gfn_to_index(smmu_gfn_t gfn, smmu_gfn_t base_gfn, int level)
+{
+	unsigned shift = (unsigned)(level - 1) * PT64_LEVEL_BITS;
+	return (gfn >> shift) - (base_gfn >> shift);
+}
+
+/* memslot.c */
+struct memslot *gfn_to_memslot(const struct memslots *s, smmu_gfn_t gfn); /* any, valid or not */
+struct memslot *gfn_to_valid_memslot(const struct memslots *s, smmu_gfn_t gfn);
+int memslot_alloc(struct memslot **out, int id, smmu_gfn_t base_gfn, uint64_t npages, uint32_t flags);
+int memslot_alloc_arch(struct memslot *slot, smmu_gfn_t base_gfn); /* rmap + lpage_info */
+void memslot_free_arch(struct memslot *slot);
+void memslot_free(struct memslot *slot); /* arch + backing + bitmap */
+int memslots_insert(struct memslots *s, struct memslot *slot); /* -EEXIST on overlap */
+void memslots_remove(struct memslots *s, struct memslot *slot);
+bool memslots_overlap(const struct memslots *s, smmu_gfn_t base, uint64_t npages, const struct memslot *except);
+static inline void *memslot_gfn_to_hva(const struct memslot *slot, smmu_gfn_t gfn)
+{
+	return slot->hva + ((gfn - slot->base_gfn) << SMMU_PAGE_SHIFT);
+}
+static inline bool memslot_contains(const struct memslot *slot, smmu_gfn_t gfn)
+{
+	return gfn >= slot->base_gfn && gfn - slot->base_gfn < slot->npages;
+}
+void mark_page_dirty(struct memslot *slot, smmu_gfn_t gfn);
+
+/* ---- shadow pages (kvm_mmu_page) -------------------------------------------------------------- */
+
+union sp_role {
+	uint32_t word;
+	struct {
+		unsigned level : 4;
+		unsigned direct : 1;
+		unsigned access : 5;  /* enum smmu_access bits */
+		unsigned quadrant : 2;
+		unsigned invalid : 1;
+		unsigned pad : 19;
+	};
+};
+_Static_assert(sizeof(union sp_role) == 4, "role must stay one 32-bit word");
+
+struct smmu_sp {
+	struct list_node link;       /* active_mmu_pages, or an invalid list */
+	struct hlist_node hash_link; /* mmu_page_hash */
+	uint64_t *spt;               /* 512 sptes, 4 KiB aligned, from the table pool */
+	smmu_gfn_t *gfns;            /* indirect: gfn each spte maps; direct: NULL */
+	smmu_gfn_t gfn;
+	union sp_role role;
+	uint32_t root_count;
+	uint64_t mmu_valid_gen;
+	uint64_t zap_gen;            /* vm->zap_gen at creation: the thread's generation-bounded zap */
+	uintptr_t parent_ptes;       /* pte_list of sptes pointing here */
+	uint32_t n_present;          /* present sptes in spt */
+	bool unsync;                 /* never set: the model keeps every indirect page synced */
+};
+
+/* ---- vCPUs (kvm_vcpu + kvm_mmu) -------------------------------------------------------------- */
+
+#define KVM_REQ_TLB_FLUSH (1u << 0)
+#define KVM_REQ_MMU_RELOAD (1u << 1)
+
+#define MMU_CACHE_CAP 40
+struct mmu_cache {
+	int n;
+	void *obj[MMU_CACHE_CAP];
+};
+/* kvm_mmu_memory_cache ×3: headers (each with its table), gfns arrays, pte_list_desc. */
+struct vcpu_caches {
+	struct mmu_cache sp, gfns, desc;
+};
+
+struct tlb_entry {
+	uint64_t vpn;       /* addr >> 12 of the 4 KiB page; ~0 = empty */
+	uint64_t hfn;       /* host frame */
+	uint32_t access;
+	uint32_t age;
+};
+
+struct smmu_vcpu {
+	smmu_vm *vm;
+	int id;
+	_Atomic uint32_t requests;
+	smmu_gpa_t cr3;
+	bool has_cr3;
+	struct smmu_sp *root;       /* root_hpa; protected by mmu_lock */
+	struct vcpu_caches caches;
+	struct tlb_entry *tlb;      /* tlb_sets * tlb_ways */
+	uint32_t tlb_clock;
+	struct smmu_vcpu_counters stat;
+};
+
+/* ---- the VM (struct kvm + kvm_arch) ----------------------------------------------------------- */
+
+struct smmu_vm {
+	struct smmu_vm_config cfg;
+	struct mmu_lock mmu_lock;
+	pthread_mutex_t slots_lock;     /* serializes memslot changes (kvm->slots_lock) */
+	pthread_rwlock_t srcu;          /* readers: faults, guest accesses; writer: slot publish */
+	struct memslots slots;
+	/* Protected by mmu_lock: */
+	struct list_node active_mmu_pages;   /* newest at head */
+	struct list_node zapped_obsolete_pages;
+	struct hlist_head *mmu_page_hash;
+	uint32_t hash_mask;
+	uint64_t mmu_valid_gen;
+	uint64_t zap_gen;
+	uint64_t lpage_reset_gen;       /* pages older than this are not counted in lpage_info */
+	uint64_t n_used_mmu_pages;
+	uint64_t n_max_mmu_pages;
+	bool n_max_set_by_user;
+	_Atomic uint64_t indirect_shadow_pages;
+	struct smmu_vcpu **vcpus;
+	int nr_vcpus, cap_vcpus;
+	struct table_pool tables;
+	smmu_hook_fn hook;
+	void *hook_ctx;
+	bool audit_every_op;
+	bool destroying;
+	struct smmu_vm_counters stat;   /* counters; live fields computed on read */
+	_Atomic uint64_t remote_flushes;
+	_Atomic uint64_t reload_requests;
+	uint64_t unaccount_no_slot;     /* unaccount_shadowed found no slot: KVM would crash */
+};
+
+static inline uint32_t kvm_page_table_hashfn(const struct smmu_vm *vm, smmu_gfn_t gfn)
+{
+	return (uint32_t)(gfn & vm->hash_mask);
+}
+static inline bool is_obsolete_sp(const struct smmu_vm *vm, const struct smmu_sp *sp)
+{
+	return sp->mmu_valid_gen != vm->mmu_valid_gen;
+}
+/* Whether @sp holds a count in lpage_info (account_shadowed ran and no reset forgot it). */
+bool sp_accounted(const struct smmu_vm *vm, const struct smmu_sp *sp);
+
+#define for_each_sp_in_bucket(vm, sp, gfn, node)                                              \
+	for (struct hlist_node *node = (vm)->mmu_page_hash[kvm_page_table_hashfn(vm, gfn)].first; \
+	     node && ((sp) = container_of(node, struct smmu_sp, hash_link), 1); node = node->next)
+
+/* ---- mmu_lock wrappers with hooks (vm.c) --------------------------------------------------- */
+void vm_lock(struct smmu_vm *vm, enum smmu_site site);
+void vm_unlock(struct smmu_vm *vm);
+bool vm_cond_resched(struct smmu_vm *vm);
+void vm_event(struct smmu_vm *vm, enum smmu_event ev, const struct smmu_sp *sp);
+/* Run the audit after an operation when configured to; aborts with the report on a violation. */
+void vm_audit_point(struct smmu_vm *vm, const char *where);
+void vm_recompute_max_pages(struct smmu_vm *vm);
+
+/* ---- rmap.c: pte_list (rmaps and parent_ptes) ------------------------------------------------ */
+#define PTE_LIST_EXT 3
+struct pte_list_desc {
+	uint64_t *sptes[PTE_LIST_EXT];
+	struct pte_list_desc *more;
+};
+struct rmap_iterator {
+	struct pte_list_desc *desc;
+	int pos;
+};
+/* pte_list_add: needs a descriptor from @cache when the list grows past one entry. */
+int pte_list_add(struct smmu_vm *vm, struct mmu_cache *cache, uint64_t *spte, uintptr_t *head);
+void pte_list_remove(struct smmu_vm *vm, uint64_t *spte, uintptr_t *head);
+uint64_t *rmap_get_first(uintptr_t head, struct rmap_iterator *it);
+uint64_t *rmap_get_next(struct rmap_iterator *it);
+size_t pte_list_count(uintptr_t head);
+void pte_list_free_all(struct smmu_vm *vm, uintptr_t *head); /* teardown only */
+uintptr_t *gfn_to_rmap(struct smmu_vm *vm, smmu_gfn_t gfn, int level); /* valid or invalid slot */
+uintptr_t *__gfn_to_rmap(const struct memslot *slot, smmu_gfn_t gfn, int level);
+int rmap_add(struct smmu_vm *vm, struct mmu_cache *cache, uint64_t *spte, smmu_gfn_t gfn);
+void rmap_remove(struct smmu_vm *vm, uint64_t *spte);
+/* drop_spte: clear a leaf spte and its rmap entry. */
+void drop_spte(struct smmu_vm *vm, uint64_t *sptep);
+/* kvm_unmap_rmapp: drop every spte of one rmap head; returns how many. */
+int kvm_unmap_rmapp(struct smmu_vm *vm, uintptr_t *head);
+/* __rmap_write_protect: make every spte of a head read-only; large sptes are dropped when
+ * @pt_protect (as for a shadowed table). Returns true when a TLB flush is needed. */
+bool __rmap_write_protect(struct smmu_vm *vm, uintptr_t *head, bool pt_protect);
+bool rmap_write_protect(struct smmu_vm *vm, smmu_gfn_t gfn);
+
+/* ---- lpage.c: kvm_lpage_info ----------------------------------------------------------------- */
+void lpage_info_init(struct memslot *slot); /* edge bits only */
+int32_t *lpage_info_slot(const struct memslot *slot, smmu_gfn_t gfn, int level);
+void account_shadowed(struct smmu_vm *vm, struct smmu_sp *sp);
+void unaccount_shadowed(struct smmu_vm *vm, struct smmu_sp *sp);
+/* has_wrprotected_page: disallow_lpage of the large page at @level holding @gfn (1 if no slot). */
+int has_wrprotected_page(struct smmu_vm *vm, smmu_gfn_t gfn, int level);
+/* mapping_level: the largest level <= @max_level a leaf for @gfn may have. */
+int mapping_level(struct smmu_vm *vm, smmu_gfn_t gfn, int max_level);
+/* The edge value lpage_info entry @idx of @level starts with (for the audit and the reset). */
+int32_t lpage_edge_value(const struct memslot *slot, int level, uint64_t idx);
+/* kvm_clear_all_lpage_info as the v4 patch used it: see smmu_lpage_forget_obsolete. */
+void lpage_forget_obsolete(struct smmu_vm *vm);
+
+/* ---- guest.c: the guest page-table walker --------------------------------------------------- */
+struct guest_walker {
+	int level;                    /* leaf level */
+	smmu_gfn_t table_gfn[PT64_ROOT_LEVEL]; /* [L-1]: the table walked at level L */
+	uint64_t ptes[PT64_ROOT_LEVEL];        /* [L-1]: the entry read at level L */
+	smmu_gpa_t pte_gpa[PT64_ROOT_LEVEL];   /* [L-1]: where it was read */
+	uint32_t pt_access;           /* access granted by the non-leaf entries */
+	uint32_t pte_access;          /* ... and by the leaf */
+	smmu_gfn_t gfn;               /* 4 KiB frame of the address */
+	int fault_reason;             /* enum smmu_guest_pf_reason, 0 if none */
+};
+/* FNAME(walk_addr): 0, -ENOENT (guest #PF, see fault_reason), -EFAULT (a table in no slot). */
+int guest_walk_addr(const struct smmu_vm *vm, smmu_gpa_t cr3, smmu_gva_t addr, uint32_t access,
+		    struct guest_walker *w);
+/* Guest memory through valid slots; -EFAULT outside them. Caller holds srcu for read. */
+int guest_read_locked(const struct smmu_vm *vm, smmu_gpa_t gpa, void *buf, size_t len);
+uint64_t guest_read_pte(const void *hva); /* atomic 8-byte read */
+static inline bool is_canonical(smmu_gva_t a) { return (uint64_t)((int64_t)(a << 16) >> 16) == a; }
+
+/* ---- mmu_page.c: shadow pages ---------------------------------------------------------------- */
+int mmu_topup_memory_caches(struct smmu_vm *vm, struct vcpu_caches *c);
+void mmu_free_memory_caches(struct smmu_vm *vm, struct vcpu_caches *c);
+struct smmu_sp *kvm_mmu_alloc_page(struct smmu_vm *vm, struct vcpu_caches *c, bool direct);
+void kvm_mmu_free_page(struct smmu_vm *vm, struct smmu_sp *sp);
+void link_shadow_page(struct smmu_vm *vm, struct mmu_cache *desc, uint64_t *sptep, struct smmu_sp *sp);
+void drop_parent_pte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *parent_pte);
+void mmu_spte_set(struct smmu_vm *vm, uint64_t *sptep, uint64_t spte);
+/* mmu_page_zap_pte: drop one spte of @sp (leaf via rmap, or unlink the child). True if present. */
+bool mmu_page_zap_pte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *spte);
+int kvm_mmu_prepare_zap_page(struct smmu_vm *vm, struct smmu_sp *sp, struct list_node *invalid_list);
+void kvm_mmu_commit_zap_page(struct smmu_vm *vm, struct list_node *invalid_list);
+bool prepare_zap_oldest_mmu_page(struct smmu_vm *vm, struct list_node *invalid_list);
+void make_mmu_pages_available(struct smmu_vm *vm);
+smmu_gfn_t kvm_mmu_page_get_gfn(const struct smmu_sp *sp, int index);
+void kvm_flush_remote_tlbs(struct smmu_vm *vm, uint32_t skip_point);
+void kvm_reload_remote_mmus(struct smmu_vm *vm);
+void vcpu_make_request(struct smmu_vcpu *v, uint32_t req);
+
+/* ---- fault.c ------------------------------------------------------------------------------- */
+struct smmu_sp *kvm_mmu_get_page(struct smmu_vcpu *v, smmu_gfn_t gfn, int level, bool direct,
+				 uint32_t access);
+int mmu_alloc_roots(struct smmu_vcpu *v);
+void mmu_free_roots(struct smmu_vcpu *v); /* takes mmu_lock */
+void mmu_free_roots_locked(struct smmu_vcpu *v, struct list_node *invalid_list);
+bool mmu_need_write_protect(struct smmu_vm *vm, smmu_gfn_t gfn);
+/* kvm_mmu_pte_write: a guest store of @len bytes at @gpa landed; zap what depended on it. */
+void kvm_mmu_pte_write(struct smmu_vm *vm, smmu_gpa_t gpa, size_t len);
+
+/* ---- vcpu.c -------------------------------------------------------------------------------- */
+void vcpu_process_requests(struct smmu_vcpu *v);
+void vcpu_tlb_flush(struct smmu_vcpu *v);
+
+/* ---- zap.c / fast_zap.c / memslot_flush.c ---------------------------------------------------- */
+void kvm_mmu_zap_all_locked(struct smmu_vm *vm, struct smmu_zap_report *rep); /* HOLD, caller locks */
+void kvm_zap_obsolete_pages(struct smmu_vm *vm, struct smmu_zap_report *rep);
+int flush_shadow_memslot(struct smmu_vm *vm, struct memslot *slot, enum smmu_flush_strategy s,
+			 struct smmu_zap_report *rep);
+/* kvm_mmu_slot_remove_write_access: write-protect every spte of @slot, with lock break. */
+void kvm_mmu_slot_remove_write_access(struct smmu_vm *vm, struct memslot *slot);
+
+/* ---- audit.c -------------------------------------------------------------------------------- */
+long audit_locked(struct smmu_vm *vm, struct smmu_audit_report *r);
+
+#define SMMU_ASSERT(cond, msg) ((cond) ? (void)0 : smmu_assert_fail(msg, __FILE__, __LINE__, __func__))
+
+/* ---- spte updates that keep n_present and the large-page count right (mmu_page.c) ---------- */
+static inline void mmu_spte_clear(struct smmu_vm *vm, uint64_t *sptep)
+{
+	uint64_t old = *sptep;
+	if (!is_shadow_present_pte(old))
+		return;
+	__atomic_store_n(sptep, 0, __ATOMIC_RELAXED);
+	page_header(sptep)->n_present--;
+	if (is_large_pte(old))
+		vm->stat.lpages--;
+}
+
+/* zap.c / fast_zap.c, for the memslot flush: caller holds mmu_lock. */
+int zap_all_mode_locked(struct smmu_vm *vm, enum smmu_zap_mode mode, uint64_t max_rounds,
+			struct smmu_zap_report *rep);
+void fast_zap_bump_locked(struct smmu_vm *vm);
+
+#endif

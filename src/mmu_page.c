@@ -1,0 +1,263 @@
+/*
+ * Shadow pages (kvm_mmu_page): memory caches, allocation from them, linking into parents,
+ * the two-phase zap (prepare onto an invalid list, commit after the TLB flush), the page limit,
+ * and the requests that zaps send to vCPUs.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "mmu.h"
+
+#define KVM_MIN_FREE_MMU_PAGES 5
+#define KVM_REFILL_PAGES 25
+/* mmu_topup_memory_caches: at least this many of each before a fault takes mmu_lock. */
+#define SP_CACHE_MIN (PT64_ROOT_LEVEL + 1)
+#define DESC_CACHE_MIN 8
+
+static size_t sp_bytes(const struct smmu_sp *sp)
+{
+	return sizeof(*sp) + TABLE_SIZE + (sp->gfns ? SMMU_PT_ENTRIES * sizeof(smmu_gfn_t) : 0);
+}
+
+static int topup_sp(struct smmu_vm *vm, struct mmu_cache *c)
+{
+	if (c->n >= SP_CACHE_MIN)
+		return 0;
+	while (c->n < MMU_CACHE_CAP / 4) {
+		struct smmu_sp *sp = smmu_malloc(sizeof(*sp));
+		if (!sp)
+			return c->n >= SP_CACHE_MIN ? 0 : -ENOMEM;
+		uint64_t *spt = table_alloc(&vm->tables);
+		if (!spt) {
+			smmu_free(sp, sizeof(*sp));
+			return c->n >= SP_CACHE_MIN ? 0 : -ENOMEM;
+		}
+		memset(sp, 0, sizeof(*sp));
+		sp->spt = spt;
+		*table_owner_slot(spt) = sp;
+		c->obj[c->n++] = sp;
+	}
+	return 0;
+}
+
+static int topup_objs(struct mmu_cache *c, int min, int max, size_t size)
+{
+	if (c->n >= min)
+		return 0;
+	while (c->n < max) {
+		void *o = smmu_malloc(size);
+		if (!o)
+			return c->n >= min ? 0 : -ENOMEM;
+		c->obj[c->n++] = o;
+	}
+	return 0;
+}
+
+int mmu_topup_memory_caches(struct smmu_vm *vm, struct vcpu_caches *c)
+{
+	int r = topup_objs(&c->desc, DESC_CACHE_MIN, MMU_CACHE_CAP, sizeof(struct pte_list_desc));
+	if (!r)
+		r = topup_sp(vm, &c->sp);
+	if (!r && vm->cfg.mode == SMMU_MODE_SHADOW)
+		r = topup_objs(&c->gfns, SP_CACHE_MIN, MMU_CACHE_CAP / 4, SMMU_PT_ENTRIES * sizeof(smmu_gfn_t));
+	return r;
+}
+
+void mmu_free_memory_caches(struct smmu_vm *vm, struct vcpu_caches *c)
+{
+	while (c->desc.n)
+		smmu_free(c->desc.obj[--c->desc.n], sizeof(struct pte_list_desc));
+	while (c->gfns.n)
+		smmu_free(c->gfns.obj[--c->gfns.n], SMMU_PT_ENTRIES * sizeof(smmu_gfn_t));
+	while (c->sp.n) {
+		struct smmu_sp *sp = c->sp.obj[--c->sp.n];
+		table_free(&vm->tables, sp->spt);
+		smmu_free(sp, sizeof(*sp));
+	}
+}
+
+/*
+ * kvm_mmu_alloc_page. New pages go to the head of active_mmu_pages and never move (but for a
+ * zapped root still in use): the list is FIFO, which kvm_zap_obsolete_pages relies on when it
+ * stops at the first current page it meets from the tail.
+ */
+struct smmu_sp *kvm_mmu_alloc_page(struct smmu_vm *vm, struct vcpu_caches *c, bool direct)
+{
+	lockdep_assert_held(&vm->mmu_lock);
+	SMMU_ASSERT(c->sp.n > 0, "shadow page cache empty: topup missed");
+	struct smmu_sp *sp = c->sp.obj[--c->sp.n];
+	if (!direct) {
+		SMMU_ASSERT(c->gfns.n > 0, "gfns cache empty: topup missed");
+		sp->gfns = c->gfns.obj[--c->gfns.n];
+	}
+	list_add(&sp->link, &vm->active_mmu_pages);
+	vm->n_used_mmu_pages++;
+	vm->stat.pages_created++;
+	vm->stat.sp_bytes += sp_bytes(sp);
+	return sp;
+}
+
+void kvm_mmu_free_page(struct smmu_vm *vm, struct smmu_sp *sp)
+{
+	SMMU_ASSERT(sp->n_present == 0, "freeing a shadow page with present sptes");
+	if (!hlist_unhashed(&sp->hash_link))
+		hlist_del(&sp->hash_link);
+	list_del(&sp->link);
+	vm->stat.sp_bytes -= sp_bytes(sp);
+	vm->stat.pages_freed++;
+	vm_event(vm, SMMU_EV_PAGE_FREED, sp);
+	table_free(&vm->tables, sp->spt);
+	smmu_free(sp->gfns, SMMU_PT_ENTRIES * sizeof(smmu_gfn_t));
+	smmu_free(sp, sizeof(*sp));
+}
+
+void mmu_spte_set(struct smmu_vm *vm, uint64_t *sptep, uint64_t spte)
+{
+	SMMU_ASSERT(!is_shadow_present_pte(*sptep), "mmu_spte_set over a present spte");
+	__atomic_store_n(sptep, spte, __ATOMIC_RELAXED);
+	page_header(sptep)->n_present++;
+	if (is_large_pte(spte))
+		vm->stat.lpages++;
+}
+
+/* link_shadow_page + mmu_page_add_parent_pte. */
+void link_shadow_page(struct smmu_vm *vm, struct mmu_cache *desc, uint64_t *sptep, struct smmu_sp *sp)
+{
+	uint64_t spte = (uint64_t)(uintptr_t)sp->spt | PT_PRESENT_MASK | PT_WRITABLE_MASK | PT_USER_MASK |
+			PT_ACCESSED_MASK;
+	mmu_spte_set(vm, sptep, spte);
+	pte_list_add(vm, desc, sptep, &sp->parent_ptes);
+}
+
+void drop_parent_pte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *parent_pte)
+{
+	pte_list_remove(vm, parent_pte, &sp->parent_ptes);
+	mmu_spte_clear(vm, parent_pte);
+}
+
+bool mmu_page_zap_pte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *spte)
+{
+	uint64_t pte = *spte;
+	if (!is_shadow_present_pte(pte))
+		return false;
+	if (is_last_spte(pte, sp->role.level))
+		drop_spte(vm, spte);
+	else
+		drop_parent_pte(vm, page_header(spte_to_child_spt(pte)), spte);
+	return true;
+}
+
+/* kvm_mmu_page_unlink_children: every spte of the table; stops once none is left present. */
+static void kvm_mmu_page_unlink_children(struct smmu_vm *vm, struct smmu_sp *sp)
+{
+	for (int i = 0; i < SMMU_PT_ENTRIES && sp->n_present; i++)
+		mmu_page_zap_pte(vm, sp, sp->spt + i);
+}
+
+static void kvm_mmu_unlink_parents(struct smmu_vm *vm, struct smmu_sp *sp)
+{
+	struct rmap_iterator it;
+	uint64_t *sptep;
+	while ((sptep = rmap_get_first(sp->parent_ptes, &it)))
+		drop_parent_pte(vm, sp, sptep);
+}
+
+/* kvm_mmu_prepare_zap_page (3.11): returns the pages that went to @invalid_list. */
+int kvm_mmu_prepare_zap_page(struct smmu_vm *vm, struct smmu_sp *sp, struct list_node *invalid_list)
+{
+	lockdep_assert_held(&vm->mmu_lock);
+	int ret = 0;
+	vm->stat.pages_zapped++;
+	kvm_mmu_page_unlink_children(vm, sp);
+	kvm_mmu_unlink_parents(vm, sp);
+	if (!sp->role.invalid && !sp->role.direct)
+		unaccount_shadowed(vm, sp);
+	if (!sp->root_count) {
+		ret++;
+		list_move(&sp->link, invalid_list);
+		vm->n_used_mmu_pages--;
+	} else {
+		/* A root still in use stays until its last user drops it. */
+		list_move(&sp->link, &vm->active_mmu_pages);
+		if (!sp->role.invalid && !is_obsolete_sp(vm, sp))
+			kvm_reload_remote_mmus(vm);
+	}
+	if (!sp->role.invalid)
+		vm_event(vm, SMMU_EV_PAGE_ZAPPED, sp);
+	sp->role.invalid = 1;
+	return ret;
+}
+
+/* kvm_mmu_commit_zap_page: flush every vCPU's TLB, then free (no walker can see them now). */
+void kvm_mmu_commit_zap_page(struct smmu_vm *vm, struct list_node *invalid_list)
+{
+	lockdep_assert_held(&vm->mmu_lock);
+	if (list_empty(invalid_list))
+		return;
+	kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_COMMIT_ZAP);
+	while (!list_empty(invalid_list)) {
+		struct smmu_sp *sp = container_of(invalid_list->next, struct smmu_sp, link);
+		SMMU_ASSERT(sp->role.invalid && !sp->root_count, "committing a live page");
+		kvm_mmu_free_page(vm, sp);
+	}
+}
+
+bool prepare_zap_oldest_mmu_page(struct smmu_vm *vm, struct list_node *invalid_list)
+{
+	if (list_empty(&vm->active_mmu_pages))
+		return false;
+	struct smmu_sp *sp = container_of(vm->active_mmu_pages.prev, struct smmu_sp, link);
+	if (sp->role.invalid)
+		return false; /* only zapped roots in use are left: nothing to reclaim */
+	kvm_mmu_prepare_zap_page(vm, sp, invalid_list);
+	return true;
+}
+
+static uint64_t kvm_mmu_available_pages(const struct smmu_vm *vm)
+{
+	return vm->n_max_mmu_pages > vm->n_used_mmu_pages ? vm->n_max_mmu_pages - vm->n_used_mmu_pages : 0;
+}
+
+void make_mmu_pages_available(struct smmu_vm *vm)
+{
+	struct list_node invalid_list;
+	if (kvm_mmu_available_pages(vm) >= KVM_MIN_FREE_MMU_PAGES)
+		return;
+	list_init(&invalid_list);
+	while (kvm_mmu_available_pages(vm) < KVM_REFILL_PAGES) {
+		if (!prepare_zap_oldest_mmu_page(vm, &invalid_list))
+			break;
+		vm->stat.pages_recycled++;
+	}
+	kvm_mmu_commit_zap_page(vm, &invalid_list);
+}
+
+smmu_gfn_t kvm_mmu_page_get_gfn(const struct smmu_sp *sp, int index)
+{
+	if (!sp->role.direct)
+		return sp->gfns[index];
+	return sp->gfn + ((uint64_t)index << ((sp->role.level - 1) * PT64_LEVEL_BITS));
+}
+
+void vcpu_make_request(struct smmu_vcpu *v, uint32_t req)
+{
+	atomic_fetch_or_explicit(&v->requests, req, memory_order_release);
+}
+
+void kvm_flush_remote_tlbs(struct smmu_vm *vm, uint32_t skip_point)
+{
+	if (vm->cfg.skip_flush & skip_point)
+		return;
+	atomic_fetch_add_explicit(&vm->remote_flushes, 1, memory_order_relaxed);
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_make_request(vm->vcpus[i], KVM_REQ_TLB_FLUSH);
+}
+
+void kvm_reload_remote_mmus(struct smmu_vm *vm)
+{
+	atomic_fetch_add_explicit(&vm->reload_requests, 1, memory_order_relaxed);
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_make_request(vm->vcpus[i], KVM_REQ_MMU_RELOAD);
+}

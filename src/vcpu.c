@@ -1,0 +1,269 @@
+/*
+ * vCPUs (kvm_vcpu + kvm_mmu): creation, CR3 loads, request processing at entry, the hardware
+ * walk of the shadow root, and memory access through a small software TLB.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "mmu.h"
+
+#define SMMU_MAX_VCPUS 256
+#define TLB_EMPTY (~0ull)
+
+static size_t tlb_entries(const struct smmu_vm *vm) { return (size_t)vm->cfg.tlb_sets * vm->cfg.tlb_ways; }
+
+void vcpu_tlb_flush(struct smmu_vcpu *v)
+{
+	size_t n = tlb_entries(v->vm);
+	for (size_t i = 0; i < n; i++)
+		v->tlb[i].vpn = TLB_EMPTY;
+	v->stat.tlb_flushes++;
+}
+
+SMMU_API int smmu_vcpu_create(smmu_vm *vm, smmu_vcpu **out)
+{
+	if (!vm || !out)
+		return -EINVAL;
+	smmu_vcpu *v = smmu_calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->vm = vm;
+	v->tlb = smmu_calloc(tlb_entries(vm), sizeof(*v->tlb));
+	if (!v->tlb) {
+		smmu_free(v, sizeof(*v));
+		return -ENOMEM;
+	}
+	vcpu_tlb_flush(v);
+	v->stat.tlb_flushes = 0;
+	int r = 0;
+	vm_lock(vm, SMMU_SITE_VCPU);
+	if (vm->nr_vcpus == SMMU_MAX_VCPUS) {
+		r = -ENOSPC;
+	} else {
+		v->id = vm->nr_vcpus;
+		vm->vcpus[vm->nr_vcpus++] = v;
+	}
+	vm_unlock(vm);
+	if (r) {
+		smmu_free(v->tlb, 0);
+		smmu_free(v, sizeof(*v));
+		return r;
+	}
+	*out = v;
+	return 0;
+}
+
+SMMU_API void smmu_vcpu_destroy(smmu_vcpu *v)
+{
+	if (!v)
+		return;
+	struct smmu_vm *vm = v->vm;
+	struct list_node invalid_list;
+	list_init(&invalid_list);
+	vm_lock(vm, SMMU_SITE_VCPU);
+	mmu_free_roots_locked(v, &invalid_list);
+	kvm_mmu_commit_zap_page(vm, &invalid_list);
+	for (int i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i] == v) {
+			vm->vcpus[i] = vm->vcpus[--vm->nr_vcpus];
+			vm->vcpus[i]->id = i;
+			break;
+		}
+	}
+	vm_unlock(vm);
+	mmu_free_memory_caches(vm, &v->caches);
+	smmu_free(v->tlb, 0);
+	smmu_free(v, sizeof(*v));
+}
+
+SMMU_API int smmu_vcpu_id(const smmu_vcpu *v) { return v ? v->id : -EINVAL; }
+
+/* kvm_mmu_new_cr3: drop the root; the next fault builds the new one. */
+SMMU_API int smmu_vcpu_set_cr3(smmu_vcpu *v, smmu_gpa_t cr3)
+{
+	if (!v || (cr3 & (SMMU_PAGE_SIZE - 1)) || cr3 >= (1ull << SMMU_GPA_BITS))
+		return -EINVAL;
+	v->cr3 = cr3;
+	v->has_cr3 = true;
+	if (v->vm->cfg.mode == SMMU_MODE_SHADOW)
+		mmu_free_roots(v);
+	vcpu_tlb_flush(v);
+	return 0;
+}
+
+/* The part of vcpu_enter_guest that handles requests. */
+void vcpu_process_requests(struct smmu_vcpu *v)
+{
+	uint32_t req = atomic_exchange_explicit(&v->requests, 0, memory_order_acquire);
+	if (!req)
+		return;
+	if (req & KVM_REQ_MMU_RELOAD) {
+		mmu_free_roots(v);
+		v->stat.reloads++;
+	}
+	if (req & (KVM_REQ_TLB_FLUSH | KVM_REQ_MMU_RELOAD))
+		vcpu_tlb_flush(v);
+}
+
+SMMU_API int smmu_vcpu_enter(smmu_vcpu *v)
+{
+	if (!v)
+		return -EINVAL;
+	vcpu_process_requests(v);
+	return 0;
+}
+
+/* The hardware walk of the current root. Caller holds mmu_lock. */
+static int shadow_translate(struct smmu_vcpu *v, smmu_gva_t addr, struct smmu_translation *out)
+{
+	if (!v->root)
+		return -EFAULT;
+	uint64_t *table = v->root->spt;
+	uint32_t acc = SMMU_ACC_WRITE | SMMU_ACC_USER | SMMU_ACC_EXEC;
+	for (int level = PT64_ROOT_LEVEL; level >= 1; level--) {
+		uint64_t spte = table[PT64_INDEX(addr, level)];
+		if (!is_shadow_present_pte(spte))
+			return -EFAULT;
+		acc &= spte_access(spte);
+		if (is_last_spte(spte, level)) {
+			uint64_t off = addr & ((1ull << PT64_LEVEL_SHIFT(level)) - 1);
+			out->hva = (void *)(uintptr_t)((spte_to_pfn(spte) << SMMU_PAGE_SHIFT) + off);
+			out->access = acc;
+			out->level = level;
+			out->spte = spte;
+			return 0;
+		}
+		table = spte_to_child_spt(spte);
+	}
+	return -EFAULT;
+}
+
+SMMU_API int smmu_vcpu_translate(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, struct smmu_translation *out)
+{
+	if (!v || !out)
+		return -EINVAL;
+	vm_lock(v->vm, SMMU_SITE_VCPU);
+	int r = shadow_translate(v, addr, out);
+	vm_unlock(v->vm);
+	if (!r && (access & ~out->access))
+		r = -EACCES;
+	return r;
+}
+
+/* ---- memory access through the TLB -------------------------------------------------------- */
+
+static struct tlb_entry *tlb_lookup(struct smmu_vcpu *v, uint64_t vpn)
+{
+	uint32_t ways = v->vm->cfg.tlb_ways;
+	struct tlb_entry *set = &v->tlb[(vpn & (v->vm->cfg.tlb_sets - 1)) * ways];
+	for (uint32_t i = 0; i < ways; i++)
+		if (set[i].vpn == vpn)
+			return &set[i];
+	return NULL;
+}
+
+static void tlb_fill(struct smmu_vcpu *v, uint64_t vpn, uint64_t hfn, uint32_t access)
+{
+	uint32_t ways = v->vm->cfg.tlb_ways;
+	struct tlb_entry *set = &v->tlb[(vpn & (v->vm->cfg.tlb_sets - 1)) * ways], *victim = &set[0];
+	for (uint32_t i = 0; i < ways; i++) {
+		if (set[i].vpn == TLB_EMPTY) {
+			victim = &set[i];
+			break;
+		}
+		if (set[i].age < victim->age)
+			victim = &set[i];
+	}
+	*victim = (struct tlb_entry){ .vpn = vpn, .hfn = hfn, .access = access, .age = ++v->tlb_clock };
+}
+
+#define ACCESS_TRIES 8
+
+/* One access within a 4 KiB page: the host pointer to use, or an emulated write done here. */
+static int access_page(struct smmu_vcpu *v, smmu_gva_t addr, uint32_t access, uint8_t **hva, bool *emulated,
+		       const void *wbuf, size_t len)
+{
+	uint64_t vpn = addr >> SMMU_PAGE_SHIFT;
+	*emulated = false;
+	for (int tries = 0; tries < ACCESS_TRIES; tries++) {
+		vcpu_process_requests(v);
+		struct tlb_entry *e = tlb_lookup(v, vpn);
+		if (e && (access & ~e->access) == 0) {
+			v->stat.tlb_hits++;
+			*hva = (uint8_t *)(uintptr_t)((e->hfn << SMMU_PAGE_SHIFT) | (addr & (SMMU_PAGE_SIZE - 1)));
+			return 0;
+		}
+		v->stat.tlb_misses++;
+		struct smmu_translation t;
+		vm_lock(v->vm, SMMU_SITE_VCPU);
+		int r = shadow_translate(v, addr, &t);
+		vm_unlock(v->vm);
+		if (!r && (access & ~t.access) == 0) {
+			tlb_fill(v, vpn, (uintptr_t)t.hva >> SMMU_PAGE_SHIFT, t.access);
+			*hva = t.hva;
+			return 0;
+		}
+		struct smmu_fault_info fi;
+		r = smmu_vcpu_fault(v, addr, access, &fi);
+		if (r < 0)
+			return r;
+		if (r == SMMU_FAULT_GUEST_PF || r == SMMU_FAULT_MMIO)
+			return -EFAULT;
+		if (r == SMMU_FAULT_MAPPED && fi.emulated_write) {
+			/* x86_emulate_instruction: the store goes through the trapping write path. */
+			*emulated = true;
+			return smmu_guest_write(v->vm, (fi.gfn << SMMU_PAGE_SHIFT) | (addr & (SMMU_PAGE_SIZE - 1)),
+						wbuf, len);
+		}
+	}
+	return -EAGAIN;
+}
+
+static int vcpu_access(struct smmu_vcpu *v, smmu_gva_t addr, uint8_t *rbuf, const uint8_t *wbuf, size_t len)
+{
+	if (!v || (!rbuf && !wbuf && len))
+		return -EINVAL;
+	uint32_t access = wbuf ? SMMU_ACC_WRITE : 0;
+	while (len) {
+		size_t n = SMMU_PAGE_SIZE - (addr & (SMMU_PAGE_SIZE - 1));
+		if (n > len)
+			n = len;
+		uint8_t *hva;
+		bool emulated;
+		int r = access_page(v, addr, access, &hva, &emulated, wbuf, n);
+		if (r)
+			return r;
+		for (size_t i = 0; !emulated && i < n; i++) {
+			if (wbuf)
+				__atomic_store_n(&hva[i], wbuf[i], __ATOMIC_RELAXED);
+			else
+				rbuf[i] = __atomic_load_n(&hva[i], __ATOMIC_RELAXED);
+		}
+		addr += n, len -= n;
+		if (rbuf)
+			rbuf += n;
+		if (wbuf)
+			wbuf += n;
+	}
+	return 0;
+}
+
+SMMU_API int smmu_vcpu_read(smmu_vcpu *v, smmu_gva_t addr, void *buf, size_t len)
+{
+	return vcpu_access(v, addr, buf, NULL, len);
+}
+
+SMMU_API int smmu_vcpu_write(smmu_vcpu *v, smmu_gva_t addr, const void *buf, size_t len)
+{
+	return vcpu_access(v, addr, NULL, buf, len);
+}
+
+SMMU_API int smmu_vcpu_get_counters(const smmu_vcpu *v, struct smmu_vcpu_counters *out)
+{
+	if (!v || !out)
+		return -EINVAL;
+	*out = v->stat;
+	return 0;
+}

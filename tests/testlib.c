@@ -1,0 +1,103 @@
+/*
+ * Helpers shared by the tests.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "testlib.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+smmu_vm *tl_vm_cfg(const struct smmu_vm_config *cfg)
+{
+	smmu_vm *vm = NULL;
+	int r = smmu_vm_create(cfg, &vm);
+	assert_int_equal(r, 0);
+	assert_non_null(vm);
+	return vm;
+}
+
+smmu_vm *tl_vm(enum smmu_mmu_mode mode)
+{
+	struct smmu_vm_config cfg;
+	smmu_vm_config_default(&cfg);
+	cfg.mode = mode;
+	return tl_vm_cfg(&cfg);
+}
+
+void tl_assert_audit_clean_(smmu_vm *vm, const char *file, int line)
+{
+	struct smmu_violation v[16];
+	struct smmu_audit_report r = { .v = v, .cap = 16 };
+	long n = smmu_audit(vm, &r);
+	if (n != 0) {
+		fprintf(stdout, "audit at %s:%d found %ld violations:\n", file, line, n);
+		smmu_audit_print(stdout, &r);
+		_fail(file, line);
+	}
+}
+
+long tl_audit_count(smmu_vm *vm, enum smmu_invariant inv, struct smmu_violation *first)
+{
+	struct smmu_violation v[64];
+	struct smmu_audit_report r = { .v = v, .cap = 64 };
+	long n = smmu_audit(vm, &r);
+	assert_true(n >= 0);
+	if (first) {
+		for (size_t i = 0; i < r.stored; i++) {
+			if (v[i].inv == inv) {
+				*first = v[i];
+				break;
+			}
+		}
+	}
+	return (long)r.per_inv[inv];
+}
+
+long tl_audit_total(smmu_vm *vm)
+{
+	struct smmu_audit_report r = { 0 };
+	long n = smmu_audit(vm, &r);
+	assert_true(n >= 0);
+	return n;
+}
+
+void tl_guest_init(struct tl_guest *g, enum smmu_mmu_mode mode, uint64_t npages, smmu_gfn_t pool_gfn,
+		   uint64_t pool_pages)
+{
+	g->vm = tl_vm(mode);
+	assert_int_equal(smmu_memslot_create(g->vm, 0, 0, npages, 0), 0);
+	g->gas = NULL;
+	if (mode == SMMU_MODE_SHADOW) {
+		assert_int_equal(smmu_gas_create(g->vm, pool_gfn, pool_pages, &g->gas), 0);
+	}
+	assert_int_equal(smmu_vcpu_create(g->vm, &g->vcpu), 0);
+	if (g->gas)
+		assert_int_equal(smmu_vcpu_set_cr3(g->vcpu, smmu_gas_cr3(g->gas)), 0);
+}
+
+void tl_guest_fini(struct tl_guest *g)
+{
+	smmu_vcpu_destroy(g->vcpu);
+	smmu_gas_destroy(g->gas);
+	smmu_vm_destroy(g->vm);
+	g->vm = NULL;
+}
+
+void tl_map_and_fault(struct tl_guest *g, smmu_gva_t base, smmu_gfn_t first_gfn, uint64_t n,
+		      uint32_t access)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		smmu_gva_t addr;
+		if (g->gas) {
+			addr = base + i * SMMU_PAGE_SIZE;
+			assert_int_equal(smmu_gas_map(g->gas, addr, first_gfn + i, SMMU_LEVEL_4K,
+						      SMMU_PROT_WRITE | SMMU_PROT_USER), 0);
+		} else {
+			addr = (first_gfn + i) * SMMU_PAGE_SIZE;
+		}
+		struct smmu_fault_info fi;
+		int r = smmu_vcpu_fault(g->vcpu, addr, access, &fi);
+		assert_int_equal(r, SMMU_FAULT_MAPPED);
+	}
+}
