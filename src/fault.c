@@ -86,6 +86,9 @@ void mmu_free_roots(struct smmu_vcpu *v)
 bool mmu_need_write_protect(struct smmu_vm *vm, smmu_gfn_t gfn)
 {
 	struct smmu_sp *sp;
+	/* As kvm_mmu_pte_write's shortcut: with no indirect page nothing is write-protected. */
+	if (!atomic_load_explicit(&vm->indirect_shadow_pages, memory_order_relaxed))
+		return false;
 	for_each_sp_in_bucket(vm, sp, gfn, node)
 		if (sp->gfn == gfn && !sp->role.direct && !sp->role.invalid)
 			return true;

@@ -150,6 +150,8 @@ struct smmu_vm {
 	struct list_node zapped_obsolete_pages;
 	struct hlist_head *mmu_page_hash;
 	uint32_t hash_mask;
+	unsigned hash_shift;            /* 64 - log2(buckets), for hash_64 */
+	bool hash64;
 	uint64_t mmu_valid_gen;
 	uint64_t zap_gen;
 	uint64_t lpage_reset_gen;       /* pages older than this are not counted in lpage_info */
@@ -170,8 +172,11 @@ struct smmu_vm {
 	uint64_t unaccount_no_slot;     /* unaccount_shadowed found no slot: KVM would crash */
 };
 
+/* kvm_page_table_hashfn: gfn & mask (3.11) or hash_64 (today: multiply by GOLDEN_RATIO_64). */
 static inline uint32_t kvm_page_table_hashfn(const struct smmu_vm *vm, smmu_gfn_t gfn)
 {
+	if (vm->hash64)
+		return vm->hash_shift >= 64 ? 0 : (uint32_t)((gfn * 0x61C8864680B583EBull) >> vm->hash_shift);
 	return (uint32_t)(gfn & vm->hash_mask);
 }
 static inline bool is_obsolete_sp(const struct smmu_vm *vm, const struct smmu_sp *sp)

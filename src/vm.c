@@ -89,7 +89,6 @@ SMMU_API void smmu_vm_config_default(struct smmu_vm_config *cfg)
 	cfg->mode = SMMU_MODE_SHADOW;
 	cfg->profile = SMMU_PROFILE_LINUX_3_11;
 	cfg->flush_strategy = SMMU_FLUSH_FAST_ZAP;
-	cfg->hash_buckets = 1024;
 	cfg->zap_batch = 10;
 	cfg->tlb_sets = 64;
 	cfg->tlb_ways = 4;
@@ -103,8 +102,12 @@ static int config_resolve(const struct smmu_vm_config *in, struct smmu_vm_config
 		*out = *in;
 	else
 		smmu_vm_config_default(out);
+	if (out->hash_fn > SMMU_HASH_HASH64)
+		return -EINVAL;
+	if (!out->hash_fn)
+		out->hash_fn = out->profile == SMMU_PROFILE_LINUX_TODAY ? SMMU_HASH_HASH64 : SMMU_HASH_MASK;
 	if (!out->hash_buckets)
-		out->hash_buckets = 1024;
+		out->hash_buckets = out->profile == SMMU_PROFILE_LINUX_TODAY ? 4096 : 1024;
 	if (!out->zap_batch)
 		out->zap_batch = 10;
 	if (!out->tlb_sets)
@@ -151,6 +154,8 @@ SMMU_API int smmu_vm_create(const struct smmu_vm_config *cfg, smmu_vm **out)
 	pthread_rwlock_init(&vm->srcu, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	vm->hash_mask = c.hash_buckets - 1;
+	vm->hash_shift = 64u - (unsigned)__builtin_ctz(c.hash_buckets);
+	vm->hash64 = c.hash_fn == SMMU_HASH_HASH64;
 	list_init(&vm->active_mmu_pages);
 	list_init(&vm->zapped_obsolete_pages);
 	if (c.max_mmu_pages) {

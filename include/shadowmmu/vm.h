@@ -55,19 +55,28 @@ enum smmu_flush_point {
 	SMMU_SKIP_RELOAD_FAST_ZAP = 1u << 4,   /**< fast zap's reload request (all vCPUs) */
 };
 
+/** kvm_page_table_hashfn: which gfn → bucket function mmu_page_hash uses. */
+enum smmu_hash_fn {
+	SMMU_HASH_PROFILE = 0, /**< the profile's: MASK for 3.11, HASH64 for today */
+	SMMU_HASH_MASK = 1,    /**< gfn & (buckets - 1), Linux 3.11: aligned gfns of direct pages
+				    pile up in few buckets */
+	SMMU_HASH_HASH64 = 2,  /**< hash_64(gfn, log2(buckets)), Linux today */
+};
+
 /** VM settings. Fill with smmu_vm_config_default(), then change what you need. */
 struct smmu_vm_config {
 	enum smmu_mmu_mode mode;
 	enum smmu_profile profile;
 	enum smmu_flush_strategy flush_strategy; /**< used by delete and move */
-	uint32_t hash_buckets;    /**< power of two; 0 = KVM 3.11's 1024 */
+	uint32_t hash_buckets;    /**< power of two; 0 = the profile's: 1024 (3.11), 4096 (today) */
 	uint32_t zap_batch;       /**< fast zap's pages between lock breaks; 0 = BATCH_ZAP_PAGES (10) */
 	uint64_t max_mmu_pages;   /**< page budget; 0 = KVM's: 2% of guest pages, at least 64 */
 	uint32_t tlb_sets;        /**< software TLB sets per vCPU (power of two); 0 = 64 */
 	uint32_t tlb_ways;        /**< ways per set; 0 = 4 */
 	uint32_t skip_flush;      /**< enum smmu_flush_point bits: deliberate bugs; 0 = none */
 	bool audit_every_op;      /**< audit after every MMU operation; abort with the report */
-	uint8_t reserved_bytes[7];
+	uint8_t hash_fn;          /**< enum smmu_hash_fn; 0 = the profile's */
+	uint8_t reserved_bytes[6];
 	uint64_t reserved[6];     /**< zero: room to grow without breaking the ABI */
 };
 
