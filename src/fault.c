@@ -170,9 +170,9 @@ static bool gpte_changed(struct smmu_vm *vm, const struct guest_walker *w, int l
 	return now != w->ptes[level - 1];
 }
 
-/* FNAME(fetch): build the shadow path for a walked guest address; leaf at @hlevel. */
+/* FNAME(fetch): build the shadow path for a walked guest address. */
 static int fetch(struct smmu_vcpu *v, smmu_gva_t addr, const struct guest_walker *w, bool write_fault,
-		 int hlevel, struct memslot *slot, struct smmu_fault_info *info)
+		 struct memslot *slot, struct smmu_fault_info *info)
 {
 	struct smmu_vm *vm = v->vm;
 	uint64_t *table = v->root->spt;
@@ -193,6 +193,9 @@ static int fetch(struct smmu_vcpu *v, smmu_gva_t addr, const struct guest_walker
 			link_shadow_page(vm, &v->caches.desc, sptep, child);
 		table = spte_to_child_spt(*sptep);
 	}
+	/* Only now choose the leaf size (kvm_mmu_hugepage_adjust after the indirect pages, as
+	 * today's KVM does): the tables just shadowed may lie inside the guest's large page. */
+	int hlevel = w->level > SMMU_LEVEL_4K ? mapping_level(vm, w->gfn, w->level) : SMMU_LEVEL_4K;
 	/* A guest large page mapped with smaller sptes: direct pages split it. */
 	uint32_t direct_access = w->pte_access;
 	for (; level > hlevel; level--) {
@@ -309,8 +312,7 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		r = v->root ? 0 : mmu_alloc_roots(v);
 		if (!r) {
 			if (shadow) {
-				int hlevel = w.level > SMMU_LEVEL_4K ? mapping_level(vm, gfn, w.level) : SMMU_LEVEL_4K;
-				r = fetch(v, addr, &w, access & SMMU_ACC_WRITE, hlevel, slot, info);
+				r = fetch(v, addr, &w, access & SMMU_ACC_WRITE, slot, info);
 			} else {
 				r = direct_map(v, addr, access & SMMU_ACC_WRITE, slot, info);
 			}
