@@ -93,6 +93,7 @@ void mmu_lock_stats_reset(struct mmu_lock *l)
 		hist_reset(&l->sites[i].hold);
 		l->sites[i].breaks = 0;
 		l->sites[i].handoffs = 0;
+		l->sites[i].remote_flushes = 0;
 	}
 }
 

@@ -250,7 +250,9 @@ void kvm_flush_remote_tlbs(struct smmu_vm *vm, uint32_t skip_point)
 {
 	if (vm->cfg.skip_flush & skip_point)
 		return;
+	lockdep_assert_held(&vm->mmu_lock);
 	atomic_fetch_add_explicit(&vm->remote_flushes, 1, memory_order_relaxed);
+	vm->mmu_lock.sites[vm->mmu_lock.site].remote_flushes++;
 	for (int i = 0; i < vm->nr_vcpus; i++)
 		vcpu_make_request(vm->vcpus[i], KVM_REQ_TLB_FLUSH);
 }

@@ -25,6 +25,7 @@ SMMU_API int smmu_stats_get(const smmu_vm *vm, enum smmu_site site, struct smmu_
 	hist_summarize(&s->hold, &out->hold);
 	out->breaks = s->breaks;
 	out->handoffs = s->handoffs;
+	out->remote_flushes = s->remote_flushes;
 	return 0;
 }
 

@@ -50,6 +50,7 @@ struct smmu_site_stats {
 	struct smmu_hist_summary hold; /**< one stretch of holding it (a break ends a stretch) */
 	uint64_t breaks;   /**< cond_resched_lock calls that released the lock */
 	uint64_t handoffs; /**< breaks during which a waiting thread took the lock */
+	uint64_t remote_flushes; /**< kvm_flush_remote_tlbs calls made while this site held the lock */
 };
 
 /**
