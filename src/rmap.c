@@ -48,6 +48,7 @@ int pte_list_add(struct smmu_vm *vm, struct mmu_cache *cache, uint64_t *spte, ui
 	if (d->sptes[PTE_LIST_EXT - 1]) {
 		d->more = desc_from_cache(vm, cache);
 		d = d->more;
+		count += PTE_LIST_EXT;
 	}
 	int i = 0;
 	while (d->sptes[i])
