@@ -97,17 +97,22 @@ void mmu_lock_stats_reset(struct mmu_lock *l)
 	}
 }
 
-/* Spin for the lock as one of the waiters that needbreak() sees; yield now and then, since a
- * 2-core machine may run more threads than cores. */
-static void spin_slowpath(struct mmu_lock *l)
+/* Wait for @ticket's turn, then for the spinlock, then admit the next ticket. Yield now and
+ * then: a 2-core machine may run more threads than cores. */
+static void ticket_wait(struct mmu_lock *l, unsigned long ticket)
 {
-	atomic_fetch_add_explicit(&l->waiters, 1, memory_order_relaxed);
-	for (unsigned spins = 0; pthread_spin_trylock(&l->spin) != 0; spins++) {
+	unsigned spins = 0;
+	while (atomic_load_explicit(&l->now_serving, memory_order_acquire) != ticket) {
 		cpu_relax();
-		if ((spins & 255) == 255)
+		if ((++spins & 255) == 0)
 			sched_yield();
 	}
-	atomic_fetch_sub_explicit(&l->waiters, 1, memory_order_relaxed);
+	while (pthread_spin_trylock(&l->spin) != 0) {
+		cpu_relax();
+		if ((++spins & 255) == 0)
+			sched_yield();
+	}
+	atomic_store_explicit(&l->now_serving, ticket + 1, memory_order_release);
 }
 
 static void on_acquired(struct mmu_lock *l, enum smmu_site site, uint64_t t0, bool contended)
@@ -115,7 +120,7 @@ static void on_acquired(struct mmu_lock *l, enum smmu_site site, uint64_t t0, bo
 	/* Only the holder writes the counter: a load and a store are enough. */
 	atomic_store_explicit(&l->acquisitions,
 			      atomic_load_explicit(&l->acquisitions, memory_order_relaxed) + 1,
-			      memory_order_release);
+			      memory_order_relaxed);
 	atomic_store_explicit(&l->owner, self_id(), memory_order_relaxed);
 	l->site = site;
 #if SMMU_LOCK_STATS
@@ -135,9 +140,10 @@ void mmu_lock_acquire(struct mmu_lock *l, enum smmu_site site)
 #else
 	uint64_t t0 = 0;
 #endif
-	bool contended = pthread_spin_trylock(&l->spin) != 0;
+	/* Fast path: nobody queued and the spinlock free. */
+	bool contended = mmu_lock_waiters(l) != 0 || pthread_spin_trylock(&l->spin) != 0;
 	if (contended)
-		spin_slowpath(l);
+		ticket_wait(l, atomic_fetch_add_explicit(&l->next_ticket, 1, memory_order_relaxed));
 	on_acquired(l, site, t0, contended);
 }
 
@@ -162,23 +168,20 @@ bool mmu_lock_cond_resched(struct mmu_lock *l)
 	if (!mmu_lock_needbreak(l))
 		return false;
 	enum smmu_site site = l->site;
-	unsigned long before = atomic_load_explicit(&l->acquisitions, memory_order_relaxed);
+	/* Queue behind the waiters before letting go: each of them goes first. */
+	unsigned long serving = atomic_load_explicit(&l->now_serving, memory_order_relaxed);
+	unsigned long ticket = atomic_fetch_add_explicit(&l->next_ticket, 1, memory_order_relaxed);
 	l->sites[site].breaks++;
 	end_stretch(l);
 	pthread_spin_unlock(&l->spin);
-
-	/* Hand-off: stay off the lock until a waiter has taken it, or none waits any more. */
-	for (unsigned spins = 0;
-	     atomic_load_explicit(&l->acquisitions, memory_order_acquire) == before &&
-	     atomic_load_explicit(&l->waiters, memory_order_relaxed) != 0;
-	     spins++) {
-		cpu_relax();
-		if ((spins & 255) == 255)
-			sched_yield();
-	}
-	bool handed = atomic_load_explicit(&l->acquisitions, memory_order_acquire) != before;
-	mmu_lock_acquire(l, site);
-	if (handed)
+#if SMMU_LOCK_STATS
+	uint64_t t0 = smmu_now_ns();
+#else
+	uint64_t t0 = 0;
+#endif
+	ticket_wait(l, ticket);
+	on_acquired(l, site, t0, true);
+	if (ticket != serving) /* tickets ahead of ours were served while we were out */
 		l->sites[site].handoffs++;
 	return true;
 }

@@ -1,10 +1,14 @@
 /*
  * mmu_lock: kvm->mmu_lock with spin_needbreak() and cond_resched_lock().
  *
- * A pthread spinlock plus a count of waiting threads. needbreak() is true while a thread waits.
- * cond_resched() hands the lock over: it releases it and does not retake it until a waiter has
- * taken it (or no thread waits any more), so a break really lets a vCPU in. Every acquisition's
- * wait and every stretch of holding are recorded per call site when lock statistics are built
+ * A pthread spinlock is the lock word; in front of it, a ticket queue makes waiting FIFO, as the
+ * kernel's own spinlocks are (ticket locks in 3.11, queued locks today) and pthread's are not.
+ * Uncontended, a thread takes the spinlock directly (one load and a trylock); a thread that
+ * finds it taken, or finds others queued, takes a ticket and waits its turn. needbreak() is
+ * true while a ticket is outstanding. cond_resched() takes a ticket behind the waiters before
+ * releasing, so each waiter gets the lock once before the breaker has it back: a break is a
+ * real hand-off, and the breaker is not starved by a thread that retakes the lock in a loop.
+ * Every wait and every stretch of holding is recorded per call site when statistics are built
  * in (SMMU_LOCK_STATS). The lock knows nothing of the MMU.
  *
  * SPDX-License-Identifier: MIT
@@ -28,8 +32,9 @@ struct lock_site {
 
 struct mmu_lock {
 	pthread_spinlock_t spin;
-	atomic_uint waiters;        /* threads spinning for the lock now */
-	atomic_ulong acquisitions;  /* every successful acquisition, for the hand-off */
+	atomic_ulong next_ticket;   /* tickets handed out */
+	atomic_ulong now_serving;   /* tickets whose holder has taken the lock (or may try now) */
+	atomic_ulong acquisitions;  /* every successful acquisition */
 	atomic_uintptr_t owner;     /* thread holding it (for lockdep-style assertions), or 0 */
 	/* Protected by the lock itself: */
 	enum smmu_site site;        /* who holds it now */
@@ -41,11 +46,15 @@ int mmu_lock_init(struct mmu_lock *l);
 void mmu_lock_destroy(struct mmu_lock *l);
 void mmu_lock_acquire(struct mmu_lock *l, enum smmu_site site);
 void mmu_lock_release(struct mmu_lock *l);
-/* spin_needbreak(): another thread is waiting for the lock. */
-static inline bool mmu_lock_needbreak(const struct mmu_lock *l)
+/* Threads queued for the lock now. */
+static inline unsigned long mmu_lock_waiters(const struct mmu_lock *l)
 {
-	return atomic_load_explicit(&((struct mmu_lock *)l)->waiters, memory_order_relaxed) != 0;
+	struct mmu_lock *m = (struct mmu_lock *)l;
+	return atomic_load_explicit(&m->next_ticket, memory_order_relaxed) -
+	       atomic_load_explicit(&m->now_serving, memory_order_relaxed);
 }
+/* spin_needbreak(): another thread is waiting for the lock. */
+static inline bool mmu_lock_needbreak(const struct mmu_lock *l) { return mmu_lock_waiters(l) != 0; }
 /* cond_resched_lock(): when needbreak, hand the lock to a waiter and retake it. True if it broke. */
 bool mmu_lock_cond_resched(struct mmu_lock *l);
 /* True when the calling thread holds the lock. */

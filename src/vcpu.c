@@ -140,9 +140,24 @@ static int shadow_translate(struct smmu_vcpu *v, smmu_gva_t addr, struct smmu_tr
 	return -EFAULT;
 }
 
+/* An address the vCPU can use: canonical with a CR3 in shadow mode, below 2^52 in direct mode;
+ * the whole range [addr, addr + len) so. */
+static bool vcpu_addr_ok(const struct smmu_vcpu *v, smmu_gva_t addr, size_t len, bool need_cr3)
+{
+	smmu_gva_t last = addr + (len ? len - 1 : 0);
+	if (last < addr)
+		return false;
+	if (v->vm->cfg.mode == SMMU_MODE_DIRECT)
+		return last < (1ull << SMMU_GPA_BITS);
+	/* Canonical at both ends and on the same side of the hole. */
+	return (v->has_cr3 || !need_cr3) && is_canonical(addr) && is_canonical(last) &&
+	       (addr >> 63) == (last >> 63);
+}
+
 SMMU_API int smmu_vcpu_translate(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, struct smmu_translation *out)
 {
-	if (!v || !out)
+	if (!v || !out || !vcpu_addr_ok(v, addr, 1, false) ||
+	    (access & ~(uint32_t)(SMMU_ACC_WRITE | SMMU_ACC_USER | SMMU_ACC_EXEC)))
 		return -EINVAL;
 	vm_lock(v->vm, SMMU_SITE_VCPU);
 	int r = shadow_translate(v, addr, out);
@@ -223,7 +238,7 @@ static int access_page(struct smmu_vcpu *v, smmu_gva_t addr, uint32_t access, ui
 
 static int vcpu_access(struct smmu_vcpu *v, smmu_gva_t addr, uint8_t *rbuf, const uint8_t *wbuf, size_t len)
 {
-	if (!v || (!rbuf && !wbuf && len))
+	if (!v || (!rbuf && !wbuf && len) || !vcpu_addr_ok(v, addr, len, true))
 		return -EINVAL;
 	uint32_t access = wbuf ? SMMU_ACC_WRITE : 0;
 	while (len) {

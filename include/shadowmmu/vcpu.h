@@ -89,8 +89,9 @@ struct smmu_translation {
 /**
  * Walk the current shadow root for @p addr without faulting, as the hardware walker would.
  * Takes mmu_lock (site VCPU).
- * @return 0; -EINVAL (NULL); -EFAULT (no present leaf, or no root); -EACCES (present but does not
- *         grant @p access).
+ * @return 0; -EINVAL (NULL, unknown access bits, an address the vCPU cannot use: non-canonical
+ *         in shadow mode, beyond 2^52 in direct mode); -EFAULT (no present leaf, or no root);
+ *         -EACCES (present but does not grant @p access).
  */
 SMMU_API int smmu_vcpu_translate(smmu_vcpu *vcpu, smmu_gva_t addr, uint32_t access,
 				 struct smmu_translation *out);
@@ -99,8 +100,9 @@ SMMU_API int smmu_vcpu_translate(smmu_vcpu *vcpu, smmu_gva_t addr, uint32_t acce
  * Access guest memory as the vCPU would: process requests, look up the vCPU's TLB, else walk
  * the shadow root and fill the TLB, else fault and retry; a write to a write-protected guest
  * page table is emulated through smmu_guest_write. May cross pages.
- * @return 0; -EINVAL; -EFAULT (the guest's tables deny it, or MMIO); -ENOMEM; -EAGAIN (no
- *         progress after repeated faults).
+ * @return 0; -EINVAL (NULL vcpu or buffer, a range the vCPU cannot address: non-canonical or no
+ *         CR3 in shadow mode, beyond 2^52 in direct mode; nothing counted); -EFAULT (the guest's
+ *         tables deny it, or MMIO); -ENOMEM; -EAGAIN (no progress after repeated faults).
  */
 SMMU_API int smmu_vcpu_read(smmu_vcpu *vcpu, smmu_gva_t addr, void *buf, size_t len);
 SMMU_API int smmu_vcpu_write(smmu_vcpu *vcpu, smmu_gva_t addr, const void *buf, size_t len);
