@@ -274,6 +274,13 @@ SMMU_API int smmu_memslot_create(smmu_vm *vm, int id, smmu_gfn_t base_gfn, uint6
 	return r;
 }
 
+/* Take slots_lock and find slot @id: NULL (lock still held) when there is none. */
+static struct memslot *slots_lock_get(struct smmu_vm *vm, int id)
+{
+	pthread_mutex_lock(&vm->slots_lock);
+	return id >= 0 && id < SMMU_MAX_MEMSLOTS ? vm->slots.by_id[id] : NULL;
+}
+
 /* Mark @slot invalid (KVM_MEMSLOT_INVALID), then flush its shadow state. slots_lock held. */
 static void invalidate_and_flush(struct smmu_vm *vm, struct memslot *slot)
 {
@@ -288,10 +295,7 @@ SMMU_API int smmu_memslot_delete(smmu_vm *vm, int id)
 {
 	if (!vm)
 		return -EINVAL;
-	if (id < 0 || id >= SMMU_MAX_MEMSLOTS)
-		return -ENOENT;
-	pthread_mutex_lock(&vm->slots_lock);
-	struct memslot *slot = vm->slots.by_id[id];
+	struct memslot *slot = slots_lock_get(vm, id);
 	if (!slot) {
 		pthread_mutex_unlock(&vm->slots_lock);
 		return -ENOENT;
@@ -312,10 +316,7 @@ SMMU_API int smmu_memslot_move(smmu_vm *vm, int id, smmu_gfn_t new_base_gfn)
 {
 	if (!vm)
 		return -EINVAL;
-	if (id < 0 || id >= SMMU_MAX_MEMSLOTS)
-		return -ENOENT;
-	pthread_mutex_lock(&vm->slots_lock);
-	struct memslot *slot = vm->slots.by_id[id];
+	struct memslot *slot = slots_lock_get(vm, id);
 	int r = 0;
 	if (!slot)
 		r = -ENOENT;
@@ -353,10 +354,7 @@ SMMU_API int smmu_memslot_set_flags(smmu_vm *vm, int id, uint32_t flags)
 {
 	if (!vm || (flags & ~(uint32_t)(SMMU_MEM_LOG_DIRTY_PAGES | SMMU_MEM_READONLY)))
 		return -EINVAL;
-	if (id < 0 || id >= SMMU_MAX_MEMSLOTS)
-		return -ENOENT;
-	pthread_mutex_lock(&vm->slots_lock);
-	struct memslot *slot = vm->slots.by_id[id];
+	struct memslot *slot = slots_lock_get(vm, id);
 	int r = 0;
 	if (!slot)
 		r = -ENOENT;
@@ -413,10 +411,7 @@ SMMU_API int64_t smmu_memslot_get_dirty_log(smmu_vm *vm, int id, uint64_t *bitma
 {
 	if (!vm || !bitmap)
 		return -EINVAL;
-	if (id < 0 || id >= SMMU_MAX_MEMSLOTS)
-		return -ENOENT;
-	pthread_mutex_lock(&vm->slots_lock);
-	struct memslot *slot = vm->slots.by_id[id];
+	struct memslot *slot = slots_lock_get(vm, id);
 	int64_t r = 0;
 	if (!slot)
 		r = -ENOENT;
