@@ -27,11 +27,16 @@ restart:
 		/* Zapped roots still in use go back to the head; skipping them ends the walk. */
 		if (sp->role.invalid)
 			continue;
-		if (batch >= vm->cfg.zap_batch && vm_cond_resched(vm)) {
-			batch = 0;
-			rep->lock_breaks++;
-			rep->rounds++;
-			goto restart;
+		if (batch >= vm->cfg.zap_batch && mmu_lock_needbreak(&vm->mmu_lock)) {
+			/* KVM frees nothing here (no flush at the breaks); the variant does. */
+			if (vm->cfg.zap_commit_per_batch)
+				kvm_mmu_commit_zap_page(vm, &vm->zapped_obsolete_pages);
+			if (vm_cond_resched(vm)) {
+				batch = 0;
+				rep->lock_breaks++;
+				rep->rounds++;
+				goto restart;
+			}
 		}
 		int ret = kvm_mmu_prepare_zap_page(vm, sp, &vm->zapped_obsolete_pages);
 		batch += (uint64_t)ret;

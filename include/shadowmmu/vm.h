@@ -76,7 +76,11 @@ struct smmu_vm_config {
 	uint32_t skip_flush;      /**< enum smmu_flush_point bits: deliberate bugs; 0 = none */
 	bool audit_every_op;      /**< audit after every MMU operation; abort with the report */
 	uint8_t hash_fn;          /**< enum smmu_hash_fn; 0 = the profile's */
-	uint8_t reserved_bytes[6];
+	/** Fast zap's drain commits (flushes TLBs and frees) what it zapped at every lock break,
+	 *  instead of once at the end as KVM does: one flush per batch buys a hold time that no
+	 *  longer grows with the VM. false (KVM's way) by default. */
+	bool zap_commit_per_batch;
+	uint8_t reserved_bytes[5];
 	uint64_t reserved[6];     /**< zero: room to grow without breaking the ABI */
 };
 
