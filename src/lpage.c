@@ -34,17 +34,14 @@ int32_t *lpage_info_slot(const struct memslot *slot, smmu_gfn_t gfn, int level)
 	return &slot->lpage[level - 2][gfn_to_index(gfn, slot->base_gfn, level)];
 }
 
-/* Whether the profile counts this indirect page in lpage_info: 3.11 counts every level; today's
- * KVM only 4K-level pages (larger ones are write-tracked without a count). */
-static bool profile_counts(const struct smmu_vm *vm, const struct smmu_sp *sp)
-{
-	return vm->cfg.profile == SMMU_PROFILE_LINUX_3_11 || sp->role.level == SMMU_LEVEL_4K;
-}
-
+/*
+ * Every indirect page disallows large pages over its gfn, in both profiles: 3.11's
+ * account_shadowed counts every level; today's counts 4K-level pages itself and write-tracks the
+ * others, and adding a write track (__kvm_write_track_add_gfn) disallows the large page too.
+ */
 bool sp_accounted(const struct smmu_vm *vm, const struct smmu_sp *sp)
 {
-	return !sp->role.direct && !sp->role.invalid && profile_counts(vm, sp) &&
-	       sp->mmu_valid_gen >= vm->lpage_reset_gen;
+	return !sp->role.direct && !sp->role.invalid && sp->mmu_valid_gen >= vm->lpage_reset_gen;
 }
 
 static void lpage_add(struct memslot *slot, smmu_gfn_t gfn, int32_t delta)
@@ -58,8 +55,6 @@ void account_shadowed(struct smmu_vm *vm, struct smmu_sp *sp)
 {
 	lockdep_assert_held(&vm->mmu_lock);
 	atomic_fetch_add_explicit(&vm->indirect_shadow_pages, 1, memory_order_relaxed);
-	if (!profile_counts(vm, sp))
-		return;
 	struct memslot *slot = gfn_to_memslot(&vm->slots, sp->gfn);
 	SMMU_ASSERT(slot, "account_shadowed: guest table in no slot");
 	lpage_add(slot, sp->gfn, 1);

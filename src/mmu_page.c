@@ -204,15 +204,18 @@ void kvm_mmu_commit_zap_page(struct smmu_vm *vm, struct list_node *invalid_list)
 	}
 }
 
+/* prepare_zap_oldest_mmu_page: the oldest page that can still be zapped. Zapped roots still in
+ * use are passed over (3.11 zaps them again, which only moves them to the head). */
 bool prepare_zap_oldest_mmu_page(struct smmu_vm *vm, struct list_node *invalid_list)
 {
-	if (list_empty(&vm->active_mmu_pages))
-		return false;
-	struct smmu_sp *sp = container_of(vm->active_mmu_pages.prev, struct smmu_sp, link);
-	if (sp->role.invalid)
-		return false; /* only zapped roots in use are left: nothing to reclaim */
-	kvm_mmu_prepare_zap_page(vm, sp, invalid_list);
-	return true;
+	for (struct list_node *n = vm->active_mmu_pages.prev; n != &vm->active_mmu_pages; n = n->prev) {
+		struct smmu_sp *sp = container_of(n, struct smmu_sp, link);
+		if (sp->role.invalid)
+			continue;
+		kvm_mmu_prepare_zap_page(vm, sp, invalid_list);
+		return true;
+	}
+	return false; /* only zapped roots in use are left: nothing to reclaim */
 }
 
 static uint64_t kvm_mmu_available_pages(const struct smmu_vm *vm)

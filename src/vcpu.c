@@ -196,20 +196,27 @@ static void tlb_fill(struct smmu_vcpu *v, uint64_t vpn, uint64_t hfn, uint32_t a
 
 #define ACCESS_TRIES 8
 
-/* One access within a 4 KiB page: the host pointer to use, or an emulated write done here. */
-static int access_page(struct smmu_vcpu *v, smmu_gva_t addr, uint32_t access, uint8_t **hva, bool *emulated,
-		       const void *wbuf, size_t len)
+static void copy_bytes(uint8_t *hva, uint8_t *rbuf, const uint8_t *wbuf, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (wbuf)
+			__atomic_store_n(&hva[i], wbuf[i], __ATOMIC_RELAXED);
+		else
+			rbuf[i] = __atomic_load_n(&hva[i], __ATOMIC_RELAXED);
+	}
+}
+
+/* Try the access as the hardware would, through the TLB or a walk of the root; true if done. */
+static bool access_hw(struct smmu_vcpu *v, smmu_gva_t addr, uint32_t access, uint8_t *rbuf, const uint8_t *wbuf,
+		      size_t len)
 {
 	uint64_t vpn = addr >> SMMU_PAGE_SHIFT;
-	*emulated = false;
-	for (int tries = 0; tries < ACCESS_TRIES; tries++) {
-		vcpu_process_requests(v);
-		struct tlb_entry *e = tlb_lookup(v, vpn);
-		if (e && (access & ~e->access) == 0) {
-			v->stat.tlb_hits++;
-			*hva = (uint8_t *)(uintptr_t)((e->hfn << SMMU_PAGE_SHIFT) | (addr & (SMMU_PAGE_SIZE - 1)));
-			return 0;
-		}
+	uint8_t *hva = NULL;
+	struct tlb_entry *e = tlb_lookup(v, vpn);
+	if (e && (access & ~e->access) == 0) {
+		v->stat.tlb_hits++;
+		hva = (uint8_t *)(uintptr_t)((e->hfn << SMMU_PAGE_SHIFT) | (addr & (SMMU_PAGE_SIZE - 1)));
+	} else {
 		v->stat.tlb_misses++;
 		struct smmu_translation t;
 		vm_lock(v->vm, SMMU_SITE_VCPU);
@@ -217,21 +224,40 @@ static int access_page(struct smmu_vcpu *v, smmu_gva_t addr, uint32_t access, ui
 		vm_unlock(v->vm);
 		if (!r && (access & ~t.access) == 0) {
 			tlb_fill(v, vpn, (uintptr_t)t.hva >> SMMU_PAGE_SHIFT, t.access);
-			*hva = t.hva;
-			return 0;
+			hva = t.hva;
 		}
+	}
+	if (hva)
+		copy_bytes(hva, rbuf, wbuf, len);
+	return hva != NULL;
+}
+
+/*
+ * One access within a 4 KiB page. The TLB lookup and the copy run inside the srcu read section,
+ * after the requests are processed: a slot being deleted has posted its flushes before it waits
+ * for readers, and its backing is unmapped only after, so a stale entry never reaches unmapped
+ * memory (KVM gets the same from kicking vCPUs out of guest mode).
+ */
+static int access_page(struct smmu_vcpu *v, smmu_gva_t addr, uint32_t access, uint8_t *rbuf, const uint8_t *wbuf,
+		       size_t len)
+{
+	for (int tries = 0; tries < ACCESS_TRIES; tries++) {
+		pthread_rwlock_rdlock(&v->vm->srcu);
+		vcpu_process_requests(v);
+		bool done = access_hw(v, addr, access, rbuf, wbuf, len);
+		pthread_rwlock_unlock(&v->vm->srcu);
+		if (done)
+			return 0;
 		struct smmu_fault_info fi;
-		r = smmu_vcpu_fault(v, addr, access, &fi);
+		int r = smmu_vcpu_fault(v, addr, access, &fi);
 		if (r < 0)
 			return r;
 		if (r == SMMU_FAULT_GUEST_PF || r == SMMU_FAULT_MMIO)
 			return -EFAULT;
-		if (r == SMMU_FAULT_MAPPED && fi.emulated_write) {
+		if (r == SMMU_FAULT_MAPPED && fi.emulated_write)
 			/* x86_emulate_instruction: the store goes through the trapping write path. */
-			*emulated = true;
 			return smmu_guest_write(v->vm, (fi.gfn << SMMU_PAGE_SHIFT) | (addr & (SMMU_PAGE_SIZE - 1)),
 						wbuf, len);
-		}
 	}
 	return -EAGAIN;
 }
@@ -245,17 +271,9 @@ static int vcpu_access(struct smmu_vcpu *v, smmu_gva_t addr, uint8_t *rbuf, cons
 		size_t n = SMMU_PAGE_SIZE - (addr & (SMMU_PAGE_SIZE - 1));
 		if (n > len)
 			n = len;
-		uint8_t *hva;
-		bool emulated;
-		int r = access_page(v, addr, access, &hva, &emulated, wbuf, n);
+		int r = access_page(v, addr, access, rbuf, wbuf, n);
 		if (r)
 			return r;
-		for (size_t i = 0; !emulated && i < n; i++) {
-			if (wbuf)
-				__atomic_store_n(&hva[i], wbuf[i], __ATOMIC_RELAXED);
-			else
-				rbuf[i] = __atomic_load_n(&hva[i], __ATOMIC_RELAXED);
-		}
 		addr += n, len -= n;
 		if (rbuf)
 			rbuf += n;

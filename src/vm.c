@@ -54,6 +54,10 @@ void vm_audit_point(struct smmu_vm *vm, const char *where)
 	long n = smmu_audit(vm, &r);
 	if (n == 0)
 		return;
+	if (n < 0) { /* the audit could not run (no memory): that is not a violation */
+		fprintf(stderr, "libshadowmmu: audit after %s could not run: %ld\n", where, n);
+		return;
+	}
 	fprintf(stderr, "libshadowmmu: audit after %s: %ld violations\n", where, n);
 	smmu_audit_print(stderr, &r);
 	abort();

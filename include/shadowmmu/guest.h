@@ -52,13 +52,15 @@ SMMU_API smmu_gpa_t smmu_gas_cr3(const smmu_gas *gas);
  * intermediate tables as needed (present, writable, user). A leaf already there is replaced.
  * @return 0; -EINVAL (NULL, bad level, gva not canonical or misaligned for the level, gfn
  *         misaligned for the level, unknown prot bits); -EEXIST (a larger leaf covers gva, or a
- *         table sits where a large leaf is asked); -ENOSPC (the pool is used up); -EFAULT.
+ *         table sits where a large leaf is asked); -ENOSPC (the pool is used up); -EFAULT (a
+ *         table the walk needs lies in no slot); -EROFS (a table lies in a read-only slot).
  */
 SMMU_API int smmu_gas_map(smmu_gas *gas, smmu_gva_t gva, smmu_gfn_t gfn, int level, uint32_t prot);
 
 /**
  * Clear the leaf that maps @p gva (any size). Tables are kept.
- * @return 0; -EINVAL (NULL, non-canonical); -ENOENT (nothing mapped there).
+ * @return 0; -EINVAL (NULL, non-canonical); -ENOENT (nothing mapped there); -EFAULT (a table
+ *         the walk needs lies in no slot); -EROFS (the table lies in a read-only slot).
  */
 SMMU_API int smmu_gas_unmap(smmu_gas *gas, smmu_gva_t gva);
 

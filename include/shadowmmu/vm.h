@@ -24,8 +24,11 @@ enum smmu_mmu_mode {
 
 /** Which kernel's rules where they differ. */
 enum smmu_profile {
-	SMMU_PROFILE_LINUX_3_11 = 0, /**< the seed's kernel: every indirect page counts in lpage_info */
-	SMMU_PROFILE_LINUX_TODAY = 1,/**< only 4K-level indirect pages count in lpage_info */
+	SMMU_PROFILE_LINUX_3_11 = 0, /**< the seed's kernel: mmu_page_hash is gfn & 1023 */
+	SMMU_PROFILE_LINUX_TODAY = 1,/**< hash_64 over 4096 buckets. In both, every shadowed guest
+				       *  table disallows large pages over it: today's KVM counts
+				       *  4K-level ones in account_shadowed and write-tracks the
+				       *  others, which disallows the large page as well */
 };
 
 /** kvm_arch_flush_shadow_memslot: what deleting or moving a slot does to the shadow MMU. */
