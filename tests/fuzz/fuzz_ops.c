@@ -1,0 +1,644 @@
+/*
+ * The operation fuzzer: bytes → a sequence of shadow-MMU operations, with smmu_audit() after
+ * every one. Any violation prints the operations so far and the audit report, then abort()s.
+ *
+ * Input: byte 0 configures the VM (mode, profile, flush strategy, zap batch, page budget); then
+ * each operation is an opcode byte followed by its argument bytes (missing bytes read as 0), at
+ * most MAX_OPS operations. Sizes are bounded: at most 4 slots, chosen from a fixed table of
+ * layouts (one of them 1 GiB, for 1 GiB sptes in direct mode), 2 guest address spaces with
+ * 64-frame page-table pools, 3 vCPUs, addresses from a small table.
+ *
+ * Strategies: every zap and flush strategy except SMMU_FLUSH_RMAP_ONLY, which breaks invariants
+ * 4 and 9 on purpose (the seed's bug): including it would make every input that deletes a slot
+ * holding a shadowed table a "crash". It is excluded from memslot flushes and from the VM's
+ * delete/move strategy, so every invariant is checked after every operation.
+ *
+ * A second oracle: a successful vCPU read or write must agree with guest memory at the frame
+ * the guest's own tables map the address to (a stale translation would not).
+ *
+ * Error codes: each call's result is checked against what its header documents; a result
+ * outside that set is counted (fuzz_ops_stats()->undocumented) and, with SMMU_FUZZ_STRICT=1 in
+ * the environment, printed and abort()ed on.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "fuzz_ops.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <shadowmmu/shadowmmu.h>
+
+#define MAX_OPS 200
+#define NSLOTS 4
+#define NGAS 2
+#define NVCPU 3
+#define POOL_PAGES 64ull
+static const smmu_gfn_t pool_gfn[NGAS] = { 64, 192 };
+
+/* Slot placements: (base_gfn, npages). Aligned and misaligned, tiny and large, overlapping. */
+static const struct {
+	smmu_gfn_t base;
+	uint64_t npages;
+} layouts[16] = {
+	{ 0, 2048 },     { 2048, 512 },  { 4099, 100 },   { 8192, 1024 },  { 2560, 16 },    { 16384, 1 },
+	{ 0, 1024 },     { 3072, 1024 }, { 512, 512 },    { 9216, 4096 },  { 4096, 3 },     { 13312, 2048 },
+	{ 262144, 262144 }, { 20000, 7 }, { 6144, 2048 }, { 1536, 1536 },
+};
+
+static const uint64_t gva_bases[8] = {
+	0x0ull, 0x200000ull, 0x40000000ull, 0x7fffffe00000ull, 0x8000000000ull, 0xffff800000000000ull,
+	0x1000ull, 0xc0000000ull,
+};
+
+static const enum smmu_flush_strategy strategies[4] = { SMMU_FLUSH_ZAP_ALL, SMMU_FLUSH_FAST_ZAP,
+							 SMMU_FLUSH_HASH_WALK, SMMU_FLUSH_RMAP_REBUILD };
+
+static struct fuzz_stats stats;
+const struct fuzz_stats *fuzz_ops_stats(void) { return &stats; }
+
+static const char *const op_names[OP_COUNT] = {
+	"slot_create", "slot_delete", "slot_move", "slot_flags", "gas_map", "gas_unmap", "guest_write",
+	"guest_read", "fault", "access", "enter", "set_cr3", "translate", "vcpu_recreate", "zap_all",
+	"fast_zap", "memslot_flush", "notifier", "max_pages", "dirty_log", "flush_strategy", "strategy_api",
+};
+const char *fuzz_op_name(int op) { return op >= 0 && op < OP_COUNT ? op_names[op] : "?"; }
+
+/* ---- input -------------------------------------------------------------------------------- */
+
+struct in {
+	const uint8_t *p;
+	size_t n, i;
+};
+/* Every read is its own statement: the decoding must not depend on evaluation order. */
+static uint8_t u8(struct in *in) { return in->i < in->n ? in->p[in->i++] : 0; }
+static uint16_t u16(struct in *in)
+{
+	uint16_t lo = u8(in);
+	uint16_t hi = u8(in);
+	return (uint16_t)(lo | (hi << 8));
+}
+static uint64_t u64(struct in *in)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)u8(in) << (8 * i);
+	return v;
+}
+
+/* ---- state and trace ------------------------------------------------------------------------ */
+
+struct trace_entry {
+	uint8_t op;
+	int64_t a, b, c, d;
+	int64_t ret;
+};
+
+struct fz {
+	smmu_vm *vm;
+	bool shadow;
+	smmu_gas *gas[NGAS];
+	smmu_vcpu *v[NVCPU];
+	smmu_gpa_t cr3[NVCPU];      /* what each vCPU was last given */
+	struct trace_entry trace[MAX_OPS];
+	int n;
+	bool strict;
+};
+
+/* The operations so far; with @current, the one in progress too (its result not yet known). */
+static void dump_trace(const struct fz *f, bool current)
+{
+	fprintf(stderr, "fuzz_ops: %s mode, operations so far:\n", f->shadow ? "shadow" : "direct");
+	for (int i = 0; i < f->n + (current ? 1 : 0) && i < MAX_OPS; i++) {
+		const struct trace_entry *t = &f->trace[i];
+		fprintf(stderr, "  %3d %-14s %#llx %#llx %#llx %#llx -> ", i, fuzz_op_name(t->op),
+			(unsigned long long)t->a, (unsigned long long)t->b, (unsigned long long)t->c,
+			(unsigned long long)t->d);
+		if (i < f->n)
+			fprintf(stderr, "%lld\n", (long long)t->ret);
+		else
+			fprintf(stderr, "(in progress)\n");
+	}
+}
+
+static void die(const struct fz *f, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void die(const struct fz *f, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "fuzz_ops: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	dump_trace(f, true);
+	abort();
+}
+
+/* A result outside the documented set @ok (terminated by 1, which no call returns as an error). */
+static void expect(struct fz *f, const char *call, long r, int nonneg_ok, ...)
+{
+	if (nonneg_ok ? r >= 0 : r == 0)
+		return;
+	va_list ap;
+	va_start(ap, nonneg_ok);
+	for (int e = va_arg(ap, int); e != 1; e = va_arg(ap, int)) {
+		if (r == e) {
+			va_end(ap);
+			return;
+		}
+	}
+	va_end(ap);
+	stats.undocumented++;
+	if (f->strict)
+		die(f, "%s returned %ld, which its header does not document", call, r);
+}
+#define END 1
+
+static void audit_or_die(struct fz *f, const char *when)
+{
+	struct smmu_violation v[16];
+	struct smmu_audit_report r = { .v = v, .cap = 16 };
+	long n = smmu_audit(f->vm, &r);
+	stats.audits++;
+	if (n == 0 || n == -ENOMEM)
+		return;
+	fprintf(stderr, "fuzz_ops: audit %s: %ld\n", when, n);
+	if (n > 0)
+		smmu_audit_print(stderr, &r);
+	dump_trace(f, false);
+	abort();
+}
+
+/* ---- argument decoding ---------------------------------------------------------------------- */
+
+static smmu_gfn_t pick_gfn(struct in *in)
+{
+	uint8_t k = u8(in);
+	uint16_t off = u16(in);
+	switch (k & 3) {
+	case 0: return pool_gfn[(k >> 2) & 1] + off % POOL_PAGES; /* a page-table frame */
+	case 1: return layouts[(k >> 2) & 15].base + off % 2048;  /* inside (or near) a layout */
+	case 2: return off % 4096;
+	default: return (smmu_gfn_t)off << 9;                      /* 2 MiB aligned, far too */
+	}
+}
+
+static uint64_t span_of(int level) { return 1ull << (12 + 9 * (level - 1)); }
+
+static uint64_t pick_gva(struct in *in, int level)
+{
+	uint8_t k = u8(in);
+	uint8_t idx = u8(in);
+	uint64_t base = gva_bases[k & 7] & ~(span_of(level) - 1);
+	return base + (uint64_t)(idx % 32) * span_of(level);
+}
+
+/* An address to fault or access: a guest virtual address in shadow mode, physical in direct. */
+static uint64_t pick_addr(struct fz *f, struct in *in)
+{
+	if (f->shadow)
+		return pick_gva(in, 1);
+	return pick_gfn(in) << 12;
+}
+
+static int pick_slot(struct in *in) { return u8(in) % NSLOTS; }
+static smmu_vcpu *pick_vcpu(struct fz *f, struct in *in, int *idx)
+{
+	*idx = u8(in) % NVCPU;
+	return f->v[*idx];
+}
+
+/* ---- operations ------------------------------------------------------------------------------ */
+
+/* Where the guest maps @addr for @vi, before an access: the gpa, or ~0 when its tables deny
+ * @write (single-threaded: nothing changes between this walk and the access). */
+static smmu_gpa_t guest_gpa(struct fz *f, int vi, uint64_t addr, bool write)
+{
+	if (!f->shadow)
+		return addr;
+	struct smmu_guest_walk w;
+	if (smmu_guest_walk(f->vm, f->cr3[vi], addr, &w) != 0)
+		return ~0ull;
+	if (write && !(w.access & SMMU_ACC_WRITE))
+		return ~0ull;
+	return (w.gfn << 12) | (addr & 4095);
+}
+
+/* After a successful access: the guest's tables allowed it, and what the vCPU read or wrote is
+ * what guest memory holds at the frame they mapped (a stale translation would differ). */
+static void check_coherent(struct fz *f, int vi, uint64_t addr, smmu_gpa_t gpa, const void *seen, size_t len)
+{
+	if (gpa == ~0ull)
+		die(f, "vCPU %d accessed 0x%llx, which its guest tables do not allow", vi, (unsigned long long)addr);
+	uint8_t mem[8];
+	if (smmu_guest_read(f->vm, gpa, mem, len) != 0)
+		die(f, "vCPU %d accessed 0x%llx (gpa 0x%llx), which lies in no slot", vi, (unsigned long long)addr,
+		    (unsigned long long)gpa);
+	if (memcmp(mem, seen, len) != 0)
+		die(f, "vCPU %d at 0x%llx saw other bytes than guest memory at gpa 0x%llx: stale translation", vi,
+		    (unsigned long long)addr, (unsigned long long)gpa);
+}
+
+static int set_cr3_of(struct fz *f, int vi, smmu_gpa_t cr3)
+{
+	int r = smmu_vcpu_set_cr3(f->v[vi], cr3);
+	if (r == 0)
+		f->cr3[vi] = cr3;
+	return r;
+}
+
+static int vcpu_new(struct fz *f, int vi)
+{
+	int r = smmu_vcpu_create(f->vm, &f->v[vi]);
+	if (r) {
+		f->v[vi] = NULL;
+		return r;
+	}
+	return set_cr3_of(f, vi, f->shadow ? (pool_gfn[vi % NGAS] << 12) : 0);
+}
+
+
+static void run_op(struct fz *f, struct in *in, int op)
+{
+	struct trace_entry *t = &f->trace[f->n];
+	*t = (struct trace_entry){ .op = (uint8_t)op };
+	smmu_vm *vm = f->vm;
+	long r = 0;
+	struct smmu_zap_report rep;
+	switch (op) {
+	case OP_SLOT_CREATE: {
+		int id = pick_slot(in);
+		uint8_t l = u8(in), fl = u8(in);
+		uint32_t flags = (fl & 1 ? SMMU_MEM_LOG_DIRTY_PAGES : 0) | ((fl & 6) == 6 ? SMMU_MEM_READONLY : 0);
+		t->a = id, t->b = (int64_t)layouts[l & 15].base, t->c = (int64_t)layouts[l & 15].npages, t->d = flags;
+		r = smmu_memslot_create(vm, id, layouts[l & 15].base, layouts[l & 15].npages, flags);
+		expect(f, "smmu_memslot_create", r, 0, -EEXIST, -ENOMEM, END);
+		break;
+	}
+	case OP_SLOT_DELETE:
+		t->a = pick_slot(in);
+		r = smmu_memslot_delete(vm, (int)t->a);
+		expect(f, "smmu_memslot_delete", r, 0, -ENOENT, END);
+		break;
+	case OP_SLOT_MOVE: {
+		t->a = pick_slot(in);
+		t->b = (int64_t)layouts[u8(in) & 15].base;
+		r = smmu_memslot_move(vm, (int)t->a, (smmu_gfn_t)t->b);
+		expect(f, "smmu_memslot_move", r, 0, -ENOENT, -EEXIST, -ENOMEM, END);
+		break;
+	}
+	case OP_SLOT_FLAGS: {
+		t->a = pick_slot(in);
+		uint8_t fl = u8(in);
+		t->b = (fl & 1 ? SMMU_MEM_LOG_DIRTY_PAGES : 0) | ((fl & 6) == 6 ? SMMU_MEM_READONLY : 0);
+		r = smmu_memslot_set_flags(vm, (int)t->a, (uint32_t)t->b);
+		expect(f, "smmu_memslot_set_flags", r, 0, -ENOENT, -EINVAL, -ENOMEM, END);
+		break;
+	}
+	case OP_GAS_MAP: {
+		int g = u8(in) % NGAS;
+		uint8_t lv = u8(in);
+		int level = (lv & 7) == 7 ? 3 : (lv & 3) == 3 ? 2 : 1;
+		uint64_t gva = pick_gva(in, level);
+		smmu_gfn_t gfn = pick_gfn(in) & ~((span_of(level) >> 12) - 1);
+		uint32_t prot = u8(in) & 7;
+		t->a = g, t->b = (int64_t)gva, t->c = (int64_t)gfn, t->d = level | (prot << 4);
+		if (!f->gas[g])
+			break;
+		r = smmu_gas_map(f->gas[g], gva, gfn, level, prot);
+		expect(f, "smmu_gas_map", r, 0, -EINVAL, -EEXIST, -ENOSPC, -EFAULT, END);
+		break;
+	}
+	case OP_GAS_UNMAP: {
+		int g = u8(in) % NGAS;
+		int level = 1 + u8(in) % 3;
+		uint64_t gva = pick_gva(in, level);
+		t->a = g, t->b = (int64_t)gva;
+		if (!f->gas[g])
+			break;
+		r = smmu_gas_unmap(f->gas[g], gva);
+		expect(f, "smmu_gas_unmap", r, 0, -EINVAL, -ENOENT, END);
+		break;
+	}
+	case OP_GUEST_WRITE: {
+		static const size_t lens[8] = { 8, 8, 8, 4, 1, 2, 3, 16 };
+		smmu_gfn_t gfn = pick_gfn(in);
+		uint16_t off = u16(in);
+		size_t len = lens[u8(in) & 7];
+		uint8_t buf[16];
+		uint64_t v0 = u64(in);
+		for (size_t i = 0; i < sizeof(buf); i++)
+			buf[i] = (uint8_t)(v0 >> (8 * (i & 7)));
+		/* Mostly whole, aligned entries; sometimes anywhere in the page. */
+		smmu_gpa_t gpa = (gfn << 12) + ((off & 0x8000) ? (off & 4095) : (off & 511) * 8);
+		t->a = (int64_t)gpa, t->b = (int64_t)len, t->c = (int64_t)v0;
+		r = smmu_guest_write(vm, gpa, buf, len);
+		expect(f, "smmu_guest_write", r, 0, -EFAULT, -EROFS, END);
+		break;
+	}
+	case OP_GUEST_READ: {
+		smmu_gpa_t gpa = (pick_gfn(in) << 12) + (u16(in) & 4095);
+		uint8_t buf[16];
+		t->a = (int64_t)gpa;
+		r = smmu_guest_read(vm, gpa, buf, sizeof(buf));
+		expect(f, "smmu_guest_read", r, 0, -EFAULT, END);
+		break;
+	}
+	case OP_FAULT: {
+		int vi;
+		smmu_vcpu *v = pick_vcpu(f, in, &vi);
+		uint64_t addr = pick_addr(f, in);
+		addr |= u8(in) & 0xf8;
+		uint8_t acc = u8(in);
+		uint32_t access = (acc & 1 ? SMMU_ACC_WRITE : 0) | (acc & 2 ? SMMU_ACC_USER : 0) |
+				  ((acc & 12) == 12 ? SMMU_ACC_EXEC : 0);
+		t->a = vi, t->b = (int64_t)addr, t->c = access;
+		if (!v)
+			break;
+		struct smmu_fault_info fi;
+		r = smmu_vcpu_fault(v, addr, access, &fi);
+		expect(f, "smmu_vcpu_fault", r, 1, -EFAULT, -ENOMEM, END);
+		if (r >= 0 && r != (long)fi.outcome)
+			die(f, "smmu_vcpu_fault returned %ld but info.outcome is %d", r, (int)fi.outcome);
+		break;
+	}
+	case OP_ACCESS: {
+		int vi;
+		smmu_vcpu *v = pick_vcpu(f, in, &vi);
+		uint8_t k = u8(in);
+		size_t len = (size_t)1 << (k & 3);
+		uint64_t addr = pick_addr(f, in);
+		addr += (u16(in) & 4095) & ~(len - 1);
+		uint64_t val = u64(in), seen = 0;
+		bool write = k & 4;
+		t->a = vi, t->b = (int64_t)addr, t->c = (int64_t)(len | (write ? 0x100 : 0)), t->d = (int64_t)val;
+		if (!v)
+			break;
+		smmu_gpa_t gpa = guest_gpa(f, vi, addr, write);
+		r = write ? smmu_vcpu_write(v, addr, &val, len) : smmu_vcpu_read(v, addr, &seen, len);
+		expect(f, write ? "smmu_vcpu_write" : "smmu_vcpu_read", r, 0, -EFAULT, -EAGAIN, -ENOMEM, END);
+		if (r == 0)
+			check_coherent(f, vi, addr, gpa, write ? (const void *)&val : (const void *)&seen, len);
+		break;
+	}
+	case OP_ENTER: {
+		int vi;
+		smmu_vcpu *v = pick_vcpu(f, in, &vi);
+		t->a = vi;
+		if (v) {
+			r = smmu_vcpu_enter(v);
+			expect(f, "smmu_vcpu_enter", r, 0, END);
+		}
+		break;
+	}
+	case OP_SET_CR3: {
+		int vi;
+		smmu_vcpu *v = pick_vcpu(f, in, &vi);
+		uint8_t k = u8(in);
+		smmu_gfn_t gfn = (k & 1) ? pick_gfn(in) : pool_gfn[(k >> 1) & 1];
+		t->a = vi, t->b = (int64_t)(gfn << 12);
+		if (v) {
+			r = set_cr3_of(f, vi, gfn << 12);
+			expect(f, "smmu_vcpu_set_cr3", r, 0, END);
+		}
+		break;
+	}
+	case OP_TRANSLATE: {
+		int vi;
+		smmu_vcpu *v = pick_vcpu(f, in, &vi);
+		uint64_t addr = pick_addr(f, in);
+		uint32_t access = u8(in) & (SMMU_ACC_WRITE | SMMU_ACC_USER);
+		t->a = vi, t->b = (int64_t)addr, t->c = access;
+		if (v) {
+			struct smmu_translation tr;
+			r = smmu_vcpu_translate(v, addr, access, &tr);
+			expect(f, "smmu_vcpu_translate", r, 0, -EFAULT, -EACCES, END);
+		}
+		break;
+	}
+	case OP_VCPU_RECREATE: {
+		int vi = u8(in) % NVCPU;
+		t->a = vi;
+		smmu_vcpu_destroy(f->v[vi]);
+		f->v[vi] = NULL;
+		r = vcpu_new(f, vi);
+		expect(f, "smmu_vcpu_create", r, 0, -ENOMEM, END);
+		break;
+	}
+	case OP_ZAP_ALL: {
+		uint8_t k = u8(in);
+		enum smmu_zap_mode mode = (enum smmu_zap_mode)(k % 3);
+		t->a = mode, t->b = k >> 2;
+		r = smmu_zap_all(vm, mode, (uint64_t)(k >> 2), &rep);
+		expect(f, "smmu_zap_all", r, 0, -EAGAIN, END);
+		if (r == 0 && !rep.completed)
+			die(f, "smmu_zap_all returned 0 with report.completed = false");
+		break;
+	}
+	case OP_FAST_ZAP: {
+		uint8_t k = u8(in) % 3;
+		t->a = k;
+		r = k == 0 ? smmu_fast_zap(vm, &rep) : k == 1 ? smmu_fast_zap_bump(vm, &rep) : smmu_fast_zap_drain(vm, &rep);
+		expect(f, "smmu_fast_zap", r, 0, END);
+		break;
+	}
+	case OP_MEMSLOT_FLUSH: {
+		t->a = pick_slot(in);
+		t->b = strategies[u8(in) & 3];
+		r = smmu_memslot_flush(vm, (int)t->a, (enum smmu_flush_strategy)t->b, &rep);
+		expect(f, "smmu_memslot_flush", r, 0, -ENOENT, END);
+		break;
+	}
+	case OP_NOTIFIER: {
+		int id = pick_slot(in);
+		uint16_t off = u16(in);
+		uint16_t len = u16(in);
+		t->a = id, t->b = off, t->c = len;
+		if (len == 0xffff) {
+			r = smmu_mmu_notifier_release(vm);
+			expect(f, "smmu_mmu_notifier_release", r, 0, END);
+			break;
+		}
+		struct smmu_memslot_info info;
+		if (smmu_memslot_get(vm, id, &info) != 0)
+			break;
+		/* Byte granular, may start before or run past the slot's backing. */
+		const uint8_t *s = (const uint8_t *)info.hva + (int64_t)off * 64 - 4096;
+		r = smmu_mmu_notifier_invalidate_range(vm, s, s + (uint64_t)len * 16);
+		expect(f, "smmu_mmu_notifier_invalidate_range", r, 1, END);
+		break;
+	}
+	case OP_MAX_PAGES: {
+		static const uint64_t limits[8] = { 1, 4, 5, 16, 64, 200, 1000, 100000 };
+		t->a = (int64_t)limits[u8(in) & 7];
+		r = smmu_vm_set_max_mmu_pages(vm, (uint64_t)t->a);
+		expect(f, "smmu_vm_set_max_mmu_pages", r, 0, END);
+		break;
+	}
+	case OP_DIRTY_LOG: {
+		int id = pick_slot(in);
+		t->a = id;
+		struct smmu_memslot_info info;
+		if (smmu_memslot_get(vm, id, &info) != 0)
+			break;
+		size_t words = (info.npages + 63) / 64;
+		uint64_t *bm = calloc(words, sizeof(uint64_t));
+		if (!bm)
+			break;
+		int64_t d = smmu_memslot_get_dirty_log(vm, id, bm, words);
+		r = (long)d;
+		expect(f, "smmu_memslot_get_dirty_log", r, 1, -ENODATA, END);
+		free(bm);
+		break;
+	}
+	case OP_FLUSH_STRATEGY:
+		t->a = strategies[u8(in) & 3];
+		r = smmu_vm_set_flush_strategy(vm, (enum smmu_flush_strategy)t->a);
+		expect(f, "smmu_vm_set_flush_strategy", r, 0, END);
+		break;
+	case OP_STRATEGY_API: {
+		uint8_t k = u8(in);
+		uint16_t arg = u16(in);
+		t->a = k & 7, t->b = arg;
+		struct smmu_invalid_list list;
+		smmu_invalid_list_init(&list);
+		smmu_mmu_lock(vm, SMMU_SITE_USER0);
+		switch (k & 7) {
+		case 0: /* reclaim the oldest page by hand */
+			smmu_zap_oldest(vm, &list);
+			break;
+		case 1: { /* zap the arg-th page from the head, whatever it is (a root in use too) */
+			smmu_sp *sp = smmu_active_first(vm);
+			for (unsigned i = 0; sp && i < (arg & 63); i++)
+				sp = smmu_active_next(vm, sp);
+			if (sp)
+				smmu_zap_page(vm, sp, &list);
+			break;
+		}
+		case 2: { /* zap every valid indirect page in one hash bucket whose gfn matches */
+			smmu_gfn_t gfn = pool_gfn[arg & 1] + ((arg >> 1) % POOL_PAGES);
+			for (smmu_sp *sp = smmu_hash_first(vm, gfn), *next; sp; sp = next) {
+				next = smmu_hash_next(vm, sp);
+				struct smmu_sp_info si;
+				smmu_sp_get_info(vm, sp, &si);
+				if (si.gfn == gfn && !si.direct && !si.invalid && !si.obsolete && smmu_zap_page(vm, sp, &list))
+					next = smmu_hash_first(vm, gfn); /* the walk restarts after a zap */
+			}
+			break;
+		}
+		case 3: { /* unmap one rmap head of slot 0..3, then flush as the caller must */
+			smmu_gfn_t base;
+			uint64_t npages;
+			int id = arg & 3;
+			if (smmu_slot_range(vm, id, &base, &npages) == 0) {
+				int level = 1 + ((arg >> 2) % 3);
+				smmu_rmap_unmap(vm, id, base + (arg >> 4) % npages, level);
+				smmu_flush_remote_tlbs(vm);
+			}
+			break;
+		}
+		case 4: /* a fast zap's bump by hand: generation, then reloads, in one hold */
+			smmu_bump_gen(vm);
+			smmu_reload_remote_mmus(vm);
+			break;
+		case 5: { /* read lpage_info (no change) */
+			int32_t d;
+			smmu_lpage_disallow(vm, arg & 3, arg >> 2, 2, &d);
+			break;
+		}
+		default: { /* drain obsolete pages from the tail by hand, as kvm_zap_obsolete_pages */
+			smmu_sp *sp = smmu_active_last(vm);
+			while (sp) {
+				struct smmu_sp_info si;
+				smmu_sp_get_info(vm, sp, &si);
+				if (!si.obsolete)
+					break;
+				smmu_sp *prev = smmu_active_prev(vm, sp);
+				if (!si.invalid && smmu_zap_page(vm, sp, &list)) {
+					sp = smmu_active_last(vm); /* restart: the walk's neighbours may be gone */
+					continue;
+				}
+				sp = prev;
+			}
+			break;
+		}
+		}
+		smmu_commit_zap(vm, &list);
+		smmu_mmu_unlock(vm);
+		break;
+	}
+	}
+	t->ret = r;
+}
+
+static void fz_destroy(struct fz *f)
+{
+	for (int i = 0; i < NVCPU; i++)
+		smmu_vcpu_destroy(f->v[i]);
+	for (int i = 0; i < NGAS; i++)
+		smmu_gas_destroy(f->gas[i]);
+	smmu_vm_destroy(f->vm);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static bool env_read, strict;
+	if (!env_read) {
+		const char *e = getenv("SMMU_FUZZ_STRICT");
+		strict = e && strcmp(e, "1") == 0;
+		env_read = true;
+	}
+	struct in in = { .p = data, .n = size, .i = 0 };
+	static struct fz f; /* large trace: not on the stack */
+	memset(&f, 0, sizeof(f));
+	f.strict = strict;
+	stats.inputs++;
+
+	uint8_t c = u8(&in);
+	struct smmu_vm_config cfg;
+	smmu_vm_config_default(&cfg);
+	cfg.mode = (c & 1) ? SMMU_MODE_DIRECT : SMMU_MODE_SHADOW;
+	cfg.profile = (c & 2) ? SMMU_PROFILE_LINUX_TODAY : SMMU_PROFILE_LINUX_3_11;
+	cfg.flush_strategy = strategies[(c >> 2) & 3];
+	cfg.zap_batch = (c & 0x10) ? 1 : 10;
+	static const uint64_t budgets[4] = { 0, 16, 64, 300 };
+	cfg.max_mmu_pages = budgets[(c >> 6) & 3];
+	cfg.hash_buckets = (c & 0x20) ? 16 : 1024; /* a small hash: long buckets, shared by many gfns */
+	f.shadow = cfg.mode == SMMU_MODE_SHADOW;
+	if (smmu_vm_create(&cfg, &f.vm) != 0)
+		return 0;
+	/* Slot 0 holds both page-table pools; every input starts from it. */
+	if (smmu_memslot_create(f.vm, 0, layouts[0].base, layouts[0].npages, 0) != 0) {
+		smmu_vm_destroy(f.vm);
+		return 0;
+	}
+	if (f.shadow)
+		for (int g = 0; g < NGAS; g++)
+			if (smmu_gas_create(f.vm, pool_gfn[g], POOL_PAGES, &f.gas[g]) != 0)
+				f.gas[g] = NULL;
+	for (int i = 0; i < NVCPU; i++)
+		vcpu_new(&f, i);
+	audit_or_die(&f, "after setup");
+
+	while (in.i < in.n && f.n < MAX_OPS) {
+		int op = u8(&in) % OP_COUNT;
+		run_op(&f, &in, op);
+		stats.ops++;
+		stats.per_op[op]++;
+		f.n++;
+		char when[48];
+		snprintf(when, sizeof(when), "after operation %d (%s)", f.n - 1, fuzz_op_name(op));
+		audit_or_die(&f, when);
+	}
+	/* Every vCPU processes its requests; the audit still holds. */
+	for (int i = 0; i < NVCPU; i++)
+		if (f.v[i])
+			smmu_vcpu_enter(f.v[i]);
+	audit_or_die(&f, "after every vCPU entered");
+	fz_destroy(&f);
+	return 0;
+}

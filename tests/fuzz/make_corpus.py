@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""Write the seed corpus of the operation fuzzer (fuzz_ops.c) into tests/fuzz/corpus/.
+
+Each seed is a small scripted scenario encoded the way fuzz_ops.c decodes bytes; together they
+run every kind of operation in both MMU modes. Re-run after changing the decoder:
+
+    python3 tests/fuzz/make_corpus.py
+
+SPDX-License-Identifier: MIT
+"""
+import os
+import random
+import struct
+import sys
+
+# Opcodes: enum fuzz_op in fuzz_ops.h.
+(SLOT_CREATE, SLOT_DELETE, SLOT_MOVE, SLOT_FLAGS, GAS_MAP, GAS_UNMAP, GUEST_WRITE, GUEST_READ,
+ FAULT, ACCESS, ENTER, SET_CR3, TRANSLATE, VCPU_RECREATE, ZAP_ALL, FAST_ZAP, MEMSLOT_FLUSH,
+ NOTIFIER, MAX_PAGES, DIRTY_LOG, FLUSH_STRATEGY, STRATEGY_API) = range(22)
+OP_COUNT = 22
+
+# Layout indexes (fuzz_ops.c layouts[]): (base_gfn, npages).
+L_SLOT0, L_2048x512, L_MISALIGNED, L_8192x1024, L_TINY, L_ONE, L_OVERLAP0, L_3072 = range(8)
+L_512, L_9216x4096, L_4096x3, L_13312, L_1G, L_20000x7, L_6144, L_1536 = range(8, 16)
+LAYOUT_BASE = [0, 2048, 4099, 8192, 2560, 16384, 0, 3072, 512, 9216, 4096, 13312, 262144, 20000,
+               6144, 1536]
+
+# Strategy indexes (fuzz_ops.c strategies[]).
+S_ZAP_ALL, S_FAST_ZAP, S_HASH_WALK, S_RMAP_REBUILD = range(4)
+HOLD, RESTART, GENERATION = range(3)
+LOG = 1
+RO = 6
+
+# gva bases (fuzz_ops.c gva_bases[]): index -> address.
+GVA_0, GVA_2M, GVA_1G, GVA_HIGH, GVA_512G, GVA_KERNEL, GVA_4K, GVA_3G = range(8)
+
+
+def config(direct=False, today=False, strategy=S_FAST_ZAP, batch1=False, small_hash=False, budget=0):
+    c = (1 if direct else 0) | (2 if today else 0) | (strategy << 2) | (0x10 if batch1 else 0)
+    c |= (0x20 if small_hash else 0) | (budget << 6)
+    return bytes([c])
+
+
+def u16(v):
+    return struct.pack('<H', v & 0xffff)
+
+
+def u64(v):
+    return struct.pack('<Q', v & 0xffffffffffffffff)
+
+
+def gfn_pool(gas, off):
+    """A frame of address space @gas's page-table pool."""
+    return bytes([0 | (gas << 2)]) + u16(off)
+
+
+def gfn_layout(layout, off):
+    """layouts[layout].base + off."""
+    return bytes([1 | (layout << 2)]) + u16(off)
+
+
+def gfn_low(gfn):
+    return bytes([2]) + u16(gfn)
+
+
+def gfn_far(n):
+    """n << 9: 2 MiB aligned frames, most of them in no slot."""
+    return bytes([3]) + u16(n)
+
+
+def gva(base, idx):
+    return bytes([base, idx])
+
+
+def slot_create(sid, layout, flags=0):
+    return bytes([SLOT_CREATE, sid, layout, flags])
+
+
+def slot_delete(sid):
+    return bytes([SLOT_DELETE, sid])
+
+
+def slot_move(sid, layout):
+    return bytes([SLOT_MOVE, sid, layout])
+
+
+def slot_flags(sid, flags):
+    return bytes([SLOT_FLAGS, sid, flags])
+
+
+def gas_map(gas, level, gva_b, gfn_b, prot=3):
+    lv = {1: 0, 2: 3, 3: 7}[level]
+    return bytes([GAS_MAP, gas, lv]) + gva_b + gfn_b + bytes([prot])
+
+
+def gas_unmap(gas, level, gva_b):
+    return bytes([GAS_UNMAP, gas, level - 1]) + gva_b
+
+
+def guest_write(gfn_b, entry=0, length_idx=0, value=0, anywhere=None):
+    off = (0x8000 | anywhere) if anywhere is not None else entry
+    return bytes([GUEST_WRITE]) + gfn_b + u16(off) + bytes([length_idx]) + u64(value)
+
+
+def guest_read(gfn_b, off=0):
+    return bytes([GUEST_READ]) + gfn_b + u16(off)
+
+
+def fault(vcpu, addr_b, write=False, user=False, exec_=False, low=0):
+    acc = (1 if write else 0) | (2 if user else 0) | (12 if exec_ else 0)
+    return bytes([FAULT, vcpu]) + addr_b + bytes([low, acc])
+
+
+def access(vcpu, addr_b, write=False, log2len=3, off=0, value=0):
+    return bytes([ACCESS, vcpu, log2len | (4 if write else 0)]) + addr_b + u16(off) + u64(value)
+
+
+def enter(vcpu):
+    return bytes([ENTER, vcpu])
+
+
+def set_cr3(vcpu, gas=None, gfn_b=None):
+    if gfn_b is not None:
+        return bytes([SET_CR3, vcpu, 1]) + gfn_b
+    return bytes([SET_CR3, vcpu, gas << 1])
+
+
+def translate(vcpu, addr_b, acc=0):
+    return bytes([TRANSLATE, vcpu]) + addr_b + bytes([acc])
+
+
+def vcpu_recreate(vcpu):
+    return bytes([VCPU_RECREATE, vcpu])
+
+
+def zap_all(mode, max_rounds=0):
+    return bytes([ZAP_ALL, mode | (max_rounds << 2)])
+
+
+def fast_zap(kind=0):
+    return bytes([FAST_ZAP, kind])
+
+
+def memslot_flush(sid, strategy):
+    return bytes([MEMSLOT_FLUSH, sid, strategy])
+
+
+def notifier(sid, off, length):
+    return bytes([NOTIFIER, sid]) + u16(off) + u16(length)
+
+
+def notifier_release():
+    return bytes([NOTIFIER, 0]) + u16(0) + u16(0xffff)
+
+
+def max_pages(idx):
+    return bytes([MAX_PAGES, idx])
+
+
+def dirty_log(sid):
+    return bytes([DIRTY_LOG, sid])
+
+
+def flush_strategy(s):
+    return bytes([FLUSH_STRATEGY, s])
+
+
+def strategy_api(action, arg=0):
+    return bytes([STRATEGY_API, action]) + u16(arg)
+
+
+# ---- scenarios --------------------------------------------------------------------------------
+
+def data_pages(gas, base, n, first_gfn=300, level=1, prot=3):
+    out = b''
+    for i in range(n):
+        out += gas_map(gas, level, gva(base, i), gfn_low(first_gfn + i), prot)
+    return out
+
+
+def faults(vcpu, base, n, write=True, user=True):
+    return b''.join(fault(vcpu, gva(base, i), write, user) for i in range(n))
+
+
+def seeds():
+    s = {}
+    s['00-shadow-basic'] = (config() + data_pages(0, GVA_0, 6) + faults(0, GVA_0, 6) +
+                           faults(2, GVA_0, 3, write=False) + access(0, gva(GVA_0, 1), True, 3, 16, 0x1122) +
+                           access(0, gva(GVA_0, 1), False, 3, 16) + access(2, gva(GVA_0, 2), False, 0, 5) +
+                           translate(0, gva(GVA_0, 1), 2) + translate(1, gva(GVA_0, 1)) + enter(0) + enter(1))
+    s['01-shadow-large'] = (config() + gas_map(0, 2, gva(GVA_2M, 1), gfn_low(512)) +
+                           gas_map(0, 3, gva(GVA_1G, 0), gfn_layout(L_SLOT0, 0)) +
+                           gas_map(1, 2, gva(GVA_HIGH, 0), gfn_low(1024), 1) +
+                           fault(0, gva(GVA_2M, 1), True, True, low=0x40) + fault(0, gva(GVA_1G, 3), True) +
+                           fault(1, gva(GVA_HIGH, 0)) + access(0, gva(GVA_2M, 1), True, 2, 0x100, 7) +
+                           access(1, gva(GVA_HIGH, 0), False, 3, 8) + gas_unmap(0, 2, gva(GVA_2M, 1)) +
+                           fault(0, gva(GVA_2M, 1), True) + translate(0, gva(GVA_1G, 3)))
+    s['02-shadow-pte-writes'] = (config() + data_pages(0, GVA_4K, 4) + faults(0, GVA_4K, 4) +
+                                guest_write(gfn_pool(0, 0), 1, 0, 0) +       # root entry rewritten
+                                guest_write(gfn_pool(0, 3), 0, 6, 0x1234, anywhere=5) +  # misaligned
+                                guest_write(gfn_pool(0, 2), 7, 4, 0xff) + faults(0, GVA_4K, 4) +
+                                gas_unmap(0, 1, gva(GVA_4K, 2)) + fault(0, gva(GVA_4K, 2), True) +
+                                guest_write(gfn_pool(0, 3), 3, 7, 0x0123456789abcdef) +
+                                guest_read(gfn_pool(0, 0)) + faults(0, GVA_4K, 4, write=False))
+    s['03-shadow-emulated'] = (config() + gas_map(0, 1, gva(GVA_3G, 0), gfn_pool(0, 0), 1) +
+                              gas_map(0, 1, gva(GVA_3G, 1), gfn_pool(0, 2), 3) +
+                              data_pages(0, GVA_0, 2) + faults(0, GVA_0, 2) + fault(0, gva(GVA_3G, 0), True) +
+                              access(0, gva(GVA_3G, 0), True, 3, 8 * 300, 0) +
+                              access(0, gva(GVA_3G, 1), True, 3, 8 * 5, 0x5003) + faults(0, GVA_0, 2) +
+                              access(0, gva(GVA_3G, 0), False, 3, 0))
+    z = config() + data_pages(0, GVA_0, 5) + data_pages(1, GVA_512G, 3, 700)
+    for mode, rounds in ((HOLD, 0), (RESTART, 3), (GENERATION, 0), (RESTART, 0)):
+        z += faults(0, GVA_0, 5) + faults(1, GVA_512G, 3) + zap_all(mode, rounds) + fault(0, gva(GVA_0, 0))
+    s['04-zap-all'] = z + enter(0) + enter(1) + faults(0, GVA_0, 5)
+    s['05-fast-zap'] = (config(batch1=True) + data_pages(0, GVA_0, 8) + faults(0, GVA_0, 8) + faults(2, GVA_0, 8) +
+                       fast_zap(1) + fault(0, gva(GVA_0, 1), True) + fast_zap(2) + fault(2, gva(GVA_0, 2)) +
+                       fast_zap(0) + translate(0, gva(GVA_0, 1)) + enter(0) + faults(0, GVA_0, 8) +
+                       fast_zap(1) + fast_zap(1) + fast_zap(2))
+    m = config() + slot_create(1, L_2048x512) + data_pages(0, GVA_0, 4) + data_pages(0, GVA_2M, 4, 2048 + 10)
+    for strat in (S_ZAP_ALL, S_FAST_ZAP, S_HASH_WALK, S_RMAP_REBUILD):
+        m += faults(0, GVA_0, 4) + faults(0, GVA_2M, 4) + memslot_flush(0, strat) + memslot_flush(1, strat)
+    s['06-memslot-flush'] = m + memslot_flush(3, S_HASH_WALK) + faults(0, GVA_2M, 4)
+    s['07-slot-lifecycle'] = (config(strategy=S_HASH_WALK) + slot_create(1, L_2048x512) +
+                             data_pages(0, GVA_2M, 4, 2048) + faults(0, GVA_2M, 4) +
+                             slot_move(1, L_8192x1024) + faults(0, GVA_2M, 4) + slot_move(1, L_2048x512) +
+                             faults(0, GVA_2M, 4) + slot_flags(1, LOG) + faults(0, GVA_2M, 4) + dirty_log(1) +
+                             access(0, gva(GVA_2M, 1), True, 3, 0, 9) + dirty_log(1) + slot_flags(1, 0) +
+                             dirty_log(1) + flush_strategy(S_RMAP_REBUILD) + slot_delete(1) +
+                             faults(0, GVA_2M, 4) + slot_create(1, L_2048x512, LOG) + faults(0, GVA_2M, 4) +
+                             slot_create(2, L_OVERLAP0) + slot_delete(3))
+    # The seed's scenario: the guest's CR3 at gfn 64 lives in slot 0, which goes away and comes
+    # back; with every flush strategy but RMAP_ONLY the audit stays clean.
+    seed = config(strategy=S_RMAP_REBUILD) + data_pages(0, GVA_0, 4) + faults(0, GVA_0, 4)
+    for strat in (S_RMAP_REBUILD, S_HASH_WALK, S_FAST_ZAP, S_ZAP_ALL):
+        seed += flush_strategy(strat) + slot_delete(0) + fault(0, gva(GVA_0, 0)) + slot_create(0, L_SLOT0)
+        seed += data_pages(0, GVA_0, 4) + faults(0, GVA_0, 4) + fast_zap(2)
+    s['08-seed-slot-delete'] = seed
+    s['09-notifier'] = (config() + slot_create(1, L_512) + data_pages(0, GVA_0, 6) + faults(0, GVA_0, 6) +
+                       notifier(0, (300 * 4096 + 4096) // 64, 4096 // 16) + faults(0, GVA_0, 6) +
+                       notifier(0, 0, 0xfffe) + notifier(1, 10, 100) + notifier(3, 0, 10) +
+                       faults(0, GVA_0, 6) + notifier_release() + faults(0, GVA_0, 6, write=False))
+    rec = config(budget=1) + max_pages(0)
+    for i in range(20):
+        rec += gas_map(i % 2, 1, gva(GVA_512G if i % 2 else GVA_1G, i), gfn_low(300 + i)) + fault(i % 3, gva(GVA_512G if i % 2 else GVA_1G, i), True)
+    s['10-page-limit'] = rec + max_pages(4) + max_pages(1) + max_pages(7) + faults(0, GVA_1G, 5)
+    s['11-vcpus-cr3'] = (config() + data_pages(0, GVA_0, 3) + data_pages(1, GVA_0, 3, 800) + faults(0, GVA_0, 3) +
+                        set_cr3(0, gas=1) + faults(0, GVA_0, 3) + access(0, gva(GVA_0, 1), False) +
+                        set_cr3(1, gfn_b=gfn_far(40)) + fault(1, gva(GVA_0, 0)) + vcpu_recreate(1) +
+                        faults(1, GVA_0, 3) + vcpu_recreate(0) + zap_all(HOLD) + vcpu_recreate(2) + enter(1))
+    api = config() + data_pages(0, GVA_0, 6) + faults(0, GVA_0, 6) + faults(1, GVA_0, 6)
+    for action, arg in ((0, 0), (1, 0), (1, 3), (2, 0), (2, 1 | (2 << 1)), (3, 0 | (300 << 4)), (3, 1 | 4),
+                        (4, 0), (7, 0), (5, 0), (6, 0)):
+        api += strategy_api(action, arg) + faults(0, GVA_0, 2)
+    s['12-strategy-api'] = api
+    d = config(direct=True) + slot_create(1, L_2048x512) + slot_create(2, L_1G)
+    for g in (0, 5, 513, 1023, 2047, 2100):
+        d += fault(0, gfn_low(g), True)
+    d += fault(1, gfn_layout(L_1G, 7), True) + fault(1, gfn_layout(L_1G, 1 << 10)) + fault(2, gfn_far(100))
+    d += access(0, gfn_low(513), True, 3, 64, 77) + access(0, gfn_low(513), False, 3, 64)
+    d += access(1, gfn_layout(L_1G, 9), True, 1, 2, 5) + translate(0, gfn_low(513), 2)
+    s['13-direct-basic'] = d + zap_all(GENERATION) + fault(0, gfn_low(5), True)
+    s['14-direct-dirty'] = (config(direct=True) + slot_create(1, L_2048x512) + fault(0, gfn_low(2050), True) +
+                           slot_flags(1, LOG) + fault(0, gfn_low(2050), True) + fault(0, gfn_low(2051), True) +
+                           access(0, gfn_low(2052), True, 3, 0, 1) + dirty_log(1) + dirty_log(1) +
+                           memslot_flush(1, S_HASH_WALK) + slot_flags(1, 0) + fault(0, gfn_low(2050), True) +
+                           dirty_log(1) + dirty_log(0))
+    s['15-direct-slots'] = (config(direct=True, strategy=S_ZAP_ALL) + slot_create(1, L_8192x1024) +
+                           fault(0, gfn_low(0), True) + fault(0, gfn_layout(L_8192x1024, 600), True) +
+                           slot_move(1, L_9216x4096) + fault(0, gfn_layout(L_9216x4096, 600), True) +
+                           notifier(1, 0, 0x4000) + fault(0, gfn_layout(L_9216x4096, 600)) + slot_delete(1) +
+                           fault(0, gfn_layout(L_9216x4096, 600)) + slot_create(3, L_MISALIGNED) +
+                           fault(0, gfn_layout(L_MISALIGNED, 50), True) + slot_move(3, L_TINY) +
+                           slot_create(2, L_TINY) + slot_move(0, L_13312) + fault(0, gfn_low(5)))
+    s['16-readonly'] = (config() + slot_create(1, L_2048x512, RO) + gas_map(0, 1, gva(GVA_0, 0), gfn_low(2049)) +
+                       fault(0, gva(GVA_0, 0), True) + fault(0, gva(GVA_0, 0)) + access(0, gva(GVA_0, 0), False) +
+                       access(0, gva(GVA_0, 0), True) + slot_flags(1, 0) + slot_flags(1, RO | LOG) +
+                       guest_write(gfn_low(2049), 0, 0, 1) + dirty_log(1))
+    s['17-today-small-hash'] = (config(today=True, small_hash=True, batch1=True, strategy=S_HASH_WALK) +
+                               data_pages(0, GVA_0, 8) + data_pages(1, GVA_2M, 8, 900) + faults(0, GVA_0, 8) +
+                               faults(1, GVA_2M, 8) + fast_zap(0) + faults(0, GVA_0, 8) + slot_delete(0) +
+                               slot_create(0, L_SLOT0) + faults(1, GVA_2M, 8))
+    s['18-restart-bounded'] = (config() + data_pages(0, GVA_0, 10) + faults(0, GVA_0, 10) + zap_all(RESTART, 1) +
+                              faults(0, GVA_0, 10) + zap_all(RESTART, 63) + faults(2, GVA_0, 10) + zap_all(HOLD))
+    # Two random mixes, one per mode, from a fixed seed.
+    for name, direct, seedv in (('19-random-shadow', False, 1), ('20-random-direct', True, 2)):
+        rnd = random.Random(seedv)
+        out = bytearray(config(direct=direct))
+        out += data_pages(0, GVA_0, 4) if not direct else b''
+        for _ in range(150):
+            out.append(rnd.randrange(OP_COUNT))
+            out += bytes(rnd.randrange(256) for _ in range(rnd.randrange(2, 12)))
+        s[name] = bytes(out)
+    return s
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = os.path.join(here, 'corpus')
+    os.makedirs(out, exist_ok=True)
+    for f in os.listdir(out):
+        os.remove(os.path.join(out, f))
+    for name, data in sorted(seeds().items()):
+        with open(os.path.join(out, name), 'wb') as fh:
+            fh.write(data)
+    print('wrote %d seeds to %s' % (len(seeds()), out), file=sys.stderr)
+
+
+if __name__ == '__main__':
+    main()
