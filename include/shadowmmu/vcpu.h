@@ -42,7 +42,7 @@ SMMU_API int smmu_vcpu_enter(smmu_vcpu *vcpu);
 /** Outcome of a fault. */
 enum smmu_fault_outcome {
 	SMMU_FAULT_MAPPED = 0,   /**< an spte now maps the address with the access asked */
-	SMMU_FAULT_GUEST_PF = 1, /**< the guest's own tables deny it: inject a #PF (see reason) */
+	SMMU_FAULT_GUEST_PF = 1, /**< the guest's own tables deny it: inject a page fault (see reason) */
 	SMMU_FAULT_MMIO = 2,     /**< the gfn lies in no slot: emulated MMIO */
 	SMMU_FAULT_RETRY = 3,    /**< raced with an invalidation; the guest retries the access */
 };
