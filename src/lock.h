@@ -66,7 +66,7 @@ uint64_t smmu_now_ns(void);
 #define lockdep_assert_held(l) \
 	((void)(mmu_lock_held(l) || (smmu_assert_fail("mmu_lock not held", __FILE__, __LINE__, __func__), 0)))
 #else
-#define lockdep_assert_held(l) ((void)0)
+#define lockdep_assert_held(l) ((void)(l))
 #endif
 void smmu_assert_fail(const char *what, const char *file, int line, const char *func);
 
