@@ -266,7 +266,6 @@ static inline bool is_canonical(smmu_gva_t a) { return (uint64_t)((int64_t)(a <<
 int mmu_topup_memory_caches(struct smmu_vm *vm, struct vcpu_caches *c);
 void mmu_free_memory_caches(struct smmu_vm *vm, struct vcpu_caches *c);
 struct smmu_sp *kvm_mmu_alloc_page(struct smmu_vm *vm, struct vcpu_caches *c, bool direct);
-void kvm_mmu_free_page(struct smmu_vm *vm, struct smmu_sp *sp);
 void link_shadow_page(struct smmu_vm *vm, struct mmu_cache *desc, uint64_t *sptep, struct smmu_sp *sp);
 void drop_parent_pte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *parent_pte);
 void mmu_spte_set(struct smmu_vm *vm, uint64_t *sptep, uint64_t spte);

@@ -99,7 +99,9 @@ struct smmu_sp *kvm_mmu_alloc_page(struct smmu_vm *vm, struct vcpu_caches *c, bo
 	return sp;
 }
 
-void kvm_mmu_free_page(struct smmu_vm *vm, struct smmu_sp *sp)
+/* kvm_mmu_free_page, but for the table: it is returned to the caller, which gives a whole
+ * batch back to the pool under one lock (kvm_mmu_commit_zap_page). */
+static uint64_t *free_page_keep_table(struct smmu_vm *vm, struct smmu_sp *sp)
 {
 	SMMU_ASSERT(sp->n_present == 0, "freeing a shadow page with present sptes");
 	if (!hlist_unhashed(&sp->hash_link))
@@ -108,10 +110,12 @@ void kvm_mmu_free_page(struct smmu_vm *vm, struct smmu_sp *sp)
 	vm->stat.sp_bytes -= sp_bytes(sp);
 	vm->stat.pages_freed++;
 	vm_event(vm, SMMU_EV_PAGE_FREED, sp);
-	table_free(&vm->tables, sp->spt);
+	uint64_t *spt = sp->spt;
 	smmu_free(sp->gfns, SMMU_PT_ENTRIES * sizeof(smmu_gfn_t));
 	smmu_free(sp, sizeof(*sp));
+	return spt;
 }
+
 
 void mmu_spte_set(struct smmu_vm *vm, uint64_t *sptep, uint64_t spte)
 {
@@ -197,11 +201,20 @@ void kvm_mmu_commit_zap_page(struct smmu_vm *vm, struct list_node *invalid_list)
 	if (list_empty(invalid_list))
 		return;
 	kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_COMMIT_ZAP);
+	/* The tables go back to the pool as one chain, linked through their (zero) first word. */
+	void *first = NULL, *last = NULL;
+	uint64_t n = 0;
 	while (!list_empty(invalid_list)) {
 		struct smmu_sp *sp = container_of(invalid_list->next, struct smmu_sp, link);
 		SMMU_ASSERT(sp->role.invalid && !sp->root_count, "committing a live page");
-		kvm_mmu_free_page(vm, sp);
+		void **spt = (void **)free_page_keep_table(vm, sp);
+		*spt = first;
+		first = spt;
+		if (!last)
+			last = spt;
+		n++;
 	}
+	table_free_batch(&vm->tables, first, last, n);
 }
 
 /* prepare_zap_oldest_mmu_page: the oldest page that can still be zapped. Zapped roots still in

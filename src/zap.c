@@ -27,6 +27,10 @@ restart:
 		next = n->next;
 		if (sp->role.invalid && sp->root_count)
 			continue; /* zapped already; waits for its last user */
+		if (next != &vm->active_mmu_pages) { /* the next page's header and table, early */
+			__builtin_prefetch(sp_of(next));
+			__builtin_prefetch(sp_of(next)->spt);
+		}
 		int ret = kvm_mmu_prepare_zap_page(vm, sp, &invalid_list);
 		rep->pages_zapped += (uint64_t)ret;
 		if (ret)
