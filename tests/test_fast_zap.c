@@ -286,45 +286,7 @@ static void test_new_faults_never_get_obsolete_pages(void **state)
 
 /* ---- batches and lock breaks ------------------------------------------------------------------------ */
 
-/* A thread that takes mmu_lock once per ticket; the hook hands out tickets while the drain runs
- * and waits (holding the lock) until the thread queues, so the drain's next batch boundary sees
- * a waiter. No timing involved. */
-struct waiter {
-	smmu_vm *vm;
-	pthread_t drainer;
-	atomic_uint tickets, served;
-	unsigned want;
-	unsigned long zapped;
-};
-
-static void *waiter_main(void *arg)
-{
-	struct waiter *w = arg;
-	while (atomic_load(&w->served) < w->want) {
-		if (atomic_load(&w->tickets) == atomic_load(&w->served)) {
-			sched_yield();
-			continue;
-		}
-		smmu_mmu_lock(w->vm, SMMU_SITE_USER1);
-		smmu_mmu_unlock(w->vm);
-		atomic_fetch_add(&w->served, 1);
-	}
-	return NULL;
-}
-
-static void waiter_hook(smmu_vm *vm, enum smmu_event ev, const smmu_sp *sp, void *ctx)
-{
-	(void)sp;
-	struct waiter *w = ctx;
-	if (ev != SMMU_EV_PAGE_ZAPPED || !pthread_equal(pthread_self(), w->drainer))
-		return;
-	if (w->zapped++ % 40 != 5 || atomic_load(&w->tickets) >= w->want)
-		return;
-	atomic_fetch_add(&w->tickets, 1);
-	while (!smmu_needbreak(vm))
-		sched_yield();
-}
-
+/* Contention without timing: tl_waiter (testlib) queues for the lock on every 40th page zapped. */
 static void test_drain_breaks_lock_between_batches(void **state)
 {
 	(void)state;
@@ -341,13 +303,13 @@ static void test_drain_breaks_lock_between_batches(void **state)
 	fault_range(v, 0, 300);
 	uint64_t before = counters(vm).n_used_mmu_pages;
 
-	struct waiter w = { .vm = vm, .drainer = pthread_self(), .want = 4 };
+	struct tl_waiter w = { .vm = vm, .zapper = pthread_self(), .want = 4, .every = 40, .phase = 5 };
 	atomic_init(&w.tickets, 0);
 	atomic_init(&w.served, 0);
 	pthread_t th;
-	assert_int_equal(pthread_create(&th, NULL, waiter_main, &w), 0);
+	assert_int_equal(pthread_create(&th, NULL, tl_waiter_main, &w), 0);
 	assert_int_equal(smmu_stats_reset(vm), 0);
-	assert_int_equal(smmu_set_hook(vm, waiter_hook, &w), 0);
+	assert_int_equal(smmu_set_hook(vm, tl_waiter_hook, &w), 0);
 	struct smmu_zap_report rep;
 	assert_int_equal(smmu_fast_zap(vm, &rep), 0);
 	assert_int_equal(smmu_set_hook(vm, NULL, NULL), 0);

@@ -198,43 +198,6 @@ static void record(struct setup *s, struct outcome *o)
 	assert_int_equal(o->rmap_slot1, 0);
 }
 
-/* Wait, from a hook, until a helper thread queues for mmu_lock: a lock break on demand. */
-struct waiter {
-	smmu_vm *vm;
-	pthread_t zapper;
-	atomic_uint tickets, served;
-	unsigned want;
-	unsigned long events;
-};
-
-static void *waiter_main(void *arg)
-{
-	struct waiter *w = arg;
-	while (atomic_load(&w->served) < w->want) {
-		if (atomic_load(&w->tickets) == atomic_load(&w->served)) {
-			sched_yield();
-			continue;
-		}
-		smmu_mmu_lock(w->vm, SMMU_SITE_USER1);
-		smmu_mmu_unlock(w->vm);
-		atomic_fetch_add(&w->served, 1);
-	}
-	return NULL;
-}
-
-static void waiter_hook(smmu_vm *vm, enum smmu_event ev, const smmu_sp *sp, void *ctx)
-{
-	(void)sp;
-	struct waiter *w = ctx;
-	if (ev != SMMU_EV_PAGE_ZAPPED || !pthread_equal(pthread_self(), w->zapper))
-		return;
-	if (w->events++ % 3 != 0 || atomic_load(&w->tickets) >= w->want)
-		return;
-	atomic_fetch_add(&w->tickets, 1);
-	while (!smmu_needbreak(vm))
-		sched_yield();
-}
-
 static void custom_vs_hash_walk(bool contended)
 {
 	struct setup a, b;
@@ -243,13 +206,13 @@ static void custom_vs_hash_walk(bool contended)
 	assert_true(rmap_entries(a.vm, 1) > 0);
 
 	struct my_report mine;
-	struct waiter w = { .vm = a.vm, .zapper = pthread_self(), .want = 3 };
+	struct tl_waiter w = { .vm = a.vm, .zapper = pthread_self(), .want = 3, .every = 3, .phase = 0 };
 	atomic_init(&w.tickets, 0);
 	atomic_init(&w.served, 0);
 	pthread_t th;
 	if (contended) {
-		assert_int_equal(pthread_create(&th, NULL, waiter_main, &w), 0);
-		assert_int_equal(smmu_set_hook(a.vm, waiter_hook, &w), 0);
+		assert_int_equal(pthread_create(&th, NULL, tl_waiter_main, &w), 0);
+		assert_int_equal(smmu_set_hook(a.vm, tl_waiter_hook, &w), 0);
 	}
 	assert_int_equal(my_flush_slot(a.vm, 1, &mine), 0);
 	if (contended) {

@@ -5,6 +5,7 @@
  */
 #include "testlib.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -100,4 +101,32 @@ void tl_map_and_fault(struct tl_guest *g, smmu_gva_t base, smmu_gfn_t first_gfn,
 		int r = smmu_vcpu_fault(g->vcpu, addr, access, &fi);
 		assert_int_equal(r, SMMU_FAULT_MAPPED);
 	}
+}
+
+void *tl_waiter_main(void *arg)
+{
+	struct tl_waiter *w = arg;
+	while (atomic_load(&w->served) < w->want) {
+		if (atomic_load(&w->tickets) == atomic_load(&w->served)) {
+			sched_yield();
+			continue;
+		}
+		smmu_mmu_lock(w->vm, SMMU_SITE_USER1);
+		smmu_mmu_unlock(w->vm);
+		atomic_fetch_add(&w->served, 1);
+	}
+	return NULL;
+}
+
+void tl_waiter_hook(smmu_vm *vm, enum smmu_event ev, const smmu_sp *sp, void *ctx)
+{
+	(void)sp;
+	struct tl_waiter *w = ctx;
+	if (ev != SMMU_EV_PAGE_ZAPPED || !pthread_equal(pthread_self(), w->zapper))
+		return;
+	if (w->events++ % w->every != w->phase || atomic_load(&w->tickets) >= w->want)
+		return;
+	atomic_fetch_add(&w->tickets, 1);
+	while (!smmu_needbreak(vm))
+		sched_yield();
 }

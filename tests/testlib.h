@@ -10,6 +10,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <cmocka.h>
 
 #include <shadowmmu/shadowmmu.h>
@@ -42,5 +44,22 @@ void tl_guest_fini(struct tl_guest *g);
  * in with @access. In direct mode only faults gpa (first_gfn + i) * 4K. */
 void tl_map_and_fault(struct tl_guest *g, smmu_gva_t base, smmu_gfn_t first_gfn, uint64_t n,
 		      uint32_t access);
+
+/*
+ * Contention without timing: a thread that takes mmu_lock once per ticket, and a hook that,
+ * on every @every-th page the zapping thread zaps (starting at @phase), hands out a ticket and
+ * waits, holding the lock, until the thread has queued. The zap's next needbreak() check then
+ * sees a waiter. Run tl_waiter_main in a thread and install tl_waiter_hook with smmu_set_hook.
+ */
+struct tl_waiter {
+	smmu_vm *vm;
+	pthread_t zapper;       /* the thread whose zaps count */
+	unsigned want;          /* tickets to hand out in all */
+	unsigned every, phase;  /* a ticket on zapped page number n when n % every == phase */
+	atomic_uint tickets, served;
+	unsigned long events;
+};
+void *tl_waiter_main(void *arg);
+void tl_waiter_hook(smmu_vm *vm, enum smmu_event ev, const smmu_sp *sp, void *ctx);
 
 #endif
