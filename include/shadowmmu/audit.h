@@ -35,7 +35,7 @@ enum smmu_invariant {
 
 /** One broken invariant and what it concerns; -1 / 0 where a field does not apply. */
 struct smmu_violation {
-	enum smmu_invariant inv;
+	enum smmu_invariant inv;  /**< which invariant is broken */
 	int slot;                 /**< memslot id, or -1 */
 	int level;                /**< level of the spte, rmap or lpage_info entry, or 0 */
 	smmu_gfn_t gfn;           /**< gfn concerned */
@@ -46,18 +46,20 @@ struct smmu_violation {
 	int spte_index;           /**< index of the spte in sp's table, or -1 */
 	int vcpu;                 /**< vCPU id, or -1 */
 	uint64_t addr;            /**< guest address concerned (invariants 7, 8, 10), or 0 */
-	int64_t expected, found;  /**< the values compared */
+	int64_t expected;         /**< the value the invariant requires */
+	int64_t found;            /**< the value found */
 	char what[96];            /**< one line saying what is wrong */
 };
 
 /** Where smmu_audit() writes. Set @c v and @c cap; the audit sets @c total and @c stored. */
 struct smmu_audit_report {
 	struct smmu_violation *v; /**< caller's array of @c cap entries (may be NULL with cap 0) */
-	size_t cap;
+	size_t cap;               /**< entries of @c v */
 	size_t stored;            /**< violations written to @c v (at most cap) */
 	size_t total;             /**< violations found (may exceed cap) */
 	uint64_t per_inv[SMMU_INV_COUNT]; /**< total per invariant */
-	uint64_t pages_checked, sptes_checked;
+	uint64_t pages_checked;   /**< shadow pages the audit walked */
+	uint64_t sptes_checked;   /**< sptes it read */
 };
 
 /**

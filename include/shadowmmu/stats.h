@@ -39,8 +39,13 @@ enum smmu_site {
 
 /** A histogram read out: all times in nanoseconds. */
 struct smmu_hist_summary {
-	uint64_t count;
-	uint64_t min, p50, p90, p99, p999, max;
+	uint64_t count; /**< samples */
+	uint64_t min;   /**< smallest sample */
+	uint64_t p50;   /**< median */
+	uint64_t p90;   /**< 90th percentile */
+	uint64_t p99;   /**< 99th percentile */
+	uint64_t p999;  /**< 99.9th percentile */
+	uint64_t max;   /**< largest sample */
 	uint64_t sum; /**< total of all samples, for means */
 };
 

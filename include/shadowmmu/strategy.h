@@ -46,8 +46,8 @@ struct smmu_sp_info {
 	bool obsolete;       /**< mmu_valid_gen differs from the VM's */
 	uint32_t access;     /**< role.access */
 	uint32_t role;       /**< the whole role word */
-	uint64_t mmu_valid_gen;
-	uint32_t root_count;
+	uint64_t mmu_valid_gen; /**< the generation it was created in */
+	uint32_t root_count;    /**< vCPUs using it as their root */
 	uint32_t n_present;  /**< present sptes in its table */
 	const uint64_t *spt; /**< its 512 sptes (read-only) */
 };
@@ -65,8 +65,8 @@ SMMU_API smmu_sp *smmu_hash_next(smmu_vm *vm, smmu_sp *sp);
 
 /** Pages zapped but not yet freed (KVM's invalid_list). Initialise with smmu_invalid_list_init. */
 struct smmu_invalid_list {
-	void *priv[2];
-	uint64_t count;
+	void *priv[2];   /**< the list head; private */
+	uint64_t count;  /**< pages listed since init or the last commit */
 };
 SMMU_API void smmu_invalid_list_init(struct smmu_invalid_list *list);
 

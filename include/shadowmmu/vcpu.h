@@ -57,7 +57,7 @@ enum smmu_guest_pf_reason {
 
 /** What a fault did. */
 struct smmu_fault_info {
-	enum smmu_fault_outcome outcome;
+	enum smmu_fault_outcome outcome; /**< what happened (also the return value) */
 	enum smmu_guest_pf_reason pf_reason; /**< for SMMU_FAULT_GUEST_PF */
 	int pf_level;        /**< guest level where the walk stopped, for SMMU_FAULT_GUEST_PF */
 	smmu_gfn_t gfn;      /**< the guest frame the address maps to (MAPPED, MMIO) */
@@ -109,7 +109,12 @@ SMMU_API int smmu_vcpu_write(smmu_vcpu *vcpu, smmu_gva_t addr, const void *buf, 
 
 /** vCPU counters. */
 struct smmu_vcpu_counters {
-	uint64_t faults, tlb_hits, tlb_misses, tlb_flushes, reloads, roots_loaded;
+	uint64_t faults;       /**< smmu_vcpu_fault calls that got past argument checks */
+	uint64_t tlb_hits;     /**< accesses the software TLB answered */
+	uint64_t tlb_misses;   /**< accesses that walked the shadow root */
+	uint64_t tlb_flushes;  /**< TLB flushes (requests processed, CR3 loads) */
+	uint64_t reloads;      /**< MMU reload requests processed (root dropped) */
+	uint64_t roots_loaded; /**< roots allocated (mmu_alloc_roots) */
 };
 SMMU_API int smmu_vcpu_get_counters(const smmu_vcpu *vcpu, struct smmu_vcpu_counters *out);
 

@@ -68,8 +68,8 @@ enum smmu_hash_fn {
 
 /** VM settings. Fill with smmu_vm_config_default(), then change what you need. */
 struct smmu_vm_config {
-	enum smmu_mmu_mode mode;
-	enum smmu_profile profile;
+	enum smmu_mmu_mode mode;   /**< shadow (default) or direct */
+	enum smmu_profile profile; /**< 3.11 (default) or today */
 	enum smmu_flush_strategy flush_strategy; /**< used by delete and move */
 	uint32_t hash_buckets;    /**< power of two; 0 = the profile's: 1024 (3.11), 4096 (today) */
 	uint32_t zap_batch;       /**< fast zap's pages between lock breaks; 0 = BATCH_ZAP_PAGES (10) */
@@ -83,7 +83,7 @@ struct smmu_vm_config {
 	 *  instead of once at the end as KVM does: one flush per batch buys a hold time that no
 	 *  longer grows with the VM. false (KVM's way) by default. */
 	bool zap_commit_per_batch;
-	uint8_t reserved_bytes[5];
+	uint8_t reserved_bytes[5]; /**< zero */
 	uint64_t reserved[6];     /**< zero: room to grow without breaking the ABI */
 };
 
@@ -164,10 +164,10 @@ SMMU_API int smmu_memslot_set_flags(smmu_vm *vm, int id, uint32_t flags);
 
 /** What a slot is. */
 struct smmu_memslot_info {
-	int id;
-	smmu_gfn_t base_gfn;
-	uint64_t npages;
-	uint32_t flags;
+	int id;              /**< slot id */
+	smmu_gfn_t base_gfn; /**< first guest frame */
+	uint64_t npages;     /**< guest pages */
+	uint32_t flags;      /**< enum smmu_memslot_flags */
 	void *hva; /**< start of the backing */
 };
 
