@@ -27,10 +27,13 @@ restart:
 		/* Zapped roots still in use go back to the head; skipping them ends the walk. */
 		if (sp->role.invalid)
 			continue;
-		if (batch >= vm->cfg.zap_batch && mmu_lock_needbreak(&vm->mmu_lock)) {
-			/* KVM frees nothing here (no flush at the breaks); the variant does. */
-			if (vm->cfg.zap_commit_per_batch)
+		if (batch >= vm->cfg.zap_batch) {
+			/* KVM frees nothing here (no flush at the breaks); the variant frees every
+			 * batch, waiter or not, so a break never has more than a batch to free. */
+			if (vm->cfg.zap_commit_per_batch) {
 				kvm_mmu_commit_zap_page(vm, &vm->zapped_obsolete_pages);
+				batch = 0;
+			}
 			if (vm_cond_resched(vm)) {
 				batch = 0;
 				rep->lock_breaks++;
