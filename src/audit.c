@@ -50,7 +50,8 @@ struct audit {
 	uint32_t *stamp;              /* per page: last root walk that visited it */
 	uint32_t cur_stamp;
 	size_t set_cap;
-	size_t alloc_n;               /* entries allocated per per-page array (n, at least 1) */
+	size_t alloc_n;               /* entries allocated per per-page array (at least 1) */
+	uint64_t *keys;               /* alloc_n: lpage_info keys (4) and shadowed gfns (5) */
 	const struct memslot *last_slot; /* gfn_to_memslot cache: leaves come in gfn runs */
 	const struct smmu_sp *last_sp;   /* set_lookup cache: rmap entries come in page runs */
 	uint32_t last_idx;
@@ -213,12 +214,15 @@ static void scratch_free(struct audit *a)
 	smmu_free(a->present, a->alloc_n * SPTE_WORDS * sizeof(*a->present));
 	smmu_free(a->in_hash, a->alloc_n);
 	smmu_free(a->stamp, a->alloc_n * sizeof(*a->stamp));
+	smmu_free(a->keys, a->alloc_n * sizeof(*a->keys));
+	memset(a, 0, sizeof(*a));
 }
 
-static int scratch_alloc(struct audit *a, uint32_t n)
+/* Scratch for up to @n pages, allocated before mmu_lock is taken (smmu_audit). */
+static int scratch_alloc(struct audit *a, size_t n)
 {
 	size_t m = n ? n : 1;
-	a->n = n;
+	a->n = 0;
 	a->alloc_n = m;
 	a->set_bits = 6;
 	while ((1ull << a->set_bits) < 2ull * m)
@@ -230,7 +234,8 @@ static int scratch_alloc(struct audit *a, uint32_t n)
 	a->present = smmu_calloc(m * SPTE_WORDS, sizeof(*a->present));
 	a->in_hash = smmu_calloc(m, 1);
 	a->stamp = smmu_calloc(m, sizeof(*a->stamp));
-	if (!a->pages || !a->set || !a->ref || !a->present || !a->in_hash || !a->stamp)
+	a->keys = smmu_calloc(m, sizeof(*a->keys));
+	if (!a->pages || !a->set || !a->ref || !a->present || !a->in_hash || !a->stamp || !a->keys)
 		return -ENOMEM;
 	return 0;
 }
@@ -570,15 +575,12 @@ static void audit_sptes(struct audit *a)
 #define KEY_GFN_BITS 40 /* SMMU_MAX_GFN = 2^40 */
 _Static_assert(SMMU_MAX_GFN == (1ull << KEY_GFN_BITS), "key layout");
 
-static int audit_lpage(struct audit *a)
+static void audit_lpage(struct audit *a)
 {
 	struct smmu_vm *vm = a->vm;
 	/* One key per accounted page: slot id above its gfn, so a sort groups slots and orders
 	 * gfns, and each large page's pages are consecutive. */
-	size_t cap = a->n ? a->n : 1;
-	uint64_t *keys = smmu_calloc(cap, sizeof(*keys));
-	if (!keys)
-		return -ENOMEM;
+	uint64_t *keys = a->keys;
 	size_t nk = 0;
 	for (uint32_t k = 0; k < a->n; k++) {
 		const struct smmu_sp *sp = a->pages[k];
@@ -626,20 +628,15 @@ static int audit_lpage(struct audit *a)
 			}
 		}
 	}
-	smmu_free(keys, cap * sizeof(*keys));
-	return 0;
 }
 
 /* ---- 5. write protection of shadowed guest tables ------------------------------------------ */
 
 /* audit_write_protection, extended to the large-page rmaps that cover each shadowed gfn. */
-static int audit_write_protect(struct audit *a)
+static void audit_write_protect(struct audit *a)
 {
 	struct smmu_vm *vm = a->vm;
-	size_t cap = a->n ? a->n : 1;
-	smmu_gfn_t *gfns = smmu_calloc(cap, sizeof(*gfns));
-	if (!gfns)
-		return -ENOMEM;
+	smmu_gfn_t *gfns = a->keys; /* audit_lpage is done with them */
 	size_t ng = 0;
 	for (uint32_t k = 0; k < a->n; k++) {
 		const struct smmu_sp *sp = a->pages[k];
@@ -681,8 +678,6 @@ static int audit_write_protect(struct audit *a)
 			}
 		}
 	}
-	smmu_free(gfns, cap * sizeof(*gfns));
-	return 0;
 }
 
 /* ---- vCPUs: 7. translation, 8. obsolete roots, 10. TLB ------------------------------------- */
@@ -943,7 +938,27 @@ static void audit_vcpus(struct audit *a)
 
 /* ---- entry points --------------------------------------------------------------------------- */
 
-long audit_locked(struct smmu_vm *vm, struct smmu_audit_report *r)
+/* The length of active_mmu_pages, stopping at a loop (Floyd) and reporting nothing: what the
+ * scratch must hold. The audit proper counts again, and reports. */
+static uint64_t count_active_quiet(struct smmu_vm *vm)
+{
+	struct list_node *head = &vm->active_mmu_pages, *slow = head, *fast = head;
+	uint64_t count = 0;
+	for (;;) {
+		for (int step = 0; step < 2; step++) {
+			fast = fast->next;
+			if (!fast || fast == head)
+				return count;
+			count++;
+		}
+		slow = slow->next;
+		if (slow == fast)
+			return count;
+	}
+}
+
+/* Every check, with the scratch ready and mmu_lock held. */
+static long audit_run(struct audit *a, struct smmu_vm *vm, struct smmu_audit_report *r)
 {
 	lockdep_assert_held(&vm->mmu_lock);
 	r->stored = 0;
@@ -951,37 +966,48 @@ long audit_locked(struct smmu_vm *vm, struct smmu_audit_report *r)
 	memset(r->per_inv, 0, sizeof(r->per_inv));
 	r->pages_checked = 0;
 	r->sptes_checked = 0;
-
-	struct audit a = { .vm = vm, .r = r };
-	uint64_t count = count_active(&a);
-	int err = scratch_alloc(&a, (uint32_t)count);
-	if (err)
-		goto out;
-	collect_active(&a, (uint32_t)count);
-	audit_hash(&a);
-	audit_page_lists(&a);
-	audit_parent_ptes(&a);
-	audit_rmaps(&a);
-	audit_sptes(&a);
-	err = audit_lpage(&a);
-	if (err)
-		goto out;
-	err = audit_write_protect(&a);
-	if (err)
-		goto out;
-	audit_vcpus(&a);
-out:
-	scratch_free(&a);
-	return err ? err : (long)r->total;
+	a->vm = vm;
+	a->r = r;
+	uint64_t count = count_active(a);
+	collect_active(a, (uint32_t)(count < a->alloc_n ? count : a->alloc_n));
+	audit_hash(a);
+	audit_page_lists(a);
+	audit_parent_ptes(a);
+	audit_rmaps(a);
+	audit_sptes(a);
+	audit_lpage(a);
+	audit_write_protect(a);
+	audit_vcpus(a);
+	return (long)r->total;
 }
 
+/*
+ * Like the fault path, the audit allocates before it takes mmu_lock: it sizes its scratch by
+ * the pages it finds, and if more were added meanwhile it lets go and tries again bigger.
+ */
 SMMU_API long smmu_audit(smmu_vm *vm, struct smmu_audit_report *report)
 {
 	if (!vm || !report || (!report->v && report->cap))
 		return -EINVAL;
-	vm_lock(vm, SMMU_SITE_AUDIT);
-	long n = audit_locked(vm, report);
+	struct audit a;
+	memset(&a, 0, sizeof(a));
+	size_t cap = 0;
+	for (;;) {
+		if (scratch_alloc(&a, cap)) {
+			scratch_free(&a);
+			return -ENOMEM;
+		}
+		vm_lock(vm, SMMU_SITE_AUDIT);
+		uint64_t need = count_active_quiet(vm);
+		if (need <= a.alloc_n)
+			break;
+		vm_unlock(vm);
+		scratch_free(&a);
+		cap = (size_t)(need + need / 8 + 64);
+	}
+	long n = audit_run(&a, vm, report);
 	vm_unlock(vm);
+	scratch_free(&a);
 	return n;
 }
 

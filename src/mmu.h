@@ -302,8 +302,6 @@ int flush_shadow_memslot(struct smmu_vm *vm, struct memslot *slot, enum smmu_flu
 /* kvm_mmu_slot_remove_write_access: write-protect every spte of @slot, with lock break. */
 void kvm_mmu_slot_remove_write_access(struct smmu_vm *vm, struct memslot *slot);
 
-/* ---- audit.c -------------------------------------------------------------------------------- */
-long audit_locked(struct smmu_vm *vm, struct smmu_audit_report *r);
 
 #define SMMU_ASSERT(cond, msg) ((cond) ? (void)0 : smmu_assert_fail(msg, __FILE__, __LINE__, __func__))
 
