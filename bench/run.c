@@ -144,6 +144,7 @@ static void fill_site(struct run_result *x, const struct smmu_site_stats *s)
 	x->breaks = s->breaks;
 	x->handoffs = s->handoffs;
 	x->site_flushes = s->remote_flushes;
+	x->site_flush_ns = s->remote_flush_ns;
 }
 
 static void fill_vcpus(struct run_result *x, smmu_vm *vm, const struct contention *c)

@@ -28,6 +28,7 @@ struct lock_site {
 	struct histogram wait, hold;
 	uint64_t breaks, handoffs;
 	uint64_t remote_flushes; /* counted by the MMU, which flushes only under the lock */
+	uint64_t remote_flush_ns;
 };
 
 struct mmu_lock {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mmu.h"
+#include "smmu_config.h"
 
 #define KVM_MIN_FREE_MMU_PAGES 5
 #define KVM_REFILL_PAGES 25
@@ -267,10 +268,17 @@ void kvm_flush_remote_tlbs(struct smmu_vm *vm, uint32_t skip_point)
 	if (vm->cfg.skip_flush & skip_point)
 		return;
 	lockdep_assert_held(&vm->mmu_lock);
+	struct lock_site *site = &vm->mmu_lock.sites[vm->mmu_lock.site];
+#if SMMU_LOCK_STATS
+	uint64_t t0 = smmu_now_ns();
+#endif
 	atomic_fetch_add_explicit(&vm->remote_flushes, 1, memory_order_relaxed);
-	vm->mmu_lock.sites[vm->mmu_lock.site].remote_flushes++;
+	site->remote_flushes++;
 	for (int i = 0; i < vm->nr_vcpus; i++)
 		vcpu_make_request(vm->vcpus[i], KVM_REQ_TLB_FLUSH);
+#if SMMU_LOCK_STATS
+	site->remote_flush_ns += smmu_now_ns() - t0;
+#endif
 }
 
 void kvm_reload_remote_mmus(struct smmu_vm *vm)

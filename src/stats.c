@@ -26,6 +26,7 @@ SMMU_API int smmu_stats_get(const smmu_vm *vm, enum smmu_site site, struct smmu_
 	out->breaks = s->breaks;
 	out->handoffs = s->handoffs;
 	out->remote_flushes = s->remote_flushes;
+	out->remote_flush_ns = s->remote_flush_ns;
 	return 0;
 }
 

@@ -56,6 +56,7 @@ struct smmu_site_stats {
 	uint64_t breaks;   /**< cond_resched_lock calls that released the lock */
 	uint64_t handoffs; /**< breaks during which a waiting thread took the lock */
 	uint64_t remote_flushes; /**< kvm_flush_remote_tlbs calls made while this site held the lock */
+	uint64_t remote_flush_ns; /**< time those calls took: posting a flush request to every vCPU */
 };
 
 /**
