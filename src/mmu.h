@@ -99,7 +99,7 @@ struct smmu_sp {
 	uint64_t zap_gen;            /* vm->zap_gen at creation: the thread's generation-bounded zap */
 	uintptr_t parent_ptes;       /* pte_list of sptes pointing here */
 	uint32_t n_present;          /* present sptes in spt */
-	bool unsync;                 /* never set: the model keeps every indirect page synced */
+	/* No unsync flag: the model keeps every indirect page synced (write-protected). */
 };
 
 /* ---- vCPUs (kvm_vcpu + kvm_mmu) -------------------------------------------------------------- */
