@@ -7,7 +7,8 @@
  * KVM's page->private does.
  *
  * The locked paths never allocate: faults take objects from per-vCPU caches topped up before
- * mmu_lock is taken (mmu_topup_memory_caches). Freeing under the lock is allowed, as in KVM.
+ * mmu_lock is taken (mmu_topup_memory_caches). What is freed under the lock goes back to the
+ * allocator after it (vm_unlock): an allocator may purge memory inside free.
  *
  * SPDX-License-Identifier: MIT
  */

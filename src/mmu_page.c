@@ -112,8 +112,9 @@ static uint64_t *free_page_keep_table(struct smmu_vm *vm, struct smmu_sp *sp)
 	vm->stat.pages_freed++;
 	vm_event(vm, SMMU_EV_PAGE_FREED, sp);
 	uint64_t *spt = sp->spt;
-	smmu_free(sp->gfns, SMMU_PT_ENTRIES * sizeof(smmu_gfn_t));
-	smmu_free(sp, sizeof(*sp));
+	/* The header and its gfns go back to the allocator after the lock (vm_unlock). */
+	sp->link.next = (struct list_node *)vm->deferred_sp;
+	vm->deferred_sp = sp;
 	return spt;
 }
 

@@ -21,8 +21,10 @@ static struct pte_list_desc *desc_from_cache(struct smmu_vm *vm, struct mmu_cach
 
 static void desc_free(struct smmu_vm *vm, struct pte_list_desc *d)
 {
+	lockdep_assert_held(&vm->mmu_lock);
 	vm->stat.rmap_descs--;
-	smmu_free(d, sizeof(*d));
+	d->more = vm->deferred_desc; /* freed by vm_unlock, after the lock */
+	vm->deferred_desc = d;
 }
 
 /* pte_list_add: returns how many entries were there before. */

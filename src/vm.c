@@ -34,7 +34,25 @@ void vm_lock(struct smmu_vm *vm, enum smmu_site site)
 	vm_event(vm, SMMU_EV_LOCK_TAKEN, NULL);
 }
 
-void vm_unlock(struct smmu_vm *vm) { mmu_lock_release(&vm->mmu_lock); }
+void vm_unlock(struct smmu_vm *vm)
+{
+	struct smmu_sp *sp = vm->deferred_sp;
+	struct pte_list_desc *d = vm->deferred_desc;
+	vm->deferred_sp = NULL;
+	vm->deferred_desc = NULL;
+	mmu_lock_release(&vm->mmu_lock);
+	while (sp) {
+		struct smmu_sp *next = (struct smmu_sp *)sp->link.next;
+		smmu_free(sp->gfns, SMMU_PT_ENTRIES * sizeof(smmu_gfn_t));
+		smmu_free(sp, sizeof(*sp));
+		sp = next;
+	}
+	while (d) {
+		struct pte_list_desc *next = d->more;
+		smmu_free(d, sizeof(*d));
+		d = next;
+	}
+}
 
 bool vm_cond_resched(struct smmu_vm *vm)
 {
