@@ -33,6 +33,8 @@ static const struct strategy strategies[] = {
 	  "smmu_fast_zap_bump then smmu_fast_zap_drain, reported as two rows" },
 	{ "fast_zap_batched", S_FAST_ZAP, 1, SMMU_SITE_FAST_ZAP,
 	  "fast zap whose drain commits (flush + free) at every lock break (zap_commit_per_batch)" },
+	{ "fast_zap_leaf", S_FAST_ZAP, 3, SMMU_SITE_FAST_ZAP,
+	  "fast_zap_batched zapping lowest-level obsolete pages first (zap_leaf_first)" },
 	{ "flush_zap_all", S_FLUSH, SMMU_FLUSH_ZAP_ALL, SMMU_SITE_MEMSLOT_FLUSH,
 	  "memslot flush: zap_all" },
 	{ "flush_fast_zap", S_FLUSH, SMMU_FLUSH_FAST_ZAP, SMMU_SITE_MEMSLOT_FLUSH,

@@ -256,7 +256,8 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 	struct wl_params p = o->wl;
 	p.pages = pages;
 	p.label = label;
-	p.commit_per_batch = st->kind == S_FAST_ZAP && st->arg;
+	p.commit_per_batch = st->kind == S_FAST_ZAP && (st->arg & 1);
+	p.leaf_first = st->kind == S_FAST_ZAP && (st->arg & 2);
 	struct cpu_snap cpu0, cpu1;
 	cpu_snap(&cpu0);
 	int r = wl_build(&w, &p);

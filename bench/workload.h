@@ -44,6 +44,7 @@ struct wl_params {
 	enum smmu_profile profile;
 	uint32_t zap_batch;    /* fast zap's pages between lock breaks; 0 = KVM's 10 */
 	bool commit_per_batch; /* fast zap's drain commits at every break (zap_commit_per_batch) */
+	bool leaf_first;       /* fast zap's drain zaps the lowest levels first (zap_leaf_first) */
 	int per_vma;           /* maps: pages per VMA */
 	const char *maps_file; /* maps: one layout file; NULL = every *.maps in datadir */
 	bool maps_self;        /* maps: the layout of this very process */

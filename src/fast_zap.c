@@ -11,6 +11,54 @@
 
 #include "mmu.h"
 
+/*
+ * The first obsolete child of @sp, or NULL (zap_leaf_first). Leaf sptes (also large ones) are not
+ * links. A current child under an obsolete parent (a walk from a root not yet reloaded linked it)
+ * is passed over: KVM only unlinks it, and so does the parent's zap here. Links made after the
+ * bump lead to current pages only, so the scan resumes where the last one stopped.
+ */
+static struct smmu_sp *obsolete_child(const struct smmu_vm *vm, struct smmu_sp *sp)
+{
+	if (sp->role.level == 1 || !sp->n_present)
+		return NULL;
+	uint16_t gen = (uint16_t)vm->mmu_valid_gen;
+	unsigned i = sp->zap_scan_gen == gen ? sp->zap_scan : 0;
+	struct smmu_sp *child = NULL;
+	for (; i < SMMU_PT_ENTRIES; i++) {
+		uint64_t spte = sp->spt[i];
+		if (!is_shadow_present_pte(spte) || is_last_spte(spte, sp->role.level))
+			continue;
+		child = page_header(spte_to_child_spt(spte));
+		if (is_obsolete_sp(vm, child))
+			break;
+		child = NULL;
+	}
+	sp->zap_scan = (uint16_t)i;
+	sp->zap_scan_gen = gen;
+	return child;
+}
+
+/* The lowest obsolete descendant of @sp along first links: zapping it unlinks no obsolete page.
+ * Not in KVM, which zaps @sp itself and unlinks up to 512 children in that one step. */
+static struct smmu_sp *lowest_obsolete_descendant(const struct smmu_vm *vm, struct smmu_sp *sp)
+{
+	for (struct smmu_sp *child; (child = obsolete_child(vm, sp));)
+		sp = child;
+	return sp;
+}
+
+/* zap_commit_per_batch: free the batch, then let go of the lock even when nobody waits, so no
+ * stretch of holding spans more than one batch. */
+static void commit_and_break(struct smmu_vm *vm)
+{
+	kvm_mmu_commit_zap_page(vm, &vm->zapped_obsolete_pages);
+	if (!vm_cond_resched(vm)) {
+		enum smmu_site site = vm->mmu_lock.site;
+		vm_unlock(vm);
+		vm_lock(vm, site);
+	}
+}
+
 /* kvm_zap_obsolete_pages. Caller holds mmu_lock. */
 void kvm_zap_obsolete_pages(struct smmu_vm *vm, struct smmu_zap_report *rep)
 {
@@ -28,23 +76,24 @@ restart:
 		if (sp->role.invalid)
 			continue;
 		if (batch >= vm->cfg.zap_batch) {
-			/* KVM frees nothing here (no flush at the breaks); the variant frees every
-			 * batch, waiter or not, so a break never has more than a batch to free. */
-			if (vm->cfg.zap_commit_per_batch) {
-				kvm_mmu_commit_zap_page(vm, &vm->zapped_obsolete_pages);
-				batch = 0;
-			}
-			if (vm_cond_resched(vm)) {
+			/* KVM frees nothing here (no flush at the breaks) and breaks only for a waiter. */
+			bool broke = true;
+			if (vm->cfg.zap_commit_per_batch)
+				commit_and_break(vm);
+			else
+				broke = vm_cond_resched(vm);
+			if (broke) {
 				batch = 0;
 				rep->lock_breaks++;
 				rep->rounds++;
 				goto restart;
 			}
 		}
-		int ret = kvm_mmu_prepare_zap_page(vm, sp, &vm->zapped_obsolete_pages);
+		struct smmu_sp *victim = vm->cfg.zap_leaf_first ? lowest_obsolete_descendant(vm, sp) : sp;
+		int ret = kvm_mmu_prepare_zap_page(vm, victim, &vm->zapped_obsolete_pages);
 		batch += (uint64_t)ret;
 		rep->pages_zapped += (uint64_t)ret;
-		if (ret)
+		if (ret || victim != sp)
 			goto restart;
 	}
 	/* Flush before freeing: a lockless walker may still use the tables. */

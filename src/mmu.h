@@ -99,6 +99,9 @@ struct smmu_sp {
 	uint64_t zap_gen;            /* vm->zap_gen at creation: the thread's generation-bounded zap */
 	uintptr_t parent_ptes;       /* pte_list of sptes pointing here */
 	uint32_t n_present;          /* present sptes in spt */
+	/* zap_leaf_first's scan hint: in generation zap_scan_gen (low 16 bits), no spte below
+	 * zap_scan links an obsolete child. A stale hint only costs the leaf-first order. */
+	uint16_t zap_scan, zap_scan_gen;
 	/* No unsync flag: the model keeps every indirect page synced (write-protected). */
 };
 

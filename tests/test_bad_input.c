@@ -308,7 +308,6 @@ enum { NOLOCK = 0, LOCK = 1 };
 	X(cfg_reserved_byte_1, -EINVAL, NOLOCK, try_cfg(CFG_RES_BYTE_0 + 1))                       \
 	X(cfg_reserved_byte_2, -EINVAL, NOLOCK, try_cfg(CFG_RES_BYTE_0 + 2))                       \
 	X(cfg_reserved_byte_3, -EINVAL, NOLOCK, try_cfg(CFG_RES_BYTE_0 + 3))                       \
-	X(cfg_reserved_byte_4, -EINVAL, NOLOCK, try_cfg(CFG_RES_BYTE_0 + 4))                       \
 	X(cfg_hash_fn_3, -EINVAL, NOLOCK, try_cfg(CFG_HASH_FN_3))                                  \
 	X(cfg_hash_fn_255, -EINVAL, NOLOCK, try_cfg(CFG_HASH_FN_255))                              \
 	X(cfg_reserved_0, -EINVAL, NOLOCK, try_cfg(CFG_RES_0 + 0))                                 \

@@ -83,7 +83,13 @@ struct smmu_vm_config {
 	 *  instead of once at the end as KVM does: one flush per batch buys a hold time that no
 	 *  longer grows with the VM. false (KVM's way) by default. */
 	bool zap_commit_per_batch;
-	uint8_t reserved_bytes[5]; /**< zero */
+	/** Fast zap's drain zaps each obsolete page's obsolete descendants before the page itself,
+	 *  lowest level first, instead of KVM's oldest-first order that unlinks up to 512 children
+	 *  in one step: every step then zaps a page whose children are already gone, so a step's
+	 *  cost no longer depends on how many children a page has. Same pages zapped, same final
+	 *  state. false (KVM's order) by default. */
+	bool zap_leaf_first;
+	uint8_t reserved_bytes[4]; /**< zero */
 	uint64_t reserved[6];     /**< zero: room to grow without breaking the ABI */
 };
 
