@@ -38,12 +38,31 @@ static struct smmu_sp *obsolete_child(const struct smmu_vm *vm, struct smmu_sp *
 	return child;
 }
 
-/* The lowest obsolete descendant of @sp along first links: zapping it unlinks no obsolete page.
- * Not in KVM, which zaps @sp itself and unlinks up to 512 children in that one step. */
-static struct smmu_sp *lowest_obsolete_descendant(const struct smmu_vm *vm, struct smmu_sp *sp)
+/*
+ * zap_leaf_first's walk down from the tail page: the path to the page zapped last. While no page
+ * was zapped since (the VM's zap counter says so) every page on it is still live and obsolete,
+ * so the next descent starts from the deepest one instead of the tail.
+ */
+struct descent {
+	struct smmu_sp *path[PT64_ROOT_LEVEL];
+	int depth;
+	uint64_t stamp; /* vm->stat.pages_zapped after our last zap */
+};
+
+/* The lowest obsolete descendant of @tail: zapping it unlinks no obsolete page. Not in KVM,
+ * which zaps @tail itself and unlinks up to 512 children in that one step. */
+static struct smmu_sp *next_victim(const struct smmu_vm *vm, struct descent *d, struct smmu_sp *tail)
 {
-	for (struct smmu_sp *child; (child = obsolete_child(vm, sp));)
-		sp = child;
+	if (!d->depth || d->stamp != vm->stat.pages_zapped || d->path[0] != tail) {
+		d->path[0] = tail;
+		d->depth = 1;
+	}
+	struct smmu_sp *sp = d->path[d->depth - 1];
+	for (struct smmu_sp *child; (child = obsolete_child(vm, sp));) {
+		SMMU_ASSERT(d->depth < PT64_ROOT_LEVEL, "obsolete descent deeper than the root level");
+		d->path[d->depth++] = sp = child;
+	}
+	d->depth--; /* the victim leaves the path */
 	return sp;
 }
 
@@ -63,6 +82,7 @@ static void commit_and_break(struct smmu_vm *vm)
 void kvm_zap_obsolete_pages(struct smmu_vm *vm, struct smmu_zap_report *rep)
 {
 	uint64_t batch = 0;
+	struct descent d = { .depth = 0 };
 	lockdep_assert_held(&vm->mmu_lock);
 	rep->rounds++;
 restart:
@@ -89,8 +109,9 @@ restart:
 				goto restart;
 			}
 		}
-		struct smmu_sp *victim = vm->cfg.zap_leaf_first ? lowest_obsolete_descendant(vm, sp) : sp;
+		struct smmu_sp *victim = vm->cfg.zap_leaf_first ? next_victim(vm, &d, sp) : sp;
 		int ret = kvm_mmu_prepare_zap_page(vm, victim, &vm->zapped_obsolete_pages);
+		d.stamp = vm->stat.pages_zapped;
 		batch += (uint64_t)ret;
 		rep->pages_zapped += (uint64_t)ret;
 		if (ret || victim != sp)
