@@ -145,6 +145,9 @@ static void write_json(FILE *f, const struct run_result *x)
 	json_u64(f, "zap_batch", x->zap_batch);
 	fprintf(f, ",\"other_cpu\":%.3f", x->other_cpu);
 	fprintf(f, ",\"floor_runs\":%d", x->floor_runs);
+	json_u64(f, "holds_over_20us", x->holds_over_20us);
+	json_u64(f, "noise_max_gap_ns", x->noise_max_gap_ns);
+	fprintf(f, ",\"noise_gaps_20us_per_s\":%.1f", x->noise_gaps_20us_per_s);
 	fprintf(f, ",\"rc\":%d}\n", x->rc);
 }
 
@@ -157,7 +160,8 @@ static const char csv_header[] =
 	"vcpu_site_wait_max_ns,breaks,handoffs,rounds,completed,pages_zapped,sptes_dropped,"
 	"remote_flushes,reload_requests,vcpu_faults,vcpu_pages_created,sp_bytes,rmap_bytes,"
 	"lpage_bytes,mem_bytes,kvm_bytes,mem_ratio,rss_kb,maxrss_kb,build_ns,hash_buckets,hash_fn,"
-	"profile,zap_batch,floor_runs,site_remote_flushes,other_cpu,rc\n";
+	"profile,zap_batch,floor_runs,site_remote_flushes,other_cpu,holds_over_20us,noise_max_gap_ns,"
+	"noise_gaps_20us_per_s,rc\n";
 
 static void write_csv(FILE *f, const struct run_result *x)
 {
@@ -181,9 +185,11 @@ static void write_csv(FILE *f, const struct run_result *x)
 		x->remote_flushes, x->reload_requests, x->faults_during, x->created_during);
 	fprintf(f, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.4g",
 		x->sp_bytes, x->rmap_bytes, x->lpage_bytes, x->mem_bytes, x->kvm_bytes, x->mem_ratio);
-	fprintf(f, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%u,%s,%s,%u,%d,%" PRIu64 ",%.3f,%d\n",
+	fprintf(f, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%u,%s,%s,%u,%d,%" PRIu64 ",%.3f",
 		x->rss_kb, x->maxrss_kb, x->build_ns, x->hash_buckets, x->hash_fn, x->profile,
-		x->zap_batch, x->floor_runs, x->site_flushes, x->other_cpu, x->rc);
+		x->zap_batch, x->floor_runs, x->site_flushes, x->other_cpu);
+	fprintf(f, ",%" PRIu64 ",%" PRIu64 ",%.1f,%d\n", x->holds_over_20us, x->noise_max_gap_ns,
+		x->noise_gaps_20us_per_s, x->rc);
 }
 
 /* ---- the table -------------------------------------------------------------------------------- */
@@ -229,8 +235,13 @@ static void table_row(struct report *r, const struct run_result *x)
 	fflush(f);
 }
 
-void report_add(struct report *r, const struct run_result *res)
+void report_add(struct report *r, const struct run_result *in)
 {
+	struct run_result copy = *in, *res = &copy;
+	if (r->has_noise) {
+		copy.noise_max_gap_ns = r->noise.max_gap_ns;
+		copy.noise_gaps_20us_per_s = r->noise.gaps_over_20us_per_s;
+	}
 	if (r->n == r->cap) {
 		int cap = r->cap ? 2 * r->cap : 32;
 		struct run_result *rows = realloc(r->rows, (size_t)cap * sizeof(*rows));
@@ -349,6 +360,11 @@ static void goals(struct report *r)
 				"wait p99 %s (<= 10 us) at %" PRIu64 " pages%s\n", ok ? "ok" : "MISS",
 				x->strategy, x->vcpus, fmt_ns(b[0], 24, x->hold.max), fmt_ns(b[1], 24, x->wait.p99),
 				x->shadow_pages, x->shadow_pages >= 900000 ? "" : " (goal set at 1M)");
+			if (!ok)
+				fprintf(f, "       %" PRIu64 " of %" PRIu64 " holds (%.1f per million) in buckets "
+					"from 20 us up, p99.9 %s%s\n", x->holds_over_20us, x->hold.count,
+					x->hold.count ? 1e6 * (double)x->holds_over_20us / (double)x->hold.count : 0.0,
+					fmt_ns(b[2], 24, x->hold.p999), r->has_noise ? "; see the machine's noise above" : "");
 			lines++;
 		} else if (!strcmp(x->strategy, "zap_all_hold")) {
 			fprintf(f, "  %-4s zap_all holding the lock: total %s = %.2fx the floor %s (<= 2x) "
@@ -407,6 +423,13 @@ void report_finish(struct report *r, bool scaling)
 		fprintf(r->out, "\nnote: (shared) runs: other programs used up to %.0f%% of the machine's CPU "
 			"time during a run, so its waits and holds include their preemption\n",
 			other * 100);
+	if (r->has_noise) {
+		char b[24];
+		fprintf(r->out, "\nthe machine's noise: a thread per core reading the clock for %.1f s lost "
+			"%.2f%% of it, %.0f times a second more than 20 us at once, at most %s: a lock "
+			"holder loses the same inside its holds\n", (double)r->noise.ns / 1e9,
+			100 * r->noise.lost, r->noise.gaps_over_20us_per_s, fmt_ns(b, sizeof(b), r->noise.max_gap_ns));
+	}
 	vcpu_table(r);
 	if (scaling)
 		scaling_table(r);

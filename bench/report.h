@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "noise.h"
+
 /* KVM 3.11 x86-64: sizeof(struct kvm_mmu_page), the kmem_cache "kvm_mmu_page_header" object
  * (link 16, hash_link 16, gfn 8, role 4+4, spt 8, gfns 8, unsync/root_count/unsync_children 16,
  * parent_ptes 8, mmu_valid_gen 8, unsync_child_bitmap 64, write_flooding_count 4+4), and
@@ -62,6 +64,9 @@ struct run_result {
 	double other_cpu;        /* share of the machine's CPU time other programs used during the
 				    run (0..1): is the machine shared? */
 	int floor_runs;          /* the floor is the median of this many measurements */
+	uint64_t holds_over_20us; /* the zapping site's holds in histogram buckets from 20 µs up */
+	uint64_t noise_max_gap_ns;    /* the machine's longest lost stretch (noise.h), before the runs */
+	double noise_gaps_20us_per_s; /* its lost stretches over 20 µs per second per core */
 	int rc;                  /* the call's return value */
 };
 
@@ -75,6 +80,8 @@ struct report {
 	int n, cap;
 	bool header_done;
 	const char *title;
+	bool has_noise;
+	struct noise noise;      /* measured before the runs; copied into every record */
 };
 
 void report_init(struct report *r, enum report_format fmt, FILE *out, const char *title);

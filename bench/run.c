@@ -385,6 +385,9 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 		snprintf(d.strategy, sizeof(d.strategy), "%s_drain", st->name);
 		d.total_ns = t2;
 		d.hold = hist_summary(&drain_hist);
+		for (int i = 0; i < drain_hist.n; i++)
+			if (drain_hist.lower[i] >= 20000)
+				d.holds_over_20us += drain_hist.count[i];
 		if (all.hold.max > bump_stats.hold.max)
 			d.hold.max = all.hold.max;
 		d.breaks = all.breaks - bump_stats.breaks;
