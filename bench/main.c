@@ -35,7 +35,7 @@ static const struct strategy strategies[] = {
 	{ "fast_zap_batched", S_FAST_ZAP, 1, SMMU_SITE_FAST_ZAP,
 	  "fast zap whose drain commits (flush + free) at every lock break (zap_commit_per_batch)" },
 	{ "fast_zap_leaf", S_FAST_ZAP, 3, SMMU_SITE_FAST_ZAP,
-	  "fast_zap_batched zapping lowest-level obsolete pages first (zap_leaf_first)" },
+	  "fast_zap_batched zapping lowest-level obsolete pages first (zap_leaf_first), batch 1" },
 	{ "flush_zap_all", S_FLUSH, SMMU_FLUSH_ZAP_ALL, SMMU_SITE_MEMSLOT_FLUSH,
 	  "memslot flush: zap_all" },
 	{ "flush_fast_zap", S_FLUSH, SMMU_FLUSH_FAST_ZAP, SMMU_SITE_MEMSLOT_FLUSH,
@@ -111,13 +111,15 @@ static void usage(FILE *f)
 "                     mode the aligned gfns of direct pages pile up in buckets/512 buckets.\n"
 "                     --hash-buckets 1024 --hash-fn mask reproduces 3.11\n"
 "  --profile P        3.11 (default) or today: the kernel whose lpage_info rules apply\n"
-"  --zap-batch N      fast zap's pages between lock breaks (default KVM's BATCH_ZAP_PAGES, 10)\n"
+"  --zap-batch N      fast zap's pages between lock breaks (default KVM's BATCH_ZAP_PAGES, 10;\n"
+"                     fast_zap_leaf: 1)\n"
 "  --floor-runs N     the floor is the median of N measurements right before the zap (default 3)\n"
 "runs\n"
 "  --strategies LIST  comma-separated; 'all' for every one (default: all but notifier);\n"
 "                     --list shows them\n"
 "  --quick            small sizes, a few seconds (2K pages; with --scaling 1K and 10K)\n"
-"  --scaling          zap_all_hold and fast_zap at 1K, 10K, 100K, 1M pages: max hold vs pages\n"
+"  --scaling          zap_all_hold, fast_zap and fast_zap_leaf at 1K, 10K, 100K, 1M pages: max\n"
+"                     hold vs pages\n"
 "  --sizes LIST       the sizes of --scaling\n"
 "output\n"
 "  --json             one JSON object per run per line\n"
@@ -409,6 +411,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		if (!any_selected) {
 			o->selected[strategy_find("zap_all_hold")] = true;
 			o->selected[strategy_find("fast_zap")] = true;
+			o->selected[strategy_find("fast_zap_leaf")] = true;
 			any_selected = true;
 		}
 	}
@@ -463,6 +466,7 @@ int main(int argc, char **argv)
 		 sysconf(_SC_NPROCESSORS_ONLN), o.scaling ? ", scaling run" : "");
 	struct report rep;
 	report_init(&rep, o.fmt, out, title);
+	rep.leaf_batch_note = !o.wl.zap_batch;
 	/* Before any VM exists, on every core: what a hold can lose to the machine itself. */
 	progress(true, "measuring the machine's noise (%.1f s)", o.quick ? 0.2 : 1.0);
 	rep.has_noise = !noise_measure(o.quick ? 200000000ull : 1000000000ull, 0, &rep.noise);

@@ -200,10 +200,11 @@ static void table_header(struct report *r, const struct run_result *x)
 	if (r->title)
 		fprintf(f, "%s\n", r->title);
 	fprintf(f, "workload %s (%s mode), seed %" PRIu64 ", %d guest process%s, %d vCPU%s faulting "
-		"during each zap\nprofile %s, mmu_page_hash %u buckets (%s), fast zap batch %u, floor = "
+		"during each zap\nprofile %s, mmu_page_hash %u buckets (%s), fast zap batch %u%s, floor = "
 		"median of %d measurements right before each zap\n\n", x->workload, x->mode, x->seed,
 		x->procs, x->procs == 1 ? "" : "es", x->vcpus, x->vcpus == 1 ? "" : "s", x->profile,
-		x->hash_buckets, x->hash_fn, x->zap_batch, x->floor_runs);
+		x->hash_buckets, x->hash_fn, r->leaf_batch_note ? 10u : x->zap_batch,
+		r->leaf_batch_note ? " (fast_zap_leaf: 1)" : "", x->floor_runs);
 	fprintf(f, "%-18s %8s %8s %8s %8s %6s | %-14s %7s %7s %7s %7s %7s | %6s %6s %7s %6s\n",
 		"", "shadow", "", "", "floor", "total", "mmu_lock hold", "", "", "", "", "",
 		"lock", "hand", "", "remote");
@@ -306,30 +307,36 @@ static void scaling_table(struct report *r)
 {
 	FILE *f = r->out;
 	fprintf(f, "\nmax mmu_lock hold versus shadow pages\n");
-	fprintf(f, "%8s | %-32s | %-8s | %-26s | %s\n", "shadow", "zap_all holding the lock",
-		"fast zap", "fast zap drain", "memory");
-	fprintf(f, "%8s | %8s %8s %8s %5s | %8s | %8s %8s %8s | %6s\n", "pages", "total", "max hold",
-		"floor", "/flr", "bump", "total", "max hold", "wait p99", "xKVM");
+	fprintf(f, "%8s | %-32s | %-8s | %-26s | %-26s | %s\n", "shadow", "zap_all holding the lock",
+		"fast zap", "fast zap drain (KVM)", "fast_zap_leaf drain", "memory");
+	fprintf(f, "%8s | %8s %8s %8s %5s | %8s | %8s %8s %8s | %8s %8s %8s | %6s\n", "pages", "total",
+		"max hold", "floor", "/flr", "bump", "total", "max hold", "wait p99", "total", "hold p99",
+		"wait p99", "xKVM");
 	for (int i = 0; i < r->n; i++) {
 		const struct run_result *h = &r->rows[i];
 		if (strcmp(h->strategy, "zap_all_hold"))
 			continue;
-		char b[8][24];
-		const struct run_result *bump = NULL, *drain = NULL;
+		char b[12][24];
+		const struct run_result *bump = NULL, *drain = NULL, *leaf = NULL;
 		/* the fast zap rows of the same target size follow the hold row */
 		for (int j = i + 1; j < r->n && strcmp(r->rows[j].strategy, "zap_all_hold"); j++) {
 			if (!strcmp(r->rows[j].strategy, "fast_zap_bump"))
 				bump = &r->rows[j];
 			if (!strcmp(r->rows[j].strategy, "fast_zap_drain"))
 				drain = &r->rows[j];
+			if (!strcmp(r->rows[j].strategy, "fast_zap_leaf_drain"))
+				leaf = &r->rows[j];
 		}
-		fprintf(f, "%8" PRIu64 " | %8s %8s %8s %5.2f | %8s | %8s %8s %8s | %6.3f\n",
+		fprintf(f, "%8" PRIu64 " | %8s %8s %8s %5.2f | %8s | %8s %8s %8s | %8s %8s %8s | %6.3f\n",
 			h->shadow_pages, fmt_ns(b[0], 24, h->total_ns), fmt_ns(b[1], 24, h->hold.max),
 			fmt_ns(b[6], 24, h->floor_ns), h->ratio,
 			bump ? fmt_ns(b[2], 24, bump->hold.max) : "-",
 			drain ? fmt_ns(b[3], 24, drain->total_ns) : "-",
 			drain ? fmt_ns(b[4], 24, drain->hold.max) : "-",
-			drain ? fmt_ns(b[5], 24, drain->wait.p99) : "-", h->mem_ratio);
+			drain ? fmt_ns(b[5], 24, drain->wait.p99) : "-",
+			leaf ? fmt_ns(b[7], 24, leaf->total_ns) : "-",
+			leaf ? fmt_ns(b[8], 24, leaf->hold.p99) : "-",
+			leaf ? fmt_ns(b[9], 24, leaf->wait.p99) : "-", h->mem_ratio);
 	}
 }
 
@@ -388,8 +395,8 @@ static void goals(struct report *r)
 			lines++;
 		}
 		if (is_fast(x->strategy, "_drain") && x->vcpus >= 1 && x->has_report) {
-			fprintf(f, "  %-4s fast_zap_drain with %d vCPU%s faulting: %s after %" PRIu64
-				" round%s\n", x->completed && !x->rc ? "ok" : "MISS", x->vcpus,
+			fprintf(f, "  %-4s %s with %d vCPU%s faulting: %s after %" PRIu64
+				" round%s\n", x->completed && !x->rc ? "ok" : "MISS", x->strategy, x->vcpus,
 				x->vcpus == 1 ? "" : "s", x->completed ? "terminated" : "did not finish",
 				x->rounds, x->rounds == 1 ? "" : "s");
 			lines++;

@@ -81,6 +81,7 @@ struct report {
 	bool header_done;
 	const char *title;
 	bool has_noise;
+	bool leaf_batch_note;    /* fast_zap_leaf runs with a batch of 1 (no --zap-batch given) */
 	struct noise noise;      /* measured before the runs; copied into every record */
 };
 

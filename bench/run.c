@@ -258,6 +258,8 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 	p.label = label;
 	p.commit_per_batch = st->kind == S_FAST_ZAP && (st->arg & 1);
 	p.leaf_first = st->kind == S_FAST_ZAP && (st->arg & 2);
+	if (p.leaf_first && !p.zap_batch)
+		p.zap_batch = 1; /* built for the smallest stretches: one page per batch */
 	struct cpu_snap cpu0, cpu1;
 	cpu_snap(&cpu0);
 	int r = wl_build(&w, &p);
