@@ -65,6 +65,7 @@ struct run_result {
 				    run (0..1): is the machine shared? */
 	int floor_runs;          /* the floor is the median of this many measurements */
 	uint64_t holds_over_20us; /* the zapping site's holds in histogram buckets from 20 µs up */
+	uint64_t hold_sum_ns;     /* the zapping site's time holding the lock, all stretches */
 	uint64_t noise_max_gap_ns;    /* the machine's longest lost stretch (noise.h), before the runs */
 	double noise_gaps_20us_per_s; /* its lost stretches over 20 µs per second per core */
 	int rc;                  /* the call's return value */

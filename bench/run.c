@@ -390,6 +390,7 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 		for (int i = 0; i < drain_hist.n; i++)
 			if (drain_hist.lower[i] >= 20000)
 				d.holds_over_20us += drain_hist.count[i];
+		d.hold_sum_ns = all.hold.sum - bump_stats.hold.sum;
 		if (all.hold.max > bump_stats.hold.max)
 			d.hold.max = all.hold.max;
 		d.breaks = all.breaks - bump_stats.breaks;

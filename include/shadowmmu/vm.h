@@ -79,9 +79,10 @@ struct smmu_vm_config {
 	uint32_t skip_flush;      /**< enum smmu_flush_point bits: deliberate bugs; 0 = none */
 	bool audit_every_op;      /**< audit after every MMU operation; abort with the report */
 	uint8_t hash_fn;          /**< enum smmu_hash_fn; 0 = the profile's */
-	/** Fast zap's drain commits (flushes TLBs and frees) what it zapped at every lock break,
-	 *  instead of once at the end as KVM does: one flush per batch buys a hold time that no
-	 *  longer grows with the VM. false (KVM's way) by default. */
+	/** Fast zap's drain commits (flushes TLBs and frees) what it zapped after every batch and
+	 *  then releases mmu_lock, waiter or not, instead of committing once at the end and breaking
+	 *  only for a waiter as KVM does: one flush per batch buys stretches of holding no longer
+	 *  than a batch, whatever the VM's size. false (KVM's way) by default. */
 	bool zap_commit_per_batch;
 	/** Fast zap's drain zaps each obsolete page's obsolete descendants before the page itself,
 	 *  lowest level first, instead of KVM's oldest-first order that unlinks up to 512 children
