@@ -87,7 +87,8 @@ vcpus=$(awk 'NR == 1 { print $3 }' "$tmp/bars.dat")
 nblocks=0
 names=""
 # name:column — column 8 is the max hold, 6 the p99 (shown for the drain: its typical stretch)
-for sc in zap_all_hold:8 zap_all_gen:8 fast_zap_drain:8 fast_zap_drain:6 fast_zap_bump:8 \
+for sc in zap_all_hold:8 zap_all_gen:8 fast_zap_drain:8 fast_zap_drain:6 fast_zap_leaf_drain:8 \
+	fast_zap_leaf_drain:6 fast_zap_bump:8 \
 	flush_zap_all:8 flush_fast_zap:8; do
 	s=${sc%:*}
 	col=${sc#*:}
