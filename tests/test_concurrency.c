@@ -503,15 +503,21 @@ static void s_setup_vcpu(struct stress *s, struct s_worker *w, int i)
 						      SMMU_LEVEL_4K, SMMU_PROT_WRITE | SMMU_PROT_USER), 0);
 }
 
-static void test_stress_all_strategies(void **state)
+/* @drain_variants: every fast zap drains leaf first, one page per batch, committing and letting go
+ * of the lock after each (the path that keeps a descent across breaks while others zap). */
+static void stress(bool drain_variants)
 {
-	(void)state;
 	reset_failures();
 	struct stress *s = calloc(1, sizeof(*s));
 	assert_non_null(s);
 	struct smmu_vm_config cfg;
 	smmu_vm_config_default(&cfg);
 	cfg.max_mmu_pages = 4000;
+	if (drain_variants) {
+		cfg.zap_leaf_first = true;
+		cfg.zap_commit_per_batch = true;
+		cfg.zap_batch = 1;
+	}
 	s->vm = tl_vm_cfg(&cfg);
 	assert_int_equal(smmu_memslot_create(s->vm, 0, 0, S_SLOT0_PAGES, 0), 0);
 	assert_int_equal(smmu_memslot_create(s->vm, S_SLOT2_ID, S_SLOT2_A, S_SLOT2_PAGES, 0), 0);
@@ -576,8 +582,9 @@ static void test_stress_all_strategies(void **state)
 		zaps += t.zaps[k];
 	struct smmu_vm_counters vc;
 	assert_int_equal(smmu_vm_get_counters(s->vm, &vc), 0);
-	printf("stress: %d rounds in %llu ms, %d vCPU threads + writer + zapper + slot thread\n", rounds,
-	       (unsigned long long)elapsed_ms, S_NVCPU);
+	printf("stress%s: %d rounds in %llu ms, %d vCPU threads + writer + zapper + slot thread\n",
+	       drain_variants ? " (leaf-first, per-batch drain)" : "", rounds, (unsigned long long)elapsed_ms,
+	       S_NVCPU);
 	printf("  faults: mapped %llu, guest #PF %llu, retry %llu (slot 2: mapped %llu, mmio %llu, retry %llu)\n",
 	       (unsigned long long)t.faults[0], (unsigned long long)t.faults[1], (unsigned long long)t.faults[3],
 	       (unsigned long long)t.fault_slot2[0], (unsigned long long)t.fault_slot2[2],
@@ -634,6 +641,18 @@ static void test_stress_all_strategies(void **state)
 	tl_assert_audit_clean(s->vm);
 	smmu_vm_destroy(s->vm);
 	free(s);
+}
+
+static void test_stress_all_strategies(void **state)
+{
+	(void)state;
+	stress(false);
+}
+
+static void test_stress_drain_variants(void **state)
+{
+	(void)state;
+	stress(true);
 }
 
 /* ======================================================================================== */
@@ -1307,6 +1326,7 @@ int main(void)
 		cmocka_unit_test(test_handoff_during_fast_zap),
 		cmocka_unit_test(test_forward_progress_contrast),
 		cmocka_unit_test(test_stress_all_strategies),
+		cmocka_unit_test(test_stress_drain_variants),
 		cmocka_unit_test(test_access_vs_slot_delete),
 		cmocka_unit_test(test_reclaim_passes_pinned_root),
 	};
