@@ -608,6 +608,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const uint64_t budgets[4] = { 0, 16, 64, 300 };
 	cfg.max_mmu_pages = budgets[(c >> 6) & 3];
 	cfg.hash_buckets = (c & 0x20) ? 16 : 1024; /* a small hash: long buckets, shared by many gfns */
+	/* Half the batch-1 inputs drain leaf first and commit per batch (no bit left: the budget's
+	 * low bit chooses). */
+	cfg.zap_leaf_first = cfg.zap_commit_per_batch = (c & 0x10) && (c & 0x40);
 	f.shadow = cfg.mode == SMMU_MODE_SHADOW;
 	if (smmu_vm_create(&cfg, &f.vm) != 0)
 		return 0;
