@@ -82,6 +82,53 @@ void smmu_free(void *p, size_t size)
 #endif
 }
 
+/* ---- object caches ---------------------------------------------------------------------- */
+
+int obj_cache_init(struct obj_cache *c, size_t size)
+{
+	memset(c, 0, sizeof(*c));
+	c->size = size;
+	return -pthread_mutex_init(&c->lock, NULL);
+}
+
+void obj_cache_destroy(struct obj_cache *c)
+{
+	for (void *o = c->free.first, *next; o; o = next) {
+		next = *(void **)o;
+		smmu_free(o, c->size);
+	}
+	c->free = (struct obj_chain){ 0 };
+	pthread_mutex_destroy(&c->lock);
+}
+
+void obj_cache_put(struct obj_cache *c, struct obj_chain *chain)
+{
+	if (!chain->n)
+		return;
+	pthread_mutex_lock(&c->lock);
+	*(void **)chain->last = c->free.first;
+	if (!c->free.first)
+		c->free.last = chain->last;
+	c->free.first = chain->first;
+	c->free.n += chain->n;
+	pthread_mutex_unlock(&c->lock);
+	*chain = (struct obj_chain){ 0 };
+}
+
+void *obj_cache_get(struct obj_cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	void *o = c->free.first;
+	if (o) {
+		c->free.first = *(void **)o;
+		if (!c->free.first)
+			c->free.last = NULL;
+		c->free.n--;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return o;
+}
+
 /* ---- table pool ------------------------------------------------------------------------- */
 
 /* The owner page of a chunk holds 511 owner pointers (index 1..511) and, in slot 0, the link

@@ -51,6 +51,36 @@ void table_free(struct table_pool *p, uint64_t *spt);
 /* Free a batch of tables linked through their first word, taking the pool lock once. */
 void table_free_batch(struct table_pool *p, void *first, void *last, uint64_t n);
 
+/*
+ * Objects of one size freed for reuse, linked through their first word: KVM's kmem_caches keep
+ * freed shadow-page headers for the next allocation, and the model keeps headers and gfns
+ * arrays the same way (until the VM is destroyed), so a zap never calls the allocator's free.
+ */
+struct obj_chain {
+	void *first, *last;
+	uint64_t n;
+};
+static inline void obj_chain_push(struct obj_chain *c, void *obj)
+{
+	*(void **)obj = c->first;
+	c->first = obj;
+	if (!c->last)
+		c->last = obj;
+	c->n++;
+}
+
+struct obj_cache {
+	pthread_mutex_t lock;
+	struct obj_chain free;
+	size_t size;
+};
+int obj_cache_init(struct obj_cache *c, size_t size);
+void obj_cache_destroy(struct obj_cache *c); /* gives every object back to the allocator */
+/* Take a whole chain (and empty it). */
+void obj_cache_put(struct obj_cache *c, struct obj_chain *chain);
+/* One object (contents undefined), or NULL when the cache is empty. */
+void *obj_cache_get(struct obj_cache *c);
+
 static inline struct smmu_sp **table_owner_slot(const void *p)
 {
 	uintptr_t chunk = (uintptr_t)p & ~(uintptr_t)(TABLE_CHUNK_SIZE - 1);

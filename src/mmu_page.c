@@ -27,7 +27,9 @@ static int topup_sp(struct smmu_vm *vm, struct mmu_cache *c)
 	if (c->n >= SP_CACHE_MIN)
 		return 0;
 	while (c->n < MMU_CACHE_CAP / 4) {
-		struct smmu_sp *sp = smmu_malloc(sizeof(*sp));
+		struct smmu_sp *sp = obj_cache_get(&vm->hdr_cache);
+		if (!sp)
+			sp = smmu_malloc(sizeof(*sp));
 		if (!sp)
 			return c->n >= SP_CACHE_MIN ? 0 : -ENOMEM;
 		uint64_t *spt = table_alloc(&vm->tables);
@@ -43,12 +45,15 @@ static int topup_sp(struct smmu_vm *vm, struct mmu_cache *c)
 	return 0;
 }
 
-static int topup_objs(struct mmu_cache *c, int min, int max, size_t size)
+/* From @from first (when not NULL), then from the allocator. */
+static int topup_objs(struct mmu_cache *c, int min, int max, size_t size, struct obj_cache *from)
 {
 	if (c->n >= min)
 		return 0;
 	while (c->n < max) {
-		void *o = smmu_malloc(size);
+		void *o = from ? obj_cache_get(from) : NULL;
+		if (!o)
+			o = smmu_malloc(size);
 		if (!o)
 			return c->n >= min ? 0 : -ENOMEM;
 		c->obj[c->n++] = o;
@@ -58,11 +63,12 @@ static int topup_objs(struct mmu_cache *c, int min, int max, size_t size)
 
 int mmu_topup_memory_caches(struct smmu_vm *vm, struct vcpu_caches *c)
 {
-	int r = topup_objs(&c->desc, DESC_CACHE_MIN, MMU_CACHE_CAP, sizeof(struct pte_list_desc));
+	int r = topup_objs(&c->desc, DESC_CACHE_MIN, MMU_CACHE_CAP, sizeof(struct pte_list_desc), NULL);
 	if (!r)
 		r = topup_sp(vm, &c->sp);
 	if (!r && vm->cfg.mode == SMMU_MODE_SHADOW)
-		r = topup_objs(&c->gfns, SP_CACHE_MIN, MMU_CACHE_CAP / 4, SMMU_PT_ENTRIES * sizeof(smmu_gfn_t));
+		r = topup_objs(&c->gfns, SP_CACHE_MIN, MMU_CACHE_CAP / 4, SMMU_PT_ENTRIES * sizeof(smmu_gfn_t),
+			       &vm->gfns_cache);
 	return r;
 }
 
@@ -112,9 +118,10 @@ static uint64_t *free_page_keep_table(struct smmu_vm *vm, struct smmu_sp *sp)
 	vm->stat.pages_freed++;
 	vm_event(vm, SMMU_EV_PAGE_FREED, sp);
 	uint64_t *spt = sp->spt;
-	/* The header and its gfns go back to the allocator after the lock (vm_unlock). */
-	sp->link.next = (struct list_node *)vm->deferred_sp;
-	vm->deferred_sp = sp;
+	/* The header and its gfns go to the VM's caches after the lock (vm_unlock). */
+	if (sp->gfns)
+		obj_chain_push(&vm->freed_gfns, sp->gfns);
+	obj_chain_push(&vm->freed_hdr, sp);
 	return spt;
 }
 

@@ -94,9 +94,11 @@ SMMU_API int smmu_measure_floor(smmu_vm *vm, struct smmu_floor *out)
 	uint64_t **tab = smmu_calloc(n + 1, sizeof(uint64_t *));
 	int r = hdr && gfns && tab ? 0 : -ENOMEM;
 	for (uint64_t i = 0; i < n && !r; i++) {
-		hdr[i] = smmu_malloc(sizeof(struct smmu_sp));
+		/* From the caches a zap fills, as a fault would take them: repeated floors reuse. */
+		if (!(hdr[i] = obj_cache_get(&vm->hdr_cache)))
+			hdr[i] = smmu_malloc(sizeof(struct smmu_sp));
 		tab[i] = table_alloc(&vm->tables);
-		if (i < n_gfns)
+		if (i < n_gfns && !(gfns[i] = obj_cache_get(&vm->gfns_cache)))
 			gfns[i] = smmu_malloc(SMMU_PT_ENTRIES * sizeof(smmu_gfn_t));
 		if (!hdr[i] || !tab[i] || (i < n_gfns && !gfns[i]))
 			r = -ENOMEM;
@@ -116,16 +118,20 @@ SMMU_API int smmu_measure_floor(smmu_vm *vm, struct smmu_floor *out)
 		vm_unlock(vm);
 	}
 
-	/* Free as commit frees a page: its table, its gfns, its header. */
+	/* Free as commit and vm_unlock free a page: its table to the pool, its gfns and header onto
+	 * chains handed to the caches. */
 	uint64_t t2 = smmu_now_ns();
+	struct obj_chain h = { 0 }, g = { 0 };
 	for (uint64_t i = 0; i < n; i++) {
 		if (tab && tab[i])
 			table_free(&vm->tables, tab[i]);
 		if (gfns && gfns[i])
-			smmu_free(gfns[i], SMMU_PT_ENTRIES * sizeof(smmu_gfn_t));
+			obj_chain_push(&g, gfns[i]);
 		if (hdr && hdr[i])
-			smmu_free(hdr[i], sizeof(struct smmu_sp));
+			obj_chain_push(&h, hdr[i]);
 	}
+	obj_cache_put(&vm->hdr_cache, &h);
+	obj_cache_put(&vm->gfns_cache, &g);
 	uint64_t t3 = smmu_now_ns();
 	smmu_free(hdr, 0);
 	smmu_free(gfns, 0);

@@ -36,17 +36,13 @@ void vm_lock(struct smmu_vm *vm, enum smmu_site site)
 
 void vm_unlock(struct smmu_vm *vm)
 {
-	struct smmu_sp *sp = vm->deferred_sp;
+	struct obj_chain hdr = vm->freed_hdr, gfns = vm->freed_gfns;
 	struct pte_list_desc *d = vm->deferred_desc;
-	vm->deferred_sp = NULL;
+	vm->freed_hdr = vm->freed_gfns = (struct obj_chain){ 0 };
 	vm->deferred_desc = NULL;
 	mmu_lock_release(&vm->mmu_lock);
-	while (sp) {
-		struct smmu_sp *next = (struct smmu_sp *)sp->link.next;
-		smmu_free(sp->gfns, SMMU_PT_ENTRIES * sizeof(smmu_gfn_t));
-		smmu_free(sp, sizeof(*sp));
-		sp = next;
-	}
+	obj_cache_put(&vm->hdr_cache, &hdr);
+	obj_cache_put(&vm->gfns_cache, &gfns);
 	while (d) {
 		struct pte_list_desc *next = d->more;
 		smmu_free(d, sizeof(*d));
@@ -166,7 +162,9 @@ SMMU_API int smmu_vm_create(const struct smmu_vm_config *cfg, smmu_vm **out)
 	vm->vcpus = smmu_calloc(SMMU_MAX_VCPUS, sizeof(*vm->vcpus));
 	if (!vm->mmu_page_hash || !vm->vcpus)
 		goto nomem;
-	if (mmu_lock_init(&vm->mmu_lock) || table_pool_init(&vm->tables))
+	if (mmu_lock_init(&vm->mmu_lock) || table_pool_init(&vm->tables) ||
+	    obj_cache_init(&vm->hdr_cache, sizeof(struct smmu_sp)) ||
+	    obj_cache_init(&vm->gfns_cache, SMMU_PT_ENTRIES * sizeof(smmu_gfn_t)))
 		goto nomem;
 	pthread_mutex_init(&vm->slots_lock, NULL);
 	pthread_rwlockattr_t attr;
@@ -211,6 +209,8 @@ SMMU_API void smmu_vm_destroy(smmu_vm *vm)
 	for (int i = 0; i < SMMU_MAX_MEMSLOTS; i++)
 		memslot_free(vm->slots.by_id[i]);
 	table_pool_destroy(&vm->tables);
+	obj_cache_destroy(&vm->hdr_cache);
+	obj_cache_destroy(&vm->gfns_cache);
 	mmu_lock_destroy(&vm->mmu_lock);
 	pthread_mutex_destroy(&vm->slots_lock);
 	pthread_rwlock_destroy(&vm->srcu);

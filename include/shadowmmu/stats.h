@@ -110,8 +110,9 @@ SMMU_API int smmu_vm_get_counters(const smmu_vm *vm, struct smmu_vm_counters *ou
 struct smmu_floor {
 	uint64_t pages;    /**< shadow pages on active_mmu_pages when measured */
 	uint64_t read_ns;  /**< reading each of their 4 KiB tables once, in active-list order */
-	uint64_t free_ns;  /**< freeing as many header + table (+ gfns) objects through the library's
-			        allocator and table pool, allocated beforehand outside the timing */
+	uint64_t free_ns;  /**< freeing as many header + table (+ gfns) objects as a zap's commit
+			        does: tables to the VM's table pool, headers and gfns arrays to its
+			        object caches (allocated beforehand, outside the timing) */
 	uint64_t total_ns; /**< read_ns + free_ns */
 	uint64_t checksum; /**< sum of the words read, so the reads cannot be optimized away */
 };
