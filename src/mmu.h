@@ -174,11 +174,13 @@ struct smmu_vm {
 	_Atomic uint64_t reload_requests;
 	uint64_t unaccount_no_slot;     /* unaccount_shadowed found no slot: KVM would crash */
 	/* Freed under mmu_lock (protected by it), handed on by vm_unlock once the lock is free:
-	 * headers and gfns arrays to the caches below, rmap descriptors to the allocator, whose free
-	 * may purge or trim memory, milliseconds that are not KVM's. */
-	struct obj_chain freed_hdr, freed_gfns;
+	 * headers (each with its gfns array) to hdr_cache, rmap descriptors to the allocator, whose
+	 * free may purge or trim memory, milliseconds that are not KVM's. */
+	struct obj_chain freed_hdr;
 	struct pte_list_desc *deferred_desc; /* linked through more */
-	struct obj_cache hdr_cache, gfns_cache; /* kmem_cache: reused by mmu_topup_memory_caches */
+	/* kmem_caches, reused by mmu_topup_memory_caches: headers (with the gfns array they had, if
+	 * any) and spare gfns arrays. */
+	struct obj_cache hdr_cache, gfns_cache;
 };
 
 /* kvm_page_table_hashfn: gfn & mask (3.11) or hash_64 (today: multiply by GOLDEN_RATIO_64). */
@@ -201,7 +203,7 @@ bool sp_accounted(const struct smmu_vm *vm, const struct smmu_sp *sp);
 
 /* ---- mmu_lock wrappers with hooks (vm.c) --------------------------------------------------- */
 void vm_lock(struct smmu_vm *vm, enum smmu_site site);
-/* Release mmu_lock, then hand on what was freed under it (freed_hdr, freed_gfns, deferred_desc). */
+/* Release mmu_lock, then hand on what was freed under it (freed_hdr, deferred_desc). */
 void vm_unlock(struct smmu_vm *vm);
 bool vm_cond_resched(struct smmu_vm *vm);
 void vm_event(struct smmu_vm *vm, enum smmu_event ev, const struct smmu_sp *sp);

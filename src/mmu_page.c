@@ -22,12 +22,26 @@ static size_t sp_bytes(const struct smmu_sp *sp)
 	return sizeof(*sp) + TABLE_SIZE + (sp->gfns ? SMMU_PT_ENTRIES * sizeof(smmu_gfn_t) : 0);
 }
 
-static int topup_sp(struct smmu_vm *vm, struct mmu_cache *c)
+/* A recycled header's gfns array: to the vCPU's gfns cache, else to the VM's. */
+static void keep_gfns(struct smmu_vm *vm, struct mmu_cache *gfns, void *array)
+{
+	if (gfns->n < MMU_CACHE_CAP) {
+		gfns->obj[gfns->n++] = array;
+		return;
+	}
+	struct obj_chain one = { 0 };
+	obj_chain_push(&one, array);
+	obj_cache_put(&vm->gfns_cache, &one);
+}
+
+static int topup_sp(struct smmu_vm *vm, struct mmu_cache *c, struct mmu_cache *gfns)
 {
 	if (c->n >= SP_CACHE_MIN)
 		return 0;
 	while (c->n < MMU_CACHE_CAP / 4) {
 		struct smmu_sp *sp = obj_cache_get(&vm->hdr_cache);
+		if (sp && sp->gfns)
+			keep_gfns(vm, gfns, sp->gfns);
 		if (!sp)
 			sp = smmu_malloc(sizeof(*sp));
 		if (!sp)
@@ -65,7 +79,7 @@ int mmu_topup_memory_caches(struct smmu_vm *vm, struct vcpu_caches *c)
 {
 	int r = topup_objs(&c->desc, DESC_CACHE_MIN, MMU_CACHE_CAP, sizeof(struct pte_list_desc), NULL);
 	if (!r)
-		r = topup_sp(vm, &c->sp);
+		r = topup_sp(vm, &c->sp, &c->gfns);
 	if (!r && vm->cfg.mode == SMMU_MODE_SHADOW)
 		r = topup_objs(&c->gfns, SP_CACHE_MIN, MMU_CACHE_CAP / 4, SMMU_PT_ENTRIES * sizeof(smmu_gfn_t),
 			       &vm->gfns_cache);
@@ -118,9 +132,8 @@ static uint64_t *free_page_keep_table(struct smmu_vm *vm, struct smmu_sp *sp)
 	vm->stat.pages_freed++;
 	vm_event(vm, SMMU_EV_PAGE_FREED, sp);
 	uint64_t *spt = sp->spt;
-	/* The header and its gfns go to the VM's caches after the lock (vm_unlock). */
-	if (sp->gfns)
-		obj_chain_push(&vm->freed_gfns, sp->gfns);
+	/* The header goes to the VM's cache after the lock (vm_unlock), its gfns array still
+	 * attached: writing a link into the array would cost a cache miss under the lock. */
 	obj_chain_push(&vm->freed_hdr, sp);
 	return spt;
 }

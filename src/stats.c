@@ -90,17 +90,20 @@ SMMU_API int smmu_measure_floor(smmu_vm *vm, struct smmu_floor *out)
 	uint64_t n = vm->n_used_mmu_pages, n_gfns = atomic_load(&vm->indirect_shadow_pages);
 	if (n_gfns > n)
 		n_gfns = n;
-	void **hdr = smmu_calloc(n + 1, sizeof(void *)), **gfns = smmu_calloc(n + 1, sizeof(void *));
+	struct smmu_sp **hdr = smmu_calloc(n + 1, sizeof(*hdr));
 	uint64_t **tab = smmu_calloc(n + 1, sizeof(uint64_t *));
-	int r = hdr && gfns && tab ? 0 : -ENOMEM;
+	int r = hdr && tab ? 0 : -ENOMEM;
+	/* A header (with a gfns array for the indirect ones) and a table per page, from the caches
+	 * a zap fills, as a fault would take them: repeated floors reuse the same objects. */
 	for (uint64_t i = 0; i < n && !r; i++) {
-		/* From the caches a zap fills, as a fault would take them: repeated floors reuse. */
-		if (!(hdr[i] = obj_cache_get(&vm->hdr_cache)))
-			hdr[i] = smmu_malloc(sizeof(struct smmu_sp));
+		struct smmu_sp *h = obj_cache_get(&vm->hdr_cache);
+		if (!h && (h = smmu_malloc(sizeof(*h))))
+			h->gfns = NULL;
+		hdr[i] = h;
 		tab[i] = table_alloc(&vm->tables);
-		if (i < n_gfns && !(gfns[i] = obj_cache_get(&vm->gfns_cache)))
-			gfns[i] = smmu_malloc(SMMU_PT_ENTRIES * sizeof(smmu_gfn_t));
-		if (!hdr[i] || !tab[i] || (i < n_gfns && !gfns[i]))
+		if (h && i < n_gfns && !h->gfns && !(h->gfns = obj_cache_get(&vm->gfns_cache)))
+			h->gfns = smmu_malloc(SMMU_PT_ENTRIES * sizeof(smmu_gfn_t));
+		if (!h || !tab[i] || (i < n_gfns && !h->gfns))
 			r = -ENOMEM;
 	}
 
@@ -118,23 +121,19 @@ SMMU_API int smmu_measure_floor(smmu_vm *vm, struct smmu_floor *out)
 		vm_unlock(vm);
 	}
 
-	/* Free as commit and vm_unlock free a page: its table to the pool, its gfns and header onto
-	 * chains handed to the caches. */
+	/* Free as commit and vm_unlock free a page: its table to the pool, its header (gfns array
+	 * attached) onto a chain handed to the header cache. */
 	uint64_t t2 = smmu_now_ns();
-	struct obj_chain h = { 0 }, g = { 0 };
+	struct obj_chain chain = { 0 };
 	for (uint64_t i = 0; i < n; i++) {
 		if (tab && tab[i])
 			table_free(&vm->tables, tab[i]);
-		if (gfns && gfns[i])
-			obj_chain_push(&g, gfns[i]);
 		if (hdr && hdr[i])
-			obj_chain_push(&h, hdr[i]);
+			obj_chain_push(&chain, hdr[i]);
 	}
-	obj_cache_put(&vm->hdr_cache, &h);
-	obj_cache_put(&vm->gfns_cache, &g);
+	obj_cache_put(&vm->hdr_cache, &chain);
 	uint64_t t3 = smmu_now_ns();
 	smmu_free(hdr, 0);
-	smmu_free(gfns, 0);
 	smmu_free(tab, 0);
 	if (r)
 		return r;

@@ -36,13 +36,12 @@ void vm_lock(struct smmu_vm *vm, enum smmu_site site)
 
 void vm_unlock(struct smmu_vm *vm)
 {
-	struct obj_chain hdr = vm->freed_hdr, gfns = vm->freed_gfns;
+	struct obj_chain hdr = vm->freed_hdr;
 	struct pte_list_desc *d = vm->deferred_desc;
-	vm->freed_hdr = vm->freed_gfns = (struct obj_chain){ 0 };
+	vm->freed_hdr = (struct obj_chain){ 0 };
 	vm->deferred_desc = NULL;
 	mmu_lock_release(&vm->mmu_lock);
 	obj_cache_put(&vm->hdr_cache, &hdr);
-	obj_cache_put(&vm->gfns_cache, &gfns);
 	while (d) {
 		struct pte_list_desc *next = d->more;
 		smmu_free(d, sizeof(*d));
@@ -209,6 +208,8 @@ SMMU_API void smmu_vm_destroy(smmu_vm *vm)
 	for (int i = 0; i < SMMU_MAX_MEMSLOTS; i++)
 		memslot_free(vm->slots.by_id[i]);
 	table_pool_destroy(&vm->tables);
+	for (struct smmu_sp *sp = vm->hdr_cache.free.first; sp; sp = *(struct smmu_sp **)sp)
+		smmu_free(sp->gfns, SMMU_PT_ENTRIES * sizeof(smmu_gfn_t)); /* the header keeps its array */
 	obj_cache_destroy(&vm->hdr_cache);
 	obj_cache_destroy(&vm->gfns_cache);
 	mmu_lock_destroy(&vm->mmu_lock);
