@@ -106,25 +106,14 @@ void obj_cache_put(struct obj_cache *c, struct obj_chain *chain)
 	if (!chain->n)
 		return;
 	pthread_mutex_lock(&c->lock);
-	*(void **)chain->last = c->free.first;
-	if (!c->free.first)
-		c->free.last = chain->last;
-	c->free.first = chain->first;
-	c->free.n += chain->n;
+	obj_chain_splice(&c->free, chain);
 	pthread_mutex_unlock(&c->lock);
-	*chain = (struct obj_chain){ 0 };
 }
 
 void *obj_cache_get(struct obj_cache *c)
 {
 	pthread_mutex_lock(&c->lock);
-	void *o = c->free.first;
-	if (o) {
-		c->free.first = *(void **)o;
-		if (!c->free.first)
-			c->free.last = NULL;
-		c->free.n--;
-	}
+	void *o = obj_chain_pop(&c->free);
 	pthread_mutex_unlock(&c->lock);
 	return o;
 }
@@ -150,7 +139,7 @@ void table_pool_destroy(struct table_pool *p)
 		c = next;
 	}
 	p->chunks = NULL;
-	p->free_list = NULL;
+	p->free = (struct obj_chain){ 0 };
 	pthread_mutex_destroy(&p->lock);
 }
 
@@ -176,7 +165,7 @@ static void *chunk_map(void)
 uint64_t *table_alloc(struct table_pool *p)
 {
 	pthread_mutex_lock(&p->lock);
-	if (!p->free_list) {
+	if (!p->free.n) {
 		uint8_t *c = chunk_map();
 		if (!c) {
 			pthread_mutex_unlock(&p->lock);
@@ -185,17 +174,11 @@ uint64_t *table_alloc(struct table_pool *p)
 		*chunk_next(c) = p->chunks;
 		p->chunks = c;
 		p->n_chunks++;
-		/* Thread the 511 tables onto the free list, lowest address first. */
-		for (unsigned i = TABLES_PER_CHUNK; i >= 1; i--) {
-			void **t = (void **)(c + (size_t)i * TABLE_SIZE);
-			*t = p->free_list;
-			p->free_list = t;
-		}
-		p->n_free += TABLES_PER_CHUNK;
+		/* The 511 tables onto the free chain, lowest address first. */
+		for (unsigned i = TABLES_PER_CHUNK; i >= 1; i--)
+			obj_chain_push(&p->free, c + (size_t)i * TABLE_SIZE);
 	}
-	void **t = p->free_list;
-	p->free_list = *t;
-	p->n_free--;
+	void **t = obj_chain_pop(&p->free);
 	pthread_mutex_unlock(&p->lock);
 	*t = NULL; /* the rest of a free table is already zero: tables are freed cleared */
 	return (uint64_t *)t;
@@ -203,16 +186,16 @@ uint64_t *table_alloc(struct table_pool *p)
 
 void table_free(struct table_pool *p, uint64_t *spt)
 {
-	table_free_batch(p, spt, spt, 1);
+	struct obj_chain one = { 0 };
+	obj_chain_push(&one, spt);
+	table_free_batch(p, &one);
 }
 
-void table_free_batch(struct table_pool *p, void *first, void *last, uint64_t n)
+void table_free_batch(struct table_pool *p, struct obj_chain *tables)
 {
-	if (!n)
+	if (!tables->n)
 		return;
 	pthread_mutex_lock(&p->lock);
-	*(void **)last = p->free_list;
-	p->free_list = first;
-	p->n_free += n;
+	obj_chain_splice(&p->free, tables);
 	pthread_mutex_unlock(&p->lock);
 }

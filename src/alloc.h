@@ -7,8 +7,9 @@
  * KVM's page->private does.
  *
  * The locked paths never allocate: faults take objects from per-vCPU caches topped up before
- * mmu_lock is taken (mmu_topup_memory_caches). What is freed under the lock goes back to the
- * allocator after it (vm_unlock): an allocator may purge memory inside free.
+ * mmu_lock is taken (mmu_topup_memory_caches). Nothing under the lock frees to the allocator
+ * (whose free may purge memory): tables go back to the VM's table pool, headers and gfns
+ * arrays to its object caches, rmap descriptors to the allocator after the unlock (vm_unlock).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -32,29 +33,9 @@ uint64_t smmu_alloc_calls(void);
 /* True while a failure injection is armed and has triggered at least once. */
 int smmu_alloc_injected(void);
 
-#define TABLE_CHUNK_SIZE (2u << 20)
-#define TABLE_SIZE 4096u
-#define TABLES_PER_CHUNK (TABLE_CHUNK_SIZE / TABLE_SIZE - 1)
-
-struct table_pool {
-	pthread_mutex_t lock;
-	void *free_list;       /* free tables, linked through their first word */
-	uint64_t n_free;
-	uint64_t n_chunks;
-	void *chunks;          /* chunks, linked through the last word of their owner page */
-};
-
-int table_pool_init(struct table_pool *p);
-void table_pool_destroy(struct table_pool *p); /* unmaps every chunk */
-uint64_t *table_alloc(struct table_pool *p);   /* a zeroed 4 KiB table, or NULL */
-void table_free(struct table_pool *p, uint64_t *spt);
-/* Free a batch of tables linked through their first word, taking the pool lock once. */
-void table_free_batch(struct table_pool *p, void *first, void *last, uint64_t n);
-
 /*
- * Objects of one size freed for reuse, linked through their first word: KVM's kmem_caches keep
- * freed shadow-page headers for the next allocation, and the model keeps headers and gfns
- * arrays the same way (until the VM is destroyed), so a zap never calls the allocator's free.
+ * A chain of free objects linked through their first word: the free list of the table pool and
+ * of the object caches, and what a commit builds under mmu_lock to hand them in one step.
  */
 struct obj_chain {
 	void *first, *last;
@@ -68,7 +49,52 @@ static inline void obj_chain_push(struct obj_chain *c, void *obj)
 		c->last = obj;
 	c->n++;
 }
+static inline void *obj_chain_pop(struct obj_chain *c)
+{
+	void *o = c->first;
+	if (o) {
+		c->first = *(void **)o;
+		if (!c->first)
+			c->last = NULL;
+		c->n--;
+	}
+	return o;
+}
+/* Move all of @from to the front of @to, in O(1). */
+static inline void obj_chain_splice(struct obj_chain *to, struct obj_chain *from)
+{
+	if (!from->n)
+		return;
+	*(void **)from->last = to->first;
+	if (!to->first)
+		to->last = from->last;
+	to->first = from->first;
+	to->n += from->n;
+	*from = (struct obj_chain){ 0 };
+}
 
+#define TABLE_CHUNK_SIZE (2u << 20)
+#define TABLE_SIZE 4096u
+#define TABLES_PER_CHUNK (TABLE_CHUNK_SIZE / TABLE_SIZE - 1)
+
+struct table_pool {
+	pthread_mutex_t lock;
+	struct obj_chain free; /* free tables */
+	uint64_t n_chunks;
+	void *chunks;          /* chunks, linked through the last word of their owner page */
+};
+
+int table_pool_init(struct table_pool *p);
+void table_pool_destroy(struct table_pool *p); /* unmaps every chunk */
+uint64_t *table_alloc(struct table_pool *p);   /* a zeroed 4 KiB table, or NULL */
+void table_free(struct table_pool *p, uint64_t *spt);
+/* Free a chain of tables (and empty it), taking the pool lock once. */
+void table_free_batch(struct table_pool *p, struct obj_chain *tables);
+
+/*
+ * Objects of one size kept for reuse, as KVM's kmem_caches keep shadow-page headers: the VM keeps
+ * zapped headers (with their gfns arrays) and spare gfns arrays this way until it is destroyed.
+ */
 struct obj_cache {
 	pthread_mutex_t lock;
 	struct obj_chain free;

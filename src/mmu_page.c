@@ -236,19 +236,13 @@ void kvm_mmu_commit_zap_page(struct smmu_vm *vm, struct list_node *invalid_list)
 		return;
 	kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_COMMIT_ZAP);
 	/* The tables go back to the pool as one chain, linked through their (zero) first word. */
-	void *first = NULL, *last = NULL;
-	uint64_t n = 0;
+	struct obj_chain tables = { 0 };
 	while (!list_empty(invalid_list)) {
 		struct smmu_sp *sp = container_of(invalid_list->next, struct smmu_sp, link);
 		SMMU_ASSERT(sp->role.invalid && !sp->root_count, "committing a live page");
-		void **spt = (void **)free_page_keep_table(vm, sp);
-		*spt = first;
-		first = spt;
-		if (!last)
-			last = spt;
-		n++;
+		obj_chain_push(&tables, free_page_keep_table(vm, sp));
 	}
-	table_free_batch(&vm->tables, first, last, n);
+	table_free_batch(&vm->tables, &tables);
 }
 
 /* prepare_zap_oldest_mmu_page: the oldest page that can still be zapped. Zapped roots still in
