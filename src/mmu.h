@@ -17,6 +17,7 @@
 #include "alloc.h"
 #include "list.h"
 #include "lock.h"
+#include "profile.h"
 #include "spte.h"
 #include "shadowmmu/shadowmmu.h"
 
@@ -144,6 +145,7 @@ struct smmu_vcpu {
 
 struct smmu_vm {
 	struct smmu_vm_config cfg;
+	const struct smmu_rules *rules; /* the profile's rules (profile.h) */
 	struct mmu_lock mmu_lock;
 	pthread_mutex_t slots_lock;     /* serializes memslot changes (kvm->slots_lock) */
 	pthread_rwlock_t srcu;          /* readers: faults, guest accesses; writer: slot publish */

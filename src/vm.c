@@ -119,12 +119,13 @@ static int config_resolve(const struct smmu_vm_config *in, struct smmu_vm_config
 		*out = *in;
 	else
 		smmu_vm_config_default(out);
-	if (out->hash_fn > SMMU_HASH_HASH64)
+	const struct smmu_rules *rules = smmu_profile_rules(out->profile);
+	if (!rules || out->hash_fn > SMMU_HASH_HASH64)
 		return -EINVAL;
 	if (!out->hash_fn)
-		out->hash_fn = out->profile == SMMU_PROFILE_LINUX_TODAY ? SMMU_HASH_HASH64 : SMMU_HASH_MASK;
+		out->hash_fn = (uint8_t)rules->hash_fn;
 	if (!out->hash_buckets)
-		out->hash_buckets = out->profile == SMMU_PROFILE_LINUX_TODAY ? 4096 : 1024;
+		out->hash_buckets = rules->hash_buckets;
 	if (!out->zap_batch)
 		out->zap_batch = 10;
 	if (!out->tlb_sets)
@@ -157,6 +158,7 @@ SMMU_API int smmu_vm_create(const struct smmu_vm_config *cfg, smmu_vm **out)
 	if (!vm)
 		return -ENOMEM;
 	vm->cfg = c;
+	vm->rules = smmu_profile_rules(c.profile);
 	vm->mmu_page_hash = smmu_calloc(c.hash_buckets, sizeof(struct hlist_head));
 	vm->vcpus = smmu_calloc(SMMU_MAX_VCPUS, sizeof(*vm->vcpus));
 	if (!vm->mmu_page_hash || !vm->vcpus)
