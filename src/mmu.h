@@ -287,6 +287,8 @@ void mmu_spte_set(struct smmu_vm *vm, uint64_t *sptep, uint64_t spte);
 bool mmu_page_zap_pte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *spte);
 int kvm_mmu_prepare_zap_page(struct smmu_vm *vm, struct smmu_sp *sp, struct list_node *invalid_list);
 void kvm_mmu_commit_zap_page(struct smmu_vm *vm, struct list_node *invalid_list);
+uint64_t kvm_mmu_zap_oldest_mmu_pages(struct smmu_vm *vm, uint64_t nr_to_zap,
+				      struct list_node *invalid_list);
 bool prepare_zap_oldest_mmu_page(struct smmu_vm *vm, struct list_node *invalid_list);
 void make_mmu_pages_available(struct smmu_vm *vm);
 smmu_gfn_t kvm_mmu_page_get_gfn(const struct smmu_sp *sp, int index);

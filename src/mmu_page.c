@@ -264,16 +264,44 @@ static uint64_t kvm_mmu_available_pages(const struct smmu_vm *vm)
 	return vm->n_max_mmu_pages > vm->n_used_mmu_pages ? vm->n_max_mmu_pages - vm->n_used_mmu_pages : 0;
 }
 
+/* kvm_mmu_zap_oldest_mmu_pages (today): walk from the oldest end, pass over pages in use as
+ * roots, stop once @nr_to_zap pages went to @invalid_list. Returns the pages zapped. */
+uint64_t kvm_mmu_zap_oldest_mmu_pages(struct smmu_vm *vm, uint64_t nr_to_zap,
+				      struct list_node *invalid_list)
+{
+	lockdep_assert_held(&vm->mmu_lock);
+	uint64_t total = 0;
+	struct list_node *n = vm->active_mmu_pages.prev;
+	while (n != &vm->active_mmu_pages && total < nr_to_zap) {
+		struct smmu_sp *sp = container_of(n, struct smmu_sp, link);
+		n = n->prev; /* read before the zap moves sp to the invalid list */
+		if (sp->root_count)
+			continue;
+		/* Children are only unlinked (no unsync pages to zap with it): the walk stays stable. */
+		total += (uint64_t)kvm_mmu_prepare_zap_page(vm, sp, invalid_list);
+	}
+	return total;
+}
+
+/* make_mmu_pages_available: below KVM_MIN_FREE_MMU_PAGES free, zap the oldest pages until
+ * KVM_REFILL_PAGES are free, by the profile's rule (profile.h: recycle_skips_roots). */
 void make_mmu_pages_available(struct smmu_vm *vm)
 {
 	struct list_node invalid_list;
-	if (kvm_mmu_available_pages(vm) >= KVM_MIN_FREE_MMU_PAGES)
+	uint64_t avail = kvm_mmu_available_pages(vm);
+	if (avail >= KVM_MIN_FREE_MMU_PAGES)
 		return;
 	list_init(&invalid_list);
-	while (kvm_mmu_available_pages(vm) < KVM_REFILL_PAGES) {
-		if (!prepare_zap_oldest_mmu_page(vm, &invalid_list))
-			break;
-		vm->stat.pages_recycled++;
+	if (vm->rules->recycle_skips_roots) {
+		vm->stat.pages_recycled += kvm_mmu_zap_oldest_mmu_pages(vm, KVM_REFILL_PAGES - avail,
+									&invalid_list);
+	} else {
+		/* 3.11: one prepare_zap_oldest_mmu_page a step, each step counted. */
+		while (kvm_mmu_available_pages(vm) < KVM_REFILL_PAGES) {
+			if (!prepare_zap_oldest_mmu_page(vm, &invalid_list))
+				break;
+			vm->stat.pages_recycled++;
+		}
 	}
 	kvm_mmu_commit_zap_page(vm, &invalid_list);
 }

@@ -20,6 +20,12 @@ struct smmu_rules {
 	enum smmu_hash_fn hash_fn;
 	/* KVM_NUM_MMU_PAGES_HASH... : 1 << KVM_MMU_HASH_SHIFT, 10 (3.11) or 12 (today) */
 	uint32_t hash_buckets;
+	/* make_mmu_pages_available, over the page budget. 3.11 (prepare_zap_oldest_mmu_page):
+	 * zap the oldest page, a root in use included, one step at a time until KVM_REFILL_PAGES
+	 * are free, counting each step in mmu_recycled. Today (kvm_mmu_zap_oldest_mmu_pages): pass
+	 * over pages in use as roots, zap until KVM_REFILL_PAGES - available pages went to the
+	 * invalid list, and count those pages in mmu_recycled. */
+	bool recycle_skips_roots;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;
