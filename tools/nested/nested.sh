@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Run a command on a real KVM shadow MMU where this machine has none: boot Debian's own Linux
+# kernel under QEMU's software emulation (TCG) with an emulated AMD SVM CPU, load kvm and kvm-amd
+# with npt=0 (no nested paging: KVM's shadow MMU), and run the command inside, as root, with
+# /dev/kvm and tracefs. Used by smmu-kvmdiff's live tests when /dev/kvm is missing or is not a
+# shadow MMU.
+#
+#   tools/nested/nested.sh [options] -- COMMAND [ARG...]
+#     --out DIR      copy the guest's /out (files the command writes there) to DIR afterwards
+#     --add PATH     copy PATH (file or folder) into the guest at the same path (repeatable);
+#                    an executable's shared libraries come with it
+#     --timeout S    give up after S seconds (default 1200)
+#     --check        only say whether a nested run is possible here, and why not (exit 0 / 77)
+#   Environment: SMMU_NESTED_CACHE (default ~/.cache/smmu-nested) keeps the kernel;
+#   SMMU_NESTED_KVM_ARGS (default "") adds kvm.ko parameters, e.g. "tdp_mmu=0".
+#
+# Exit status: the command's, or 77 when no nested run is possible (said why on stderr), or 70
+# when the guest did not report the command's end (boot failure, timeout; its console is shown).
+# The kernel: Debian's linux-image-amd64 of this machine's release, fetched once with
+# `apt-get download` (root, Debian only). Its release and the kvm parameters are printed.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache=${SMMU_NESTED_CACHE:-${HOME:-/root}/.cache/smmu-nested}
+out="" timeout_s=1200 check=0 adds=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	--out) out=$2; shift 2 ;;
+	--add) adds+=("$2"); shift 2 ;;
+	--timeout) timeout_s=$2; shift 2 ;;
+	--check) check=1; shift ;;
+	--) shift; break ;;
+	*) echo "nested: unknown option $1" >&2; exit 2 ;;
+	esac
+done
+
+skip() { echo "nested: skipped: $*" >&2; exit 77; }
+
+# ---- what a nested run needs ---------------------------------------------------------------
+for tool in qemu-system-x86_64 busybox cpio; do
+	if ! command -v "$tool" >/dev/null 2>&1 && [ "$tool" != cpio ]; then
+		skip "$tool not found (Debian: apt-get install qemu-system-x86 busybox-static)"
+	fi
+done
+busybox_bin=$(command -v busybox)
+if ! file -L "$busybox_bin" 2>/dev/null | grep -q 'statically linked' &&
+	! ldd "$busybox_bin" 2>&1 | grep -q 'not a dynamic'; then
+	skip "$busybox_bin is not statically linked (apt-get install busybox-static)"
+fi
+
+kernel_dir() {
+	local pkg deb
+	ls -d "$cache"/linux-image-*/ 2>/dev/null | sort -V | tail -1 | sed 's:/$::' && return 0
+	command -v apt-get >/dev/null 2>&1 || return 1
+	[ "$(id -u)" -eq 0 ] || return 1
+	pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+	[ -n "$pkg" ] || { apt-get update -q >/dev/null 2>&1 || true;
+		pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'); }
+	[ -n "$pkg" ] || return 1
+	mkdir -p "$cache/dl"
+	(cd "$cache/dl" && apt-get download "$pkg" >/dev/null 2>&1) || return 1
+	deb=$(ls "$cache/dl/${pkg}"_*.deb | head -1)
+	rm -rf "$cache/$pkg.tmp" && mkdir -p "$cache/$pkg.tmp"
+	dpkg-deb -x "$deb" "$cache/$pkg.tmp/root"
+	local k m
+	k=$(ls "$cache/$pkg.tmp/root/boot/"vmlinuz-* | head -1)
+	m=$(ls -d "$cache/$pkg.tmp/root/lib/modules/"* | head -1)
+	mkdir -p "$cache/$pkg.tmp/mods"
+	cp "$k" "$cache/$pkg.tmp/vmlinuz"
+	basename "$m" >"$cache/$pkg.tmp/release"
+	for mod in virt/lib/irqbypass arch/x86/kvm/kvm drivers/crypto/ccp/ccp arch/x86/kvm/kvm-amd; do
+		cp "$m/kernel/$mod.ko"* "$cache/$pkg.tmp/mods/"
+	done
+	rm -rf "$cache/$pkg.tmp/root" "$cache/dl"
+	mv "$cache/$pkg.tmp" "$cache/$pkg"
+	echo "$cache/$pkg"
+}
+kdir=$(kernel_dir) || skip "no kernel for the nested guest in $cache, and none could be fetched (needs root and Debian's apt: apt-get download linux-image-amd64's kernel)"
+[ -f "$kdir/vmlinuz" ] || skip "$kdir has no vmlinuz"
+if [ "$check" = 1 ]; then
+	echo "nested: possible: Linux $(cat "$kdir/release") under qemu-system-x86_64 (TCG, SVM, npt=0)"
+	exit 0
+fi
+[ $# -gt 0 ] || { echo "nested: no command given" >&2; exit 2; }
+
+# ---- the initramfs -----------------------------------------------------------------------------
+work=$(mktemp -d "${TMPDIR:-/tmp}/smmu-nested.XXXXXX")
+[ "${SMMU_NESTED_KEEP:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
+root="$work/root"
+mkdir -p "$root"/{bin,proc,sys,dev,tmp,out,mods}
+cp "$busybox_bin" "$root/bin/busybox"
+cp "$kdir"/mods/*.ko* "$root/mods/"
+
+add_path() { # copy $1 into the guest at the same path, with an executable's libraries
+	local p=$1 lib
+	mkdir -p "$root$(dirname "$p")"
+	cp -a "$p" "$root$(dirname "$p")/"
+	if [ -f "$p" ] && [ -x "$p" ]; then
+		for lib in $(ldd "$p" 2>/dev/null | grep -o '/[^ ]*' || true); do
+			[ -e "$root$lib" ] && continue
+			mkdir -p "$root$(dirname "$lib")"
+			cp -L "$lib" "$root$lib"
+		done
+	fi
+}
+for p in "${adds[@]}"; do add_path "$(readlink -f "$p")"; done
+case $1 in
+/*) add_path "$1" ;;
+esac
+
+{
+	echo '#!/bin/busybox sh'
+	echo '/bin/busybox --install -s /bin'
+	echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev'
+	echo 'mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null'
+	echo 'echo always > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null'
+	echo 'insmod /mods/irqbypass.ko && insmod /mods/kvm.ko '"${SMMU_NESTED_KVM_ARGS:-}"' && insmod /mods/ccp.ko && insmod /mods/kvm-amd.ko npt=0 || echo "nested: kvm did not load"'
+	echo 'echo "nested: kernel $(uname -r), kvm: tdp_mmu=$(cat /sys/module/kvm/parameters/tdp_mmu) npt=$(cat /sys/module/kvm_amd/parameters/npt) mmio_caching=$(cat /sys/module/kvm/parameters/mmio_caching 2>/dev/null)"'
+	echo 'cd /out'
+	printf 'SMMU_NESTED=1 %s\n' "$(printf '%q ' "$@")"
+	echo 'rc=$?'
+	echo 'cd /; echo "@@SMMU-NESTED-OUT@@"; tar -C /out -czf - . | base64; echo "@@SMMU-NESTED-END@@ $rc"'
+	echo 'poweroff -f'
+} >"$root/init"
+chmod +x "$root/init"
+(cd "$root" && find . | "$busybox_bin" cpio -o -H newc 2>/dev/null | gzip -1 >"$work/initrd.gz")
+
+# ---- the run -----------------------------------------------------------------------------------
+console="$work/console.log"
+timeout "$timeout_s" qemu-system-x86_64 -accel tcg -cpu qemu64,+svm -m 3072 -smp 1 \
+	-nographic -no-reboot -kernel "$kdir/vmlinuz" -initrd "$work/initrd.gz" \
+	-append "console=ttyS0 quiet panic=-1 transparent_hugepage=always" </dev/null >"$console" 2>&1 || true
+tr -d '\r' <"$console" >"$console.txt"
+end=$(grep -a '^@@SMMU-NESTED-END@@' "$console.txt" | tail -1 || true)
+if [ -z "$end" ]; then
+	echo "nested: the guest did not report the command's end; its console:" >&2
+	tail -40 "$console.txt" >&2
+	exit 70
+fi
+# What the command printed, without the kernel's boot lines and the archive.
+sed -n '/nested: kernel/,/^@@SMMU-NESTED-OUT@@/p' "$console.txt" | grep -av '^@@SMMU-NESTED-OUT@@' |
+	grep -av '^\[ *[0-9]*\.[0-9]*\]' | sed 's/^.*nested: kernel/nested: kernel/' || true
+if [ -n "$out" ]; then
+	mkdir -p "$out"
+	sed -n '/^@@SMMU-NESTED-OUT@@/,/^@@SMMU-NESTED-END@@/p' "$console.txt" | grep -av '^@@' |
+		base64 -d 2>/dev/null | tar -C "$out" -xzf -
+fi
+exit "${end##* }"
