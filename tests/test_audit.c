@@ -356,8 +356,8 @@ static void test_inv3_rmap(void **state)
 
 	/* Empty the rmap head of a mapped gfn: its leaf has no rmap entry. */
 	lock(vm);
-	struct smmu_sp *sp;
-	int idx;
+	struct smmu_sp *sp = NULL;
+	int idx = 0;
 	uint64_t *leaf = find_leaf(g.vcpu, DATA_GVA + 5 * SMMU_PAGE_SIZE, &sp, &idx);
 	assert_non_null(leaf);
 	assert_int_equal(kvm_mmu_page_get_gfn(sp, idx), DATA_GFN + 5);
