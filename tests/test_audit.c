@@ -892,6 +892,14 @@ static void test_inv9_slot_beyond_direct_map(void **state)
 	smmu_vm_destroy(vm);
 }
 
+/* Give @sp another gfn, in that gfn's hash bucket (caller holds mmu_lock). */
+static void rehash(smmu_vm *vm, struct smmu_sp *sp, smmu_gfn_t gfn)
+{
+	hlist_del(&sp->hash_link);
+	sp->gfn = gfn;
+	hlist_add_head(&sp->hash_link, &vm->mmu_page_hash[kvm_page_table_hashfn(vm, gfn)]);
+}
+
 /* A direct page whose gfn is not the one its place in its direct parent covers (what a gpa
  * beyond the map's reach made: the page built for gpa 2^48 + X sat where gpa X's belongs) is
  * reported at every link to it and from it. */
@@ -915,9 +923,7 @@ static void test_inv2_direct_child_position(void **state)
 	assert_non_null(l3);
 	assert_true(l2->role.direct && l2->gfn == 0);
 	const smmu_gfn_t wrong = 1ull << 18; /* the next 1 GiB */
-	hlist_del(&l2->hash_link);
-	l2->gfn = wrong;
-	hlist_add_head(&l2->hash_link, &vm->mmu_page_hash[kvm_page_table_hashfn(vm, wrong)]);
+	rehash(vm, l2, wrong);
 	unlock(vm);
 	run_audit(vm, &res);
 	expect_only(&res, SMMU_INV_PARENT_LINKS, 3); /* l3 -> l2, and l2 -> each of its children */
@@ -935,9 +941,7 @@ static void test_inv2_direct_child_position(void **state)
 	}
 	assert_true(seen_l3);
 	lock(vm);
-	hlist_del(&l2->hash_link);
-	l2->gfn = 0;
-	hlist_add_head(&l2->hash_link, &vm->mmu_page_hash[kvm_page_table_hashfn(vm, 0)]);
+	rehash(vm, l2, 0);
 	unlock(vm);
 
 	tl_assert_audit_clean(vm);
