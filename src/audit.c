@@ -499,6 +499,14 @@ static void audit_nonleaf(struct audit *a, const struct smmu_sp *sp, uint32_t id
 		       (void *)child);
 		return;
 	}
+	/* A direct page covers the gfns its position in a direct parent says (kvm_mmu_get_page's
+	 * gfn in __direct_map / FNAME(fetch)): else the leaves under it map other gfns than the
+	 * address that reaches them, as when a gpa beyond the map's reach aliases a lower one. */
+	smmu_gfn_t want = kvm_mmu_page_get_gfn(sp, (int)(sptep - sp->spt));
+	if (sp->role.direct && child->role.direct && child->gfn != want)
+		report(a, SMMU_INV_PARENT_LINKS, SPOT(.sp = sp, .sptep = sptep, .gfn = want), (int64_t)want,
+		       (int64_t)child->gfn, "direct child page %p covers other gfns than its position",
+		       (void *)child);
 	if (!ref_test(a, idx, (int)(sptep - sp->spt)))
 		report(a, SMMU_INV_PARENT_LINKS, SPOT(.sp = sp, .sptep = sptep, .gfn = sp->gfn), 1, 0,
 		       "child page %p's parent_ptes lacks this spte", (void *)child);
@@ -598,6 +606,12 @@ static void audit_lpage(struct audit *a)
 
 	for (int s = 0; s < vm->slots.n; s++) {
 		const struct memslot *slot = vm->slots.sorted[s];
+		/* 9: a slot lies where the MMU can map it (kvm_mmu_max_gfn), else its gfns alias. */
+		smmu_gfn_t limit = vm_gfn_limit(vm);
+		if (slot->base_gfn >= limit || slot->npages > limit - slot->base_gfn)
+			report(a, SMMU_INV_SLOT_LIFETIME, SPOT(.slot = slot, .gfn = slot->base_gfn), (int64_t)limit,
+			       (int64_t)(slot->base_gfn + slot->npages),
+			       "memslot reaches beyond the guest physical space the MMU maps");
 		/* slots.sorted is ordered by base_gfn, not by id: find this slot's keys. */
 		uint64_t lo = (uint64_t)slot->id << KEY_GFN_BITS, hi = lo + SMMU_MAX_GFN;
 		size_t b = 0, e = nk;

@@ -258,7 +258,10 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		return -EINVAL;
 	struct smmu_vm *vm = v->vm;
 	bool shadow = vm->cfg.mode == SMMU_MODE_SHADOW;
-	if (shadow ? (!is_canonical(addr) || !v->has_cr3) : addr >= (1ull << SMMU_GPA_BITS))
+	/* Direct mode: a gpa the 4-level direct map cannot reach would alias its value modulo 2^48
+	 * (today's KVM emulates such a fault instead of installing an spte); the vCPU's guest
+	 * physical width is what the map reaches, so it cannot raise one. */
+	if (shadow ? (!is_canonical(addr) || !v->has_cr3) : (addr >> SMMU_PAGE_SHIFT) >= vm_gfn_limit(vm))
 		return -EINVAL;
 
 	vcpu_process_requests(v);

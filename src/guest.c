@@ -44,19 +44,22 @@ static void copy_out(uint8_t *dst, const uint8_t *src, size_t len)
 }
 
 /* Check that [gpa, gpa + len) lies in valid slots; -EFAULT otherwise, -EROFS for a write to a
- * read-only slot. */
+ * read-only slot. The walk goes by gfn up to the range's last byte, so a range that ends at (or
+ * runs past) 2^64 neither wraps nor passes unchecked. */
 static int check_range(const struct smmu_vm *vm, smmu_gpa_t gpa, size_t len, bool write)
 {
-	if (len && gpa + len - 1 < gpa)
+	if (!len)
+		return 0;
+	smmu_gpa_t last = gpa + (len - 1);
+	if (last < gpa)
 		return -EFAULT;
-	for (smmu_gpa_t a = gpa; a < gpa + len;) {
-		struct memslot *slot = gfn_to_valid_memslot(&vm->slots, a >> SMMU_PAGE_SHIFT);
+	for (smmu_gfn_t gfn = gpa >> SMMU_PAGE_SHIFT; gfn <= last >> SMMU_PAGE_SHIFT;) {
+		struct memslot *slot = gfn_to_valid_memslot(&vm->slots, gfn);
 		if (!slot)
 			return -EFAULT;
 		if (write && (slot->flags & SMMU_MEM_READONLY))
 			return -EROFS;
-		smmu_gpa_t slot_end = (slot->base_gfn + slot->npages) << SMMU_PAGE_SHIFT;
-		a = slot_end;
+		gfn = slot->base_gfn + slot->npages; /* below 2^40: no wrap */
 	}
 	return 0;
 }
@@ -216,10 +219,11 @@ SMMU_API int smmu_gas_create(smmu_vm *vm, smmu_gfn_t pool_gfn, uint64_t pool_pag
 	if (!vm || !out || !pool_pages || pool_gfn >= SMMU_MAX_GFN || pool_pages > SMMU_MAX_GFN - pool_gfn)
 		return -EINVAL;
 	pthread_rwlock_rdlock(&vm->srcu);
-	int r = check_range(vm, pool_gfn << SMMU_PAGE_SHIFT, pool_pages << SMMU_PAGE_SHIFT, false);
+	/* The builder writes its tables into the pool: every frame must be writable guest memory. */
+	int r = check_range(vm, pool_gfn << SMMU_PAGE_SHIFT, pool_pages << SMMU_PAGE_SHIFT, true);
 	pthread_rwlock_unlock(&vm->srcu);
 	if (r)
-		return -EFAULT;
+		return r;
 	smmu_gas *gas = smmu_calloc(1, sizeof(*gas));
 	if (!gas)
 		return -ENOMEM;

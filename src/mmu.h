@@ -196,6 +196,14 @@ static inline bool is_obsolete_sp(const struct smmu_vm *vm, const struct smmu_sp
 {
 	return sp->mmu_valid_gen != vm->mmu_valid_gen;
 }
+/* kvm_mmu_max_gfn + 1: the first gfn the VM's MMU cannot map. Direct pages are indexed by the
+ * gpa, so a 4-level direct map reaches 2^48 and a gpa above it would land in the spte of its
+ * value modulo 2^48; shadow pages are indexed by the gva and a leaf holds any gfn below 2^52. */
+static inline smmu_gfn_t vm_gfn_limit(const struct smmu_vm *vm)
+{
+	return vm->cfg.mode == SMMU_MODE_DIRECT ? 1ull << (SMMU_DIRECT_GPA_BITS - SMMU_PAGE_SHIFT) : SMMU_MAX_GFN;
+}
+_Static_assert(SMMU_DIRECT_GPA_BITS == PT64_LEVEL_SHIFT(PT64_ROOT_LEVEL + 1), "direct map reach");
 /* Whether @sp holds a count in lpage_info (account_shadowed ran and no reset forgot it). */
 bool sp_accounted(const struct smmu_vm *vm, const struct smmu_sp *sp);
 

@@ -87,7 +87,12 @@ SMMU_API int smmu_measure_floor(smmu_vm *vm, struct smmu_floor *out)
 	if (!vm || !out)
 		return -EINVAL;
 	*out = (struct smmu_floor){ 0 };
+	/* The page count is the fault path's to change under mmu_lock: read it there, then allocate
+	 * after letting go (allocation stays out of the lock). Pages made meanwhile are read but
+	 * not matched by a free; the floor stays what it is, an estimate. */
+	vm_lock(vm, SMMU_SITE_FLOOR);
 	uint64_t n = vm->n_used_mmu_pages, n_gfns = atomic_load(&vm->indirect_shadow_pages);
+	vm_unlock(vm);
 	if (n_gfns > n)
 		n_gfns = n;
 	struct smmu_sp **hdr = smmu_calloc(n + 1, sizeof(*hdr));

@@ -140,15 +140,15 @@ static int shadow_translate(struct smmu_vcpu *v, smmu_gva_t addr, struct smmu_tr
 	return -EFAULT;
 }
 
-/* An address the vCPU can use: canonical with a CR3 in shadow mode, below 2^52 in direct mode;
- * the whole range [addr, addr + len) so. */
+/* An address the vCPU can use: canonical with a CR3 in shadow mode, below 2^48 (what the
+ * 4-level direct map reaches: vm_gfn_limit) in direct mode; the whole range [addr, addr + len) so. */
 static bool vcpu_addr_ok(const struct smmu_vcpu *v, smmu_gva_t addr, size_t len, bool need_cr3)
 {
 	smmu_gva_t last = addr + (len ? len - 1 : 0);
 	if (last < addr)
 		return false;
 	if (v->vm->cfg.mode == SMMU_MODE_DIRECT)
-		return last < (1ull << SMMU_GPA_BITS);
+		return (last >> SMMU_PAGE_SHIFT) < vm_gfn_limit(v->vm);
 	/* Canonical at both ends and on the same side of the hole. */
 	return (v->has_cr3 || !need_cr3) && is_canonical(addr) && is_canonical(last) &&
 	       (addr >> 63) == (last >> 63);

@@ -255,9 +255,13 @@ SMMU_API int smmu_vm_set_max_mmu_pages(smmu_vm *vm, uint64_t limit)
 
 /* ---- memslots ------------------------------------------------------------------------------ */
 
-static bool range_ok(smmu_gfn_t base, uint64_t npages)
+/* The range fits the guest physical space the VM's MMU can map: kvm_arch_prepare_memory_region's
+ * check of the last gfn against kvm_mmu_max_gfn (today's KVM; 3.11 accepted such a slot, which
+ * its 4-level EPT could never reach). Written so that base + npages cannot wrap. */
+static bool range_ok(const struct smmu_vm *vm, smmu_gfn_t base, uint64_t npages)
 {
-	return npages && base < SMMU_MAX_GFN && npages <= SMMU_MAX_GFN - base;
+	smmu_gfn_t limit = vm_gfn_limit(vm);
+	return npages && base < limit && npages <= limit - base;
 }
 
 /* Publish a change of the slot array: no fault or guest access is in flight while @fn runs. */
@@ -275,7 +279,7 @@ static void slots_publish_end(struct smmu_vm *vm)
 
 SMMU_API int smmu_memslot_create(smmu_vm *vm, int id, smmu_gfn_t base_gfn, uint64_t npages, uint32_t flags)
 {
-	if (!vm || id < 0 || id >= SMMU_MAX_MEMSLOTS || !range_ok(base_gfn, npages) ||
+	if (!vm || id < 0 || id >= SMMU_MAX_MEMSLOTS || !range_ok(vm, base_gfn, npages) ||
 	    (flags & ~(uint32_t)(SMMU_MEM_LOG_DIRTY_PAGES | SMMU_MEM_READONLY)))
 		return -EINVAL;
 	pthread_mutex_lock(&vm->slots_lock);
@@ -345,7 +349,7 @@ SMMU_API int smmu_memslot_move(smmu_vm *vm, int id, smmu_gfn_t new_base_gfn)
 	int r = 0;
 	if (!slot)
 		r = -ENOENT;
-	else if (!range_ok(new_base_gfn, slot->npages))
+	else if (!range_ok(vm, new_base_gfn, slot->npages))
 		r = -EINVAL;
 	else if (memslots_overlap(&vm->slots, new_base_gfn, slot->npages, slot))
 		r = -EEXIST;

@@ -356,8 +356,8 @@ static void test_inv3_rmap(void **state)
 
 	/* Empty the rmap head of a mapped gfn: its leaf has no rmap entry. */
 	lock(vm);
-	struct smmu_sp *sp;
-	int idx;
+	struct smmu_sp *sp = NULL;
+	int idx = 0;
 	uint64_t *leaf = find_leaf(g.vcpu, DATA_GVA + 5 * SMMU_PAGE_SIZE, &sp, &idx);
 	assert_non_null(leaf);
 	assert_int_equal(kvm_mmu_page_get_gfn(sp, idx), DATA_GFN + 5);
@@ -856,6 +856,99 @@ static void test_inv9_slot_lifetime(void **state)
 	tl_guest_fini(&g);
 }
 
+/* A slot beyond the 2^48 a direct map reaches (memslot create and move refuse one; here its
+ * base is moved under the lock) is reported: its gfns would alias lower ones. */
+static void test_inv9_slot_beyond_direct_map(void **state)
+{
+	(void)state;
+	const smmu_gfn_t hi = 1ull << (SMMU_DIRECT_GPA_BITS - SMMU_PAGE_SHIFT);
+	smmu_vm *vm = tl_vm(SMMU_MODE_DIRECT);
+	smmu_vcpu *v;
+	assert_int_equal(smmu_memslot_create(vm, 0, 0, 1024, 0), 0);
+	assert_int_equal(smmu_memslot_create(vm, 1, hi - 16, 16, 0), 0);
+	assert_int_equal(smmu_vcpu_create(vm, &v), 0);
+	for (uint64_t g = 0; g < 1024; g += 100)
+		assert_int_equal(smmu_vcpu_fault(v, g << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
+	tl_assert_audit_clean(vm);
+
+	struct audit_result res;
+	lock(vm);
+	struct memslot *slot = vm->slots.by_id[1]; /* the highest slot: sorted order holds */
+	slot->base_gfn = hi;
+	unlock(vm);
+	run_audit(vm, &res);
+	expect_only(&res, SMMU_INV_SLOT_LIFETIME, 1);
+	const struct smmu_violation *viol = first_of(&res, SMMU_INV_SLOT_LIFETIME);
+	assert_int_equal(viol->slot, 1);
+	assert_int_equal(viol->gfn, hi);
+	assert_int_equal(viol->expected, (int64_t)hi);
+	assert_int_equal(viol->found, (int64_t)(hi + 16));
+	lock(vm);
+	slot->base_gfn = hi - 16;
+	unlock(vm);
+
+	tl_assert_audit_clean(vm);
+	smmu_vcpu_destroy(v);
+	smmu_vm_destroy(vm);
+}
+
+/* Give @sp another gfn, in that gfn's hash bucket (caller holds mmu_lock). */
+static void rehash(smmu_vm *vm, struct smmu_sp *sp, smmu_gfn_t gfn)
+{
+	hlist_del(&sp->hash_link);
+	sp->gfn = gfn;
+	hlist_add_head(&sp->hash_link, &vm->mmu_page_hash[kvm_page_table_hashfn(vm, gfn)]);
+}
+
+/* A direct page whose gfn is not the one its place in its direct parent covers (what a gpa
+ * beyond the map's reach made: the page built for gpa 2^48 + X sat where gpa X's belongs) is
+ * reported at every link to it and from it. */
+static void test_inv2_direct_child_position(void **state)
+{
+	(void)state;
+	smmu_vm *vm = tl_vm(SMMU_MODE_DIRECT);
+	smmu_vcpu *v;
+	/* Dirty logging keeps the leaves at 4K: the level-2 page has two level-1 children. */
+	assert_int_equal(smmu_memslot_create(vm, 0, 0, 2048, SMMU_MEM_LOG_DIRTY_PAGES), 0);
+	assert_int_equal(smmu_vcpu_create(vm, &v), 0);
+	assert_int_equal(smmu_vcpu_fault(v, 0x1000, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
+	assert_int_equal(smmu_vcpu_fault(v, (512 + 1) << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, NULL),
+			 SMMU_FAULT_MAPPED);
+	tl_assert_audit_clean(vm);
+
+	struct audit_result res;
+	lock(vm);
+	struct smmu_sp *l2 = page_on_path(v, 0x1000, 2), *l3 = page_on_path(v, 0x1000, 3);
+	assert_non_null(l2);
+	assert_non_null(l3);
+	assert_true(l2->role.direct && l2->gfn == 0);
+	const smmu_gfn_t wrong = 1ull << 18; /* the next 1 GiB */
+	rehash(vm, l2, wrong);
+	unlock(vm);
+	run_audit(vm, &res);
+	expect_only(&res, SMMU_INV_PARENT_LINKS, 3); /* l3 -> l2, and l2 -> each of its children */
+	const struct smmu_violation *viol = first_of(&res, SMMU_INV_PARENT_LINKS);
+	bool seen_l3 = false;
+	for (size_t i = 0; i < res.r.stored; i++) {
+		viol = &res.v[i];
+		if (viol->sp == l3) {
+			seen_l3 = true;
+			assert_int_equal(viol->expected, 0);
+			assert_int_equal(viol->found, (int64_t)wrong);
+		} else {
+			assert_ptr_equal(viol->sp, l2);
+		}
+	}
+	assert_true(seen_l3);
+	lock(vm);
+	rehash(vm, l2, 0);
+	unlock(vm);
+
+	tl_assert_audit_clean(vm);
+	smmu_vcpu_destroy(v);
+	smmu_vm_destroy(vm);
+}
+
 /* ---- 10. TLB -------------------------------------------------------------------------------- */
 
 static struct tlb_entry *find_tlb(smmu_vcpu *v, uint64_t vpn)
@@ -1061,6 +1154,8 @@ int main(void)
 		cmocka_unit_test(test_inv7_translation_direct),
 		cmocka_unit_test(test_inv8_obsolete_root),
 		cmocka_unit_test(test_inv9_slot_lifetime),
+		cmocka_unit_test(test_inv9_slot_beyond_direct_map),
+		cmocka_unit_test(test_inv2_direct_child_position),
 		cmocka_unit_test(test_inv10_tlb),
 		cmocka_unit_test(test_inv10_skipped_flush),
 		cmocka_unit_test(test_cap_and_print),

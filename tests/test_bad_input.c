@@ -189,7 +189,7 @@ static const char *state_diff(const struct state *a, const struct state *b)
 enum cfg_kind {
 	CFG_HASH_3, CFG_HASH_1000, CFG_HASH_ODD_BIG, CFG_TLB_SETS_3, CFG_TLB_SETS_100, CFG_TLB_SETS_ODD_BIG,
 	CFG_MODE_2, CFG_MODE_NEG, CFG_PROFILE_2, CFG_STRATEGY_COUNT, CFG_STRATEGY_99, CFG_SKIP_UNKNOWN,
-	CFG_HASH_FN_3, CFG_HASH_FN_255,
+	CFG_HASH_FN_3, CFG_HASH_FN_255, CFG_HASH_2_25, CFG_TLB_SETS_2_17, CFG_TLB_WAYS_65, CFG_TLB_WAYS_64,
 	CFG_RES_BYTE_0, CFG_RES_BYTE_LAST = CFG_RES_BYTE_0 + 63, CFG_RES_0, CFG_RES_LAST = CFG_RES_0 + 63,
 };
 
@@ -215,6 +215,10 @@ static int64_t try_cfg(int kind)
 	case CFG_SKIP_UNKNOWN: c.skip_flush = 1u << 5; break;
 	case CFG_HASH_FN_3: c.hash_fn = 3; break;
 	case CFG_HASH_FN_255: c.hash_fn = 255; break;
+	case CFG_HASH_2_25: c.hash_buckets = 1u << 25; break; /* a power of two, above the limit */
+	case CFG_TLB_SETS_2_17: c.tlb_sets = 1u << 17; break;
+	case CFG_TLB_WAYS_65: c.tlb_ways = 65; break;
+	case CFG_TLB_WAYS_64: c.tlb_ways = 64; break; /* the limit itself is accepted */
 	default:
 		if (kind >= CFG_RES_BYTE_0 && kind <= CFG_RES_BYTE_LAST &&
 		    (size_t)(kind - CFG_RES_BYTE_0) < sizeof(c.reserved_bytes))
@@ -286,6 +290,9 @@ static smmu_sp *first_sp(smmu_vm *vm) { return smmu_active_first(vm); }
 
 enum { NOLOCK = 0, LOCK = 1 };
 #define MAXG SMMU_MAX_GFN
+#define DMAXG (1ull << (SMMU_DIRECT_GPA_BITS - 12)) /* the first gfn a direct VM cannot map */
+#define END8 0xfffffffffffffff8ull  /* [END8, 2^64): a range that ends exactly at 2^64 */
+#define END4K 0xfffffffffffff000ull
 #define NONCANON 0x0000800000000000ull
 
 #define BAD_INPUTS(X)                                                                              \
@@ -310,6 +317,10 @@ enum { NOLOCK = 0, LOCK = 1 };
 	X(cfg_reserved_byte_3, -EINVAL, NOLOCK, try_cfg(CFG_RES_BYTE_0 + 3))                       \
 	X(cfg_hash_fn_3, -EINVAL, NOLOCK, try_cfg(CFG_HASH_FN_3))                                  \
 	X(cfg_hash_fn_255, -EINVAL, NOLOCK, try_cfg(CFG_HASH_FN_255))                              \
+	X(cfg_hash_2_25, -EINVAL, NOLOCK, try_cfg(CFG_HASH_2_25))                                  \
+	X(cfg_tlb_sets_2_17, -EINVAL, NOLOCK, try_cfg(CFG_TLB_SETS_2_17))                          \
+	X(cfg_tlb_ways_65, -EINVAL, NOLOCK, try_cfg(CFG_TLB_WAYS_65))                              \
+	X(cfg_tlb_ways_64, 0, NOLOCK, try_cfg(CFG_TLB_WAYS_64))                                    \
 	X(cfg_reserved_0, -EINVAL, NOLOCK, try_cfg(CFG_RES_0 + 0))                                 \
 	X(cfg_reserved_1, -EINVAL, NOLOCK, try_cfg(CFG_RES_0 + 1))                                 \
 	X(cfg_reserved_2, -EINVAL, NOLOCK, try_cfg(CFG_RES_0 + 2))                                 \
@@ -348,6 +359,10 @@ enum { NOLOCK = 0, LOCK = 1 };
 	X(slot_create_overlap, -EEXIST, NOLOCK, smmu_memslot_create(f->vm, 5, 4000, 200, 0))       \
 	X(slot_create_containing, -EEXIST, NOLOCK, smmu_memslot_create(f->vm, 5, 8000, 2000, 0))   \
 	X(slot_create_id_in_use, -EEXIST, NOLOCK, smmu_memslot_create(f->vm, 1, HOLE_GFN, 1, 0))   \
+	X(slot_create_direct_2_48, -EINVAL, NOLOCK, smmu_memslot_create(f->dvm, 5, DMAXG, 16, 0))  \
+	X(slot_create_direct_end_2_48, -EINVAL, NOLOCK,                                            \
+	  smmu_memslot_create(f->dvm, 5, DMAXG - 1, 2, 0))                                         \
+	X(slot_create_direct_2_51, -EINVAL, NOLOCK, smmu_memslot_create(f->dvm, 5, MAXG / 2, 1, 0)) \
 	X(slot_delete_null, -EINVAL, NOLOCK, smmu_memslot_delete(NULL, 0))                         \
 	X(slot_delete_unknown, -ENOENT, NOLOCK, smmu_memslot_delete(f->vm, 5))                     \
 	X(slot_delete_id_neg, -ENOENT, NOLOCK, smmu_memslot_delete(f->vm, -1))                     \
@@ -358,6 +373,8 @@ enum { NOLOCK = 0, LOCK = 1 };
 	X(slot_move_beyond, -EINVAL, NOLOCK, smmu_memslot_move(f->vm, 2, MAXG - 10))               \
 	X(slot_move_overflow, -EINVAL, NOLOCK, smmu_memslot_move(f->vm, 2, UINT64_MAX - 10))       \
 	X(slot_move_overlap, -EEXIST, NOLOCK, smmu_memslot_move(f->vm, 2, 8200))                   \
+	X(slot_move_direct_2_48, -EINVAL, NOLOCK, smmu_memslot_move(f->dvm, 0, DMAXG))             \
+	X(slot_move_direct_end_2_48, -EINVAL, NOLOCK, smmu_memslot_move(f->dvm, 0, DMAXG - 1000))  \
 	X(slot_flags_null, -EINVAL, NOLOCK, smmu_memslot_set_flags(NULL, 0, 0))                    \
 	X(slot_flags_unknown_bits, -EINVAL, NOLOCK, smmu_memslot_set_flags(f->vm, 0, 1u << 7))     \
 	X(slot_flags_unknown_id, -ENOENT, NOLOCK, smmu_memslot_set_flags(f->vm, 5, 0))             \
@@ -393,6 +410,9 @@ enum { NOLOCK = 0, LOCK = 1 };
 	  smmu_guest_read(f->vm, 4096 * PAGE - 4, f->buf, 8))                                      \
 	X(guest_read_beyond, -EFAULT, NOLOCK, smmu_guest_read(f->vm, 1ull << 52, f->buf, 8))       \
 	X(guest_read_wrap, -EFAULT, NOLOCK, smmu_guest_read(f->vm, UINT64_MAX - 3, f->buf, 8))     \
+	X(guest_read_end_of_space, -EFAULT, NOLOCK, smmu_guest_read(f->vm, END8, f->buf, 8))       \
+	X(guest_read_last_page, -EFAULT, NOLOCK, smmu_guest_read(f->vm, END4K, big, 4096))         \
+	X(guest_read_len_0, 0, NOLOCK, smmu_guest_read(f->vm, HOLE_GFN * PAGE, NULL, 0))           \
 	X(guest_write_null_vm, -EINVAL, NOLOCK, smmu_guest_write(NULL, 0, f->buf, 8))              \
 	X(guest_write_null_buf, -EINVAL, NOLOCK, smmu_guest_write(f->vm, POOL_GFN * PAGE, NULL, 8)) \
 	X(guest_write_hole, -EFAULT, NOLOCK, smmu_guest_write(f->vm, HOLE_GFN * PAGE, f->buf, 8))  \
@@ -401,6 +421,9 @@ enum { NOLOCK = 0, LOCK = 1 };
 	X(guest_write_table_into_hole, -EFAULT, NOLOCK,                                            \
 	  smmu_guest_write(f->vm, (POOL_GFN + 1) * PAGE, big, sizeof(big)))                        \
 	X(guest_write_wrap, -EFAULT, NOLOCK, smmu_guest_write(f->vm, UINT64_MAX - 3, f->buf, 8))   \
+	X(guest_write_end_of_space, -EFAULT, NOLOCK, smmu_guest_write(f->vm, END8, f->buf, 8))     \
+	X(guest_write_last_page, -EFAULT, NOLOCK, smmu_guest_write(f->vm, END4K, big, 4096))       \
+	X(guest_write_len_0, 0, NOLOCK, smmu_guest_write(f->vm, HOLE_GFN * PAGE, NULL, 0))         \
 	X(guest_write_ro, -EROFS, NOLOCK, smmu_guest_write(f->vm, 16385 * PAGE, f->buf, 8))        \
 	X(guest_read_u64_null_val, -EINVAL, NOLOCK, smmu_guest_read_u64(f->vm, 0, NULL))           \
 	X(guest_read_u64_null_vm, -EINVAL, NOLOCK, smmu_guest_read_u64(NULL, 0, &f->u64))          \
@@ -408,6 +431,8 @@ enum { NOLOCK = 0, LOCK = 1 };
 	X(guest_write_u64_null_vm, -EINVAL, NOLOCK, smmu_guest_write_u64(NULL, 0, 1))              \
 	X(guest_write_u64_hole, -EFAULT, NOLOCK, smmu_guest_write_u64(f->vm, HOLE_GFN * PAGE, 1))  \
 	X(guest_write_u64_ro, -EROFS, NOLOCK, smmu_guest_write_u64(f->vm, 16384 * PAGE, 1))        \
+	X(guest_read_u64_end_of_space, -EFAULT, NOLOCK, smmu_guest_read_u64(f->vm, END8, &f->u64)) \
+	X(guest_write_u64_end_of_space, -EFAULT, NOLOCK, smmu_guest_write_u64(f->vm, END8, 42))    \
 	/* guest.h */                                                                              \
 	X(gas_create_null_vm, -EINVAL, NOLOCK, try_gas_create(NULL, 2000, 4))                      \
 	X(gas_create_null_out, -EINVAL, NOLOCK, smmu_gas_create(f->vm, 2000, 4, NULL))             \
@@ -417,6 +442,7 @@ enum { NOLOCK = 0, LOCK = 1 };
 	X(gas_create_overflow, -EINVAL, NOLOCK, try_gas_create(f->vm, 2000, UINT64_MAX))           \
 	X(gas_create_hole, -EFAULT, NOLOCK, try_gas_create(f->vm, HOLE_GFN, 4))                    \
 	X(gas_create_into_hole, -EFAULT, NOLOCK, try_gas_create(f->vm, 4090, 10))                  \
+	X(gas_create_ro, -EROFS, NOLOCK, try_gas_create(f->vm, 16384, 4))                          \
 	X(gas_destroy_null, 0, NOLOCK, (smmu_gas_destroy(NULL), 0))                                \
 	X(gas_cr3_null, 0, NOLOCK, smmu_gas_cr3(NULL) == 0 ? 0 : -1)                               \
 	X(gas_map_null, -EINVAL, NOLOCK, smmu_gas_map(NULL, 0x1000, 1, SMMU_LEVEL_4K, 0))          \
@@ -471,12 +497,25 @@ enum { NOLOCK = 0, LOCK = 1 };
 	X(fault_no_cr3_write, -EINVAL, NOLOCK, smmu_vcpu_fault(f->nocr3, 0x400000, SMMU_ACC_WRITE, NULL)) \
 	X(fault_direct_beyond, -EINVAL, NOLOCK, smmu_vcpu_fault(f->dv, 1ull << 52, 0, &f->fi))     \
 	X(fault_direct_u64max, -EINVAL, NOLOCK, smmu_vcpu_fault(f->dv, UINT64_MAX, 0, &f->fi))     \
+	X(fault_direct_2_48, -EINVAL, NOLOCK, smmu_vcpu_fault(f->dv, DMAXG * PAGE, 0, &f->fi))     \
+	X(fault_direct_2_48_alias, -EINVAL, NOLOCK,                                                \
+	  smmu_vcpu_fault(f->dv, DMAXG * PAGE + 100 * PAGE, SMMU_ACC_WRITE, &f->fi))               \
+	X(translate_direct_2_48_alias, -EINVAL, NOLOCK,                                            \
+	  smmu_vcpu_translate(f->dv, DMAXG * PAGE + 100 * PAGE, 0, &f->tr))                        \
 	X(translate_null_vcpu, -EINVAL, NOLOCK, smmu_vcpu_translate(NULL, 0x400000, 0, &f->tr))    \
 	X(translate_null_out, -EINVAL, NOLOCK, smmu_vcpu_translate(f->v, 0x400000, 0, NULL))       \
 	X(vcpu_read_null, -EINVAL, NOLOCK, smmu_vcpu_read(NULL, 0x400000, f->buf, 8))              \
 	X(vcpu_read_null_buf, -EINVAL, NOLOCK, smmu_vcpu_read(f->v, 0x400000, NULL, 8))            \
 	X(vcpu_write_null, -EINVAL, NOLOCK, smmu_vcpu_write(NULL, 0x400000, f->buf, 8))            \
 	X(vcpu_write_null_buf, -EINVAL, NOLOCK, smmu_vcpu_write(f->v, 0x400000, NULL, 8))          \
+	X(vcpu_read_null_buf_len_0, 0, NOLOCK, smmu_vcpu_read(f->v, 0x400000, NULL, 0))            \
+	X(vcpu_write_null_buf_len_0, 0, NOLOCK, smmu_vcpu_write(f->dv, 0, NULL, 0))                \
+	X(vcpu_read_len_0_noncanon, -EINVAL, NOLOCK, smmu_vcpu_read(f->v, NONCANON, NULL, 0))      \
+	X(vcpu_read_direct_2_48_alias, -EINVAL, NOLOCK,                                            \
+	  smmu_vcpu_read(f->dv, DMAXG * PAGE + 100 * PAGE, f->buf, 8))                             \
+	X(vcpu_write_direct_2_48_alias, -EINVAL, NOLOCK,                                           \
+	  smmu_vcpu_write(f->dv, DMAXG * PAGE + 100 * PAGE, f->buf, 8))                            \
+	X(vcpu_read_direct_across_2_48, -EINVAL, NOLOCK, smmu_vcpu_read(f->dv, DMAXG * PAGE - 4, f->buf, 8)) \
 	X(vcpu_counters_null_vcpu, -EINVAL, NOLOCK, smmu_vcpu_get_counters(NULL, &f->vctr))        \
 	X(vcpu_counters_null_out, -EINVAL, NOLOCK, smmu_vcpu_get_counters(f->v, NULL))             \
 	/* zap.h */                                                                                \

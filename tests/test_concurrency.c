@@ -1262,6 +1262,62 @@ static void test_access_vs_slot_delete(void **state)
 }
 
 /*
+ * A regression test (repro measure_floor_race.c): smmu_measure_floor read n_used_mmu_pages
+ * before it took mmu_lock, racing with kvm_mmu_alloc_page and the zaps. ThreadSanitizer reports
+ * that read (CI runs this file under it); without TSan the test checks that every floor reads
+ * pages that were there and that the VM audits clean after.
+ */
+struct floor_ctx {
+	smmu_vm *vm;
+	atomic_int stop;
+	uint64_t floors, failed, max_pages;
+};
+
+static void *floor_thread(void *arg)
+{
+	struct floor_ctx *c = arg;
+	for (uint64_t i = 0; i < 100000 && !atomic_load(&c->stop); i++) {
+		struct smmu_floor f;
+		if (smmu_measure_floor(c->vm, &f) != 0)
+			c->failed++;
+		else if (f.pages > c->max_pages)
+			c->max_pages = f.pages;
+		c->floors++;
+	}
+	return NULL;
+}
+
+static void test_measure_floor_vs_faults(void **state)
+{
+	(void)state;
+	smmu_vm *vm = tl_vm(SMMU_MODE_DIRECT);
+	const uint64_t npages = 1ull << 14;
+	assert_int_equal(smmu_memslot_create(vm, 0, 0, npages, SMMU_MEM_LOG_DIRTY_PAGES), 0);
+	smmu_vcpu *v;
+	assert_int_equal(smmu_vcpu_create(vm, &v), 0);
+	struct floor_ctx c = { .vm = vm };
+	pthread_t tid;
+	assert_int_equal(pthread_create(&tid, NULL, floor_thread, &c), 0);
+	uint64_t rounds = 0, t_end = now_ns() + 2000ull * 1000 * 1000;
+	for (; rounds < 10 && now_ns() < t_end; rounds++) {
+		for (uint64_t g = 0; g < npages; g += 512) /* a level-1 page per 2 MiB, 4K leaves */
+			assert_int_equal(smmu_vcpu_fault(v, g << 12, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
+		assert_int_equal(smmu_zap_all(vm, SMMU_ZAP_HOLD, 0, NULL), 0);
+		assert_int_equal(smmu_vcpu_enter(v), 0);
+	}
+	atomic_store(&c.stop, 1);
+	pthread_join(tid, NULL);
+	printf("%llu rounds, %llu floors, at most %llu pages read\n", (unsigned long long)rounds,
+	       (unsigned long long)c.floors, (unsigned long long)c.max_pages);
+	assert_int_equal(c.failed, 0);
+	/* root, a level-3, a level-2 and npages / 512 level-1 pages: never more at once */
+	assert_true(c.max_pages <= 3 + npages / 512);
+	tl_assert_audit_clean(vm);
+	smmu_vcpu_destroy(v);
+	smmu_vm_destroy(vm);
+}
+
+/*
  * A regression test: the page limit stopped reclaiming behind a zapped root that an idle vCPU
  * still pins. prepare_zap_oldest_mmu_page (mmu_page.c) returns false
  * when the tail of active_mmu_pages is role.invalid, "only zapped roots in use are left", but
@@ -1329,6 +1385,7 @@ int main(void)
 		cmocka_unit_test(test_stress_drain_variants),
 		cmocka_unit_test(test_access_vs_slot_delete),
 		cmocka_unit_test(test_reclaim_passes_pinned_root),
+		cmocka_unit_test(test_measure_floor_vs_faults),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

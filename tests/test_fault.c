@@ -669,6 +669,80 @@ static void test_direct_levels(void **state)
 
 /* ---- the page limit -------------------------------------------------------------------------------- */
 
+/* A direct VM maps what its 4-level direct map reaches, gpas below 2^48, and nothing beyond
+ * can alias into it (repros direct_gpa_above_2_48_aliases.c and _abort.c: a slot at gpa 2^48
+ * was accepted, gpa 2^48 + X landed in the spte of gpa X, the vCPU read the wrong slot and a
+ * zap aborted in the rmap code). A shadow VM keeps the 52-bit space: its tables are indexed by
+ * the gva, so a high gfn is just a leaf's target. */
+static void test_direct_gpa_bounds(void **state)
+{
+	(void)state;
+	const smmu_gfn_t hi = 1ull << (SMMU_DIRECT_GPA_BITS - 12); /* gfn of gpa 2^48 */
+	smmu_vm *vm = tl_vm(SMMU_MODE_DIRECT);
+	assert_int_equal(smmu_memslot_create(vm, 0, 0, 16, 0), 0);
+	/* Slots at or across 2^48 are refused; one that ends exactly there is fine. */
+	assert_int_equal(smmu_memslot_create(vm, 1, hi, 16, 0), -EINVAL);
+	assert_int_equal(smmu_memslot_create(vm, 1, hi - 8, 16, 0), -EINVAL);
+	assert_int_equal(smmu_memslot_create(vm, 1, SMMU_MAX_GFN - 16, 16, 0), -EINVAL);
+	assert_int_equal(smmu_memslot_create(vm, 1, hi - 16, 16, 0), 0);
+	assert_int_equal(smmu_memslot_move(vm, 1, hi - 8), -EINVAL);
+	assert_int_equal(smmu_memslot_move(vm, 1, hi), -EINVAL);
+	struct smmu_memslot_info info;
+	assert_int_equal(smmu_memslot_get(vm, 1, &info), 0);
+	assert_int_equal(info.base_gfn, hi - 16);
+
+	smmu_vcpu *v;
+	assert_int_equal(smmu_vcpu_create(vm, &v), 0);
+	uint64_t a = 0xaaaa, b = 0xbbbb, got = 0;
+	assert_int_equal(smmu_vcpu_write(v, 0x1000, &a, 8), 0);
+	/* The last page below 2^48 maps, through the last entry of every level. */
+	struct smmu_fault_info fi;
+	expect_mapped(v, (hi - 1) << 12, SMMU_ACC_WRITE, &fi);
+	assert_int_equal(fi.gfn, hi - 1);
+	assert_int_equal(smmu_vcpu_write(v, ((hi - 1) << 12) + 8, &b, 8), 0);
+	/* gpa 2^48 + 0x1000 would alias gpa 0x1000: refused, nothing written or mapped. */
+	assert_int_equal(smmu_vcpu_write(v, (hi << 12) + 0x1000, &b, 8), -EINVAL);
+	assert_int_equal(smmu_vcpu_fault(v, (hi << 12) + 0x1000, SMMU_ACC_WRITE, &fi), -EINVAL);
+	assert_int_equal(smmu_vcpu_read(v, (hi << 12) + 0x1000, &got, 8), -EINVAL);
+	struct smmu_translation t;
+	assert_int_equal(smmu_vcpu_translate(v, (hi << 12) + 0x1000, 0, &t), -EINVAL);
+	/* A range that runs across 2^48 is refused whole. */
+	assert_int_equal(smmu_vcpu_read(v, (hi << 12) - 4, &got, 8), -EINVAL);
+	assert_int_equal(smmu_vcpu_read(v, 0x1000, &got, 8), 0);
+	assert_int_equal(got, a);
+	assert_int_equal(smmu_guest_read_u64(vm, 0x1000, &got), 0);
+	assert_int_equal(got, a);
+	assert_int_equal(smmu_guest_read_u64(vm, ((hi - 1) << 12) + 8, &got), 0);
+	assert_int_equal(got, b);
+	tl_assert_audit_clean(vm);
+	assert_int_equal(smmu_memslot_delete(vm, 0), 0);
+	assert_int_equal(smmu_zap_all(vm, SMMU_ZAP_HOLD, 0, NULL), 0);
+	tl_assert_audit_clean(vm);
+	smmu_vcpu_destroy(v);
+	smmu_vm_destroy(vm);
+
+	/* Shadow mode: a slot above 2^48, mapped from a low gva, holds its own bytes. */
+	smmu_vm *svm = tl_vm(SMMU_MODE_SHADOW);
+	smmu_gas *gas;
+	assert_int_equal(smmu_memslot_create(svm, 0, 0, 64, 0), 0);
+	assert_int_equal(smmu_memslot_create(svm, 1, hi, 16, 0), 0);
+	assert_int_equal(smmu_gas_create(svm, 8, 8, &gas), 0);
+	assert_int_equal(smmu_gas_map(gas, 0x400000, 1, SMMU_LEVEL_4K, RW_USER), 0);
+	assert_int_equal(smmu_gas_map(gas, 0x401000, hi + 1, SMMU_LEVEL_4K, RW_USER), 0);
+	assert_int_equal(smmu_vcpu_create(svm, &v), 0);
+	assert_int_equal(smmu_vcpu_set_cr3(v, smmu_gas_cr3(gas)), 0);
+	assert_int_equal(smmu_vcpu_write(v, 0x400000, &a, 8), 0);
+	assert_int_equal(smmu_vcpu_write(v, 0x401000, &b, 8), 0);
+	assert_int_equal(smmu_guest_read_u64(svm, 0x1000, &got), 0);
+	assert_int_equal(got, a);
+	assert_int_equal(smmu_guest_read_u64(svm, (hi + 1) << 12, &got), 0);
+	assert_int_equal(got, b);
+	tl_assert_audit_clean(svm);
+	smmu_vcpu_destroy(v);
+	smmu_gas_destroy(gas);
+	smmu_vm_destroy(svm);
+}
+
 static void test_page_limit_holds(void **state)
 {
 	(void)state;
@@ -770,6 +844,7 @@ int main(void)
 		cmocka_unit_test(test_large_refused_for_tables_shadowed_by_same_fault),
 		cmocka_unit_test(test_readonly_large_spte_dropped_when_table_shadowed),
 		cmocka_unit_test(test_direct_levels),
+		cmocka_unit_test(test_direct_gpa_bounds),
 		cmocka_unit_test(test_page_limit_holds),
 		cmocka_unit_test(test_profiles_count_every_shadowed_table),
 	};

@@ -125,6 +125,42 @@ static void test_efault_outside_slots(void **state)
 	smmu_vm_destroy(vm);
 }
 
+/* A range that ends exactly at 2^64 (its end wraps to 0) or runs to the top of the space is
+ * refused with -EFAULT, nothing read or written; a slot that ends at the top of the guest
+ * physical space is read and written up to its last byte. (Repro guest_rw_end_of_space.c: the
+ * bound gpa + len wrapped to 0, the slot check passed, and the copy took a NULL slot.) */
+static void test_range_end_of_space(void **state)
+{
+	(void)state;
+	smmu_vm *vm = three_slots();
+	const smmu_gfn_t top = SMMU_MAX_GFN - 16;
+	assert_int_equal(smmu_memslot_create(vm, 3, top, 16, 0), 0);
+	static uint8_t page[PAGE], zero[PAGE];
+	uint64_t x = 0x1234;
+	memset(page, 0xee, sizeof(page));
+	assert_int_equal(smmu_guest_read_u64(vm, 0xfffffffffffffff8ull, &x), -EFAULT);
+	assert_int_equal(x, 0x1234);
+	assert_int_equal(smmu_guest_write_u64(vm, 0xfffffffffffffff8ull, 42), -EFAULT);
+	assert_int_equal(smmu_guest_read(vm, 0xfffffffffffff000ull, page, PAGE), -EFAULT);
+	for (size_t i = 0; i < PAGE; i++)
+		assert_int_equal(page[i], 0xee);
+	assert_int_equal(smmu_guest_write(vm, 0xfffffffffffff000ull, page, PAGE), -EFAULT);
+	assert_int_equal(smmu_guest_write(vm, 0xffffffffffffffffull, page, 1), -EFAULT);
+	/* From the top slot's last page to 2^64: the slot holds the start, nothing the rest. */
+	const smmu_gpa_t last = (SMMU_MAX_GFN << 12) - PAGE;
+	assert_int_equal(smmu_guest_write(vm, last, page, (size_t)(0 - last)), -EFAULT);
+	assert_int_equal(smmu_guest_read(vm, last, page, PAGE), 0);
+	assert_memory_equal(page, zero, PAGE);
+	/* The top slot itself, up to its last byte. */
+	assert_int_equal(smmu_guest_write_u64(vm, (SMMU_MAX_GFN << 12) - 8, 0x5eed), 0);
+	assert_int_equal(smmu_guest_read_u64(vm, (SMMU_MAX_GFN << 12) - 8, &x), 0);
+	assert_int_equal(x, 0x5eed);
+	assert_int_equal(smmu_guest_read(vm, last, page, PAGE), 0);
+	assert_int_equal(smmu_guest_read(vm, (SMMU_MAX_GFN << 12) - 4, page, 8), -EFAULT);
+	tl_assert_audit_clean(vm);
+	smmu_vm_destroy(vm);
+}
+
 static void test_erofs(void **state)
 {
 	(void)state;
@@ -147,8 +183,13 @@ static void test_erofs(void **state)
 	uint8_t out[16], zero[16] = { 0 };
 	assert_int_equal(smmu_guest_read(vm, 16 * PAGE - 16, out, 16), 0);
 	assert_memory_equal(out, zero, 16);
+	/* The page-table builder writes its pool: a pool in the read-only slot, or reaching into
+	 * it, is refused whole, and *out is left alone. */
+	smmu_gas *gas = NULL;
+	assert_int_equal(smmu_gas_create(vm, 16, 4, &gas), -EROFS);
+	assert_int_equal(smmu_gas_create(vm, 12, 8, &gas), -EROFS);
+	assert_null(gas);
 	/* A vCPU write to it is MMIO; a read maps it. */
-	smmu_gas *gas;
 	assert_int_equal(smmu_gas_create(vm, 1, 8, &gas), 0);
 	assert_int_equal(smmu_gas_map(gas, 0x1000000, 16, SMMU_LEVEL_4K, SMMU_PROT_WRITE), 0);
 	smmu_vcpu *v;
@@ -449,6 +490,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_read_write_boundaries),
 		cmocka_unit_test(test_efault_outside_slots),
+		cmocka_unit_test(test_range_end_of_space),
 		cmocka_unit_test(test_erofs),
 		cmocka_unit_test(test_gas_map_levels),
 		cmocka_unit_test(test_gas_map_errors),

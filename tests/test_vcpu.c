@@ -111,7 +111,7 @@ static void test_set_cr3_switches_roots(void **state)
 	assert_int_equal(smmu_vcpu_set_cr3(v, smmu_gas_cr3(a)), 0);
 	assert_int_equal(roots_at(vm, POOL_A, NULL), 0); /* built at the first fault */
 	assert_int_equal(smmu_vcpu_fault(v, GVA, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
-	struct smmu_sp_info ra, rb;
+	struct smmu_sp_info ra = { 0 }, rb = { 0 };
 	assert_int_equal(roots_at(vm, POOL_A, &ra), 1);
 	assert_int_equal(ra.root_count, 1);
 	assert_false(ra.direct);
@@ -348,7 +348,7 @@ static void test_direct_mode_vcpu(void **state)
 	/* No CR3 needed; both vCPUs share the single direct root. */
 	assert_int_equal(smmu_vcpu_fault(v0, 0x5000, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
 	assert_int_equal(smmu_vcpu_fault(v1, 0x6000, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
-	struct smmu_sp_info r;
+	struct smmu_sp_info r = { 0 };
 	assert_int_equal(roots_at(vm, 0, &r), 1);
 	assert_true(r.direct);
 	assert_int_equal(r.root_count, 2);

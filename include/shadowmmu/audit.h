@@ -21,14 +21,16 @@ extern "C" {
 /** The invariants, numbered as in DESIGN.md. */
 enum smmu_invariant {
 	SMMU_INV_PAGE_LISTS = 1,   /**< valid pages are on active list + hash, counts agree */
-	SMMU_INV_PARENT_LINKS = 2, /**< non-leaf sptes and parent_ptes agree both ways */
+	SMMU_INV_PARENT_LINKS = 2, /**< non-leaf sptes and parent_ptes agree both ways; a direct
+				     *  child covers the gfns of its place in a direct parent */
 	SMMU_INV_RMAP = 3,         /**< leaf sptes and rmap entries agree both ways */
 	SMMU_INV_LPAGE_COUNT = 4,  /**< disallow_lpage = edge bit + shadowed tables inside */
 	SMMU_INV_WRITE_PROTECT = 5,/**< no writable spte maps a shadowed guest table */
 	SMMU_INV_LARGE_SPTE = 6,   /**< no large spte where lpage_info disallows it */
 	SMMU_INV_TRANSLATION = 7,  /**< what a root maps, the guest maps, in a live slot */
 	SMMU_INV_OBSOLETE_ROOT = 8,/**< no obsolete page reachable from a reloaded root */
-	SMMU_INV_SLOT_LIFETIME = 9,/**< indirect pages lie in live slots */
+	SMMU_INV_SLOT_LIFETIME = 9,/**< indirect pages lie in live slots; slots lie in the space
+				     *  the MMU maps (direct mode: below 2^48) */
 	SMMU_INV_TLB = 10,         /**< TLB entries are backed by present sptes */
 	SMMU_INV_COUNT = 11
 };

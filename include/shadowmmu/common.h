@@ -34,6 +34,10 @@ typedef uint64_t smmu_gva_t;
 /** Guest physical address width: base_gfn + npages must stay below 2^(52-12). */
 #define SMMU_GPA_BITS 52
 #define SMMU_MAX_GFN (1ull << (SMMU_GPA_BITS - SMMU_PAGE_SHIFT))
+/** Guest physical address width of a direct-mode VM: what its 4-level direct map reaches. Its
+ *  memslots and its vCPUs' addresses stay below 2^48 (KVM: kvm_mmu_max_gfn); a shadow-mode VM
+ *  has the whole SMMU_GPA_BITS. */
+#define SMMU_DIRECT_GPA_BITS 48
 
 /** Page-table levels, as KVM numbers them (PG_LEVEL_4K = 1 ...). */
 enum smmu_level {

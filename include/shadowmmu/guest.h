@@ -37,7 +37,8 @@ enum smmu_prot {
  * Create an address space whose page-table pages come from guest frames
  * [@p pool_gfn, @p pool_gfn + @p pool_pages). The root (level-4 table) is @p pool_gfn, zeroed.
  * @return 0 and *out; -EINVAL (NULL, pool_pages 0, pool beyond the address space); -EFAULT (a
- *         pool frame lies in no slot); -ENOMEM.
+ *         pool frame lies in no slot); -EROFS (a pool frame lies in a read-only slot: the builder
+ *         writes its tables there); -ENOMEM.
  */
 SMMU_API int smmu_gas_create(smmu_vm *vm, smmu_gfn_t pool_gfn, uint64_t pool_pages, smmu_gas **out);
 

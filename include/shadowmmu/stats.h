@@ -118,7 +118,8 @@ struct smmu_floor {
 };
 
 /**
- * Measure the floor on the VM's current pages (takes mmu_lock, site FLOOR). Changes nothing.
+ * Measure the floor on the VM's current pages (takes mmu_lock twice, site FLOOR: briefly to
+ * count the pages, then to read them, allocating in between). Changes nothing.
  * @return 0; -EINVAL (NULL); -ENOMEM (the objects to free could not be allocated).
  */
 SMMU_API int smmu_measure_floor(smmu_vm *vm, struct smmu_floor *out);

@@ -72,8 +72,10 @@ struct smmu_fault_info {
  * In shadow mode @p addr is a guest virtual address and the vCPU needs a CR3.
  * @param info may be NULL.
  * @return an smmu_fault_outcome (>= 0), or -EINVAL (NULL vcpu, unknown access bits, address
- *         beyond the address space, shadow mode without CR3), -ENOMEM (caches could not be
- *         filled; nothing changed), -EFAULT (a guest table lies in no slot).
+ *         beyond the address space: non-canonical in shadow mode, at or above
+ *         2^SMMU_DIRECT_GPA_BITS (2^48, what the 4-level direct map reaches) in direct mode;
+ *         shadow mode without CR3), -ENOMEM (caches could not be filled; nothing changed),
+ *         -EFAULT (a guest table lies in no slot).
  */
 SMMU_API int smmu_vcpu_fault(smmu_vcpu *vcpu, smmu_gva_t addr, uint32_t access,
 			     struct smmu_fault_info *info);
@@ -90,7 +92,7 @@ struct smmu_translation {
  * Walk the current shadow root for @p addr without faulting, as the hardware walker would.
  * Takes mmu_lock (site VCPU).
  * @return 0; -EINVAL (NULL, unknown access bits, an address the vCPU cannot use: non-canonical
- *         in shadow mode, beyond 2^52 in direct mode); -EFAULT (no present leaf, or no root);
+ *         in shadow mode, at or above 2^48 in direct mode); -EFAULT (no present leaf, or no root);
  *         -EACCES (present but does not grant @p access).
  */
 SMMU_API int smmu_vcpu_translate(smmu_vcpu *vcpu, smmu_gva_t addr, uint32_t access,
@@ -99,10 +101,12 @@ SMMU_API int smmu_vcpu_translate(smmu_vcpu *vcpu, smmu_gva_t addr, uint32_t acce
 /**
  * Access guest memory as the vCPU would: process requests, look up the vCPU's TLB, else walk
  * the shadow root and fill the TLB, else fault and retry; a write to a write-protected guest
- * page table is emulated through smmu_guest_write. May cross pages.
- * @return 0; -EINVAL (NULL vcpu or buffer, a range the vCPU cannot address: non-canonical or no
- *         CR3 in shadow mode, beyond 2^52 in direct mode; nothing counted); -EFAULT (the guest's
- *         tables deny it, or MMIO); -ENOMEM; -EAGAIN (no progress after repeated faults).
+ * page table is emulated through smmu_guest_write. May cross pages. A @p len of 0 accesses
+ * nothing and returns 0 once @p addr itself is one the vCPU can use (@p buf may then be NULL).
+ * @return 0; -EINVAL (NULL vcpu, NULL buffer with len > 0, a range the vCPU cannot address:
+ *         non-canonical or no CR3 in shadow mode, reaching 2^48 in direct mode; nothing
+ *         counted); -EFAULT (the guest's tables deny it, or MMIO); -ENOMEM; -EAGAIN (no progress
+ *         after repeated faults).
  */
 SMMU_API int smmu_vcpu_read(smmu_vcpu *vcpu, smmu_gva_t addr, void *buf, size_t len);
 SMMU_API int smmu_vcpu_write(smmu_vcpu *vcpu, smmu_gva_t addr, const void *buf, size_t len);

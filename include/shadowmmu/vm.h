@@ -71,14 +71,15 @@ struct smmu_vm_config {
 	enum smmu_mmu_mode mode;   /**< shadow (default) or direct */
 	enum smmu_profile profile; /**< 3.11 (default) or today */
 	enum smmu_flush_strategy flush_strategy; /**< used by delete and move */
-	uint32_t hash_buckets;    /**< power of two; 0 = the profile's: 1024 (3.11), 4096 (today) */
+	uint32_t hash_buckets;    /**< power of two, at most 2^24; 0 = the profile's: 1024 (3.11),
+				       4096 (today) */
 	uint32_t zap_batch;       /**< fast zap's pages between lock breaks; 0 = BATCH_ZAP_PAGES (10) */
 	uint64_t max_mmu_pages;   /**< page budget; 0 = KVM's: 2% of guest pages, at least 64 */
-	uint32_t tlb_sets;        /**< software TLB sets per vCPU (power of two); 0 = 64 */
-	uint32_t tlb_ways;        /**< ways per set; 0 = 4 */
-	uint32_t skip_flush;      /**< enum smmu_flush_point bits: deliberate bugs; 0 = none */
+	uint32_t tlb_sets;        /**< software TLB sets per vCPU (power of two, at most 65536); 0 = 64 */
+	uint32_t tlb_ways;        /**< ways per set, at most 64; 0 = 4 */
+	uint32_t skip_flush;      /**< enum smmu_flush_point bits only: deliberate bugs; 0 = none */
 	bool audit_every_op;      /**< audit after every MMU operation; abort with the report */
-	uint8_t hash_fn;          /**< enum smmu_hash_fn; 0 = the profile's */
+	uint8_t hash_fn;          /**< enum smmu_hash_fn (0 to 2); 0 = the profile's */
 	/** Fast zap's drain commits (flushes TLBs and frees) what it zapped after every batch and
 	 *  then releases mmu_lock, waiter or not, instead of committing once at the end and breaking
 	 *  only for a waiter as KVM does: one flush per batch buys stretches of holding no longer
@@ -101,8 +102,10 @@ SMMU_API void smmu_vm_config_default(struct smmu_vm_config *cfg);
  * Create a VM (kvm_create_vm + kvm_arch_init_vm). Also audits every operation when the
  * environment variable SMMU_AUDIT is set to a non-zero value.
  * @param cfg settings, or NULL for the defaults.
- * @return 0 and *out, or -EINVAL (NULL out, hash_buckets not a power of two, tlb_sets not a power
- *         of two, unknown mode/profile/strategy, non-zero reserved fields), -ENOMEM.
+ * @return 0 and *out, or -EINVAL (NULL out; hash_buckets not a power of two or above 2^24;
+ *         tlb_sets not a power of two or above 65536; tlb_ways above 64; skip_flush bits that are
+ *         no enum smmu_flush_point; hash_fn above SMMU_HASH_HASH64; unknown mode/profile/strategy;
+ *         non-zero reserved fields), -ENOMEM.
  */
 SMMU_API int smmu_vm_create(const struct smmu_vm_config *cfg, smmu_vm **out);
 
@@ -140,8 +143,10 @@ enum smmu_memslot_flags {
  * (kvm_set_memory_region, KVM_MR_CREATE). The backing is zero-filled anonymous memory aligned to
  * 1 GiB so that large pages can be backed by it.
  * @return 0; -EINVAL (NULL vm, id out of range, npages 0, unknown flags, base_gfn + npages beyond
- *         the 52-bit guest physical space); -EEXIST (id in use, or the range overlaps a slot);
- *         -ENOMEM. On error nothing changed.
+ *         the guest physical space the VM's MMU maps: 2^SMMU_GPA_BITS (52 bits) in shadow mode,
+ *         2^SMMU_DIRECT_GPA_BITS (48 bits, the 4-level direct map's reach) in direct mode, as
+ *         today's KVM refuses a slot beyond kvm_mmu_max_gfn); -EEXIST (id in use, or the range
+ *         overlaps a slot); -ENOMEM. On error nothing changed.
  */
 SMMU_API int smmu_memslot_create(smmu_vm *vm, int id, smmu_gfn_t base_gfn, uint64_t npages,
 				 uint32_t flags);
@@ -156,16 +161,19 @@ SMMU_API int smmu_memslot_delete(smmu_vm *vm, int id);
 /**
  * Move a slot to @p new_base_gfn keeping its backing (KVM_MR_MOVE): flushes like delete, then
  * rebuilds lpage_info for the new alignment.
- * @return 0; -EINVAL (NULL, range beyond the address space); -ENOENT; -EEXIST (overlap);
- *         -ENOMEM. On error nothing changed.
+ * @return 0; -EINVAL (NULL, range beyond the guest physical space, as for smmu_memslot_create);
+ *         -ENOENT; -EEXIST (overlap); -ENOMEM. On error nothing changed.
  */
 SMMU_API int smmu_memslot_move(smmu_vm *vm, int id, smmu_gfn_t new_base_gfn);
 
 /**
  * Change a slot's flags (KVM_MR_FLAGS_ONLY). Turning on LOG_DIRTY_PAGES write-protects every
  * spte of the slot with lock break (kvm_mmu_slot_remove_write_access) and disallows large pages;
- * turning it off allows them again. READONLY changes write-protect or unmap like KVM.
- * @return 0; -EINVAL (NULL, unknown flags); -ENOENT; -ENOMEM (dirty bitmap).
+ * turning it off allows them again. READONLY cannot change on an existing slot: as KVM's
+ * __kvm_set_memory_region (3.11 and today), a change of that bit is refused with -EINVAL;
+ * delete the slot and create it again instead.
+ * @return 0; -EINVAL (NULL, unknown flags, READONLY differs from the slot's); -ENOENT;
+ *         -ENOMEM (dirty bitmap). On error nothing changed.
  */
 SMMU_API int smmu_memslot_set_flags(smmu_vm *vm, int id, uint32_t flags);
 
@@ -212,17 +220,20 @@ SMMU_API int smmu_mmu_notifier_release(smmu_vm *vm);
 /* ---- guest memory ------------------------------------------------------------------------ */
 
 /**
- * Read guest physical memory (kvm_read_guest). May cross page and slot boundaries.
- * @return 0; -EINVAL (NULL); -EFAULT (some byte lies in no valid slot; nothing read).
+ * Read guest physical memory (kvm_read_guest). May cross page and slot boundaries. A @p len of 0
+ * reads nothing and returns 0 (@p buf may then be NULL).
+ * @return 0; -EINVAL (NULL vm, NULL buf with len > 0); -EFAULT (some byte of
+ *         [gpa, gpa + len) lies in no valid slot, or the range runs past 2^64; nothing read).
  */
 SMMU_API int smmu_guest_read(const smmu_vm *vm, smmu_gpa_t gpa, void *buf, size_t len);
 
 /**
  * Write guest physical memory as an emulated guest store (emulator_write_phys): when a written
  * gfn is a shadowed guest page table, the write is trapped and kvm_mmu_pte_write zaps the
- * shadow entries that depended on the old value, then the bytes land.
- * @return 0; -EINVAL (NULL); -EFAULT (a byte in no valid slot; nothing written); -EROFS (slot
- *         read-only; nothing written).
+ * shadow entries that depended on the old value, then the bytes land. A @p len of 0 writes
+ * nothing and returns 0 (@p buf may then be NULL).
+ * @return 0; -EINVAL (NULL vm, NULL buf with len > 0); -EFAULT (a byte in no valid slot, or the
+ *         range runs past 2^64; nothing written); -EROFS (slot read-only; nothing written).
  */
 SMMU_API int smmu_guest_write(smmu_vm *vm, smmu_gpa_t gpa, const void *buf, size_t len);
 
