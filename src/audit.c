@@ -632,7 +632,15 @@ static void audit_lpage(struct audit *a)
 
 /* ---- 5. write protection of shadowed guest tables ------------------------------------------ */
 
-/* audit_write_protection, extended to the large-page rmaps that cover each shadowed gfn. */
+/*
+ * audit_write_protection, extended to the large-page rmaps that cover each shadowed gfn. Only
+ * pages of the current generation count: an obsolete page is returned by no lookup, and every
+ * vCPU drops a root that reaches one before it runs again (the reload the bump requested;
+ * invariant 8), so no walk uses it whatever its guest table says. KVM's fast zap keeps them
+ * write-protected until they are zapped (they still count in lpage_info and 3.11's
+ * mmu_need_write_protect still sees them), but does not depend on it: today's kvm_mmu_pte_write
+ * no longer updates obsolete pages, and the v4 patch's lpage_info reset stopped protecting them.
+ */
 static void audit_write_protect(struct audit *a)
 {
 	struct smmu_vm *vm = a->vm;
@@ -640,7 +648,7 @@ static void audit_write_protect(struct audit *a)
 	size_t ng = 0;
 	for (uint32_t k = 0; k < a->n; k++) {
 		const struct smmu_sp *sp = a->pages[k];
-		if (!sp->role.direct && !sp->role.invalid) /* any generation: still write-tracked */
+		if (!sp->role.direct && !sp->role.invalid && !is_obsolete_sp(vm, sp))
 			gfns[ng++] = sp->gfn;
 	}
 	qsort(gfns, ng, sizeof(*gfns), cmp_u64);
