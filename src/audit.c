@@ -1,5 +1,5 @@
 /*
- * The audit: the correctness oracle (DESIGN.md, "The audit"). In the spirit of KVM's
+ * The audit: the correctness oracle (the invariants are listed in audit.h). In the spirit of KVM's
  * mmu_audit.c (audit_mappings, audit_rmap, audit_write_protection, ...), but complete: under
  * mmu_lock it checks every invariant over every page, spte, rmap entry, lpage_info entry, vCPU
  * root and TLB entry, and reports each violation with the objects it concerns.

@@ -517,8 +517,8 @@ static void test_inv3_rmap(void **state)
 
 	/* Empty the rmap head of a mapped gfn: its leaf has no rmap entry. */
 	lock(vm);
-	struct smmu_sp *sp;
-	int idx;
+	struct smmu_sp *sp = NULL;
+	int idx = 0;
 	uint64_t *leaf = find_leaf(g.vcpu, DATA_GVA + 5 * SMMU_PAGE_SIZE, &sp, &idx);
 	assert_non_null(leaf);
 	assert_int_equal(kvm_mmu_page_get_gfn(sp, idx), DATA_GFN + 5);
@@ -955,8 +955,8 @@ static void test_inv5_obsolete_pages_not_protected(void **state)
 	assert_non_null(old);
 	assert_true(is_obsolete_sp(vm, old));
 	assert_false(sp_accounted(vm, old));
-	struct smmu_sp *leaf_sp;
-	int idx;
+	struct smmu_sp *leaf_sp = NULL;
+	int idx = -1;
 	uint64_t *leaf = find_leaf(w.v, WP_B_GVA, &leaf_sp, &idx);
 	assert_non_null(leaf);
 	assert_int_equal(leaf_sp->role.level, SMMU_LEVEL_2M);
