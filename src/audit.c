@@ -1,5 +1,5 @@
 /*
- * The audit: the correctness oracle (DESIGN.md, "The audit"). In the spirit of KVM's
+ * The audit: the correctness oracle (the invariants are listed in audit.h). In the spirit of KVM's
  * mmu_audit.c (audit_mappings, audit_rmap, audit_write_protection, ...), but complete: under
  * mmu_lock it checks every invariant over every page, spte, rmap entry, lpage_info entry, vCPU
  * root and TLB entry, and reports each violation with the objects it concerns.
@@ -42,11 +42,16 @@ struct audit {
 	struct smmu_audit_report *r;
 	struct smmu_sp **pages;       /* active_mmu_pages, head (newest) first */
 	uint32_t n;
+	struct smmu_sp **zapped;      /* zapped_obsolete_pages: set indices n, n + 1, ... */
+	uint32_t nz;
+	size_t alloc_z;               /* entries of zapped */
+	const struct smmu_vcpu *only; /* the vCPUs whose invariants 7, 8, 10 are checked: */
+	bool all_vcpus;               /* every vCPU, else only this one (or none when NULL) */
 	struct page_set_entry *set;   /* open addressing, linear probing */
 	unsigned set_bits;
 	uint64_t *ref;                /* SPTE_WORDS per page: spte named by parent_ptes / rmap */
 	uint64_t *present;            /* SPTE_WORDS per page: present sptes, for the root walks */
-	uint8_t *in_hash;             /* per page: seen in mmu_page_hash */
+	uint8_t *in_hash;             /* per page, then per zapped page: seen in mmu_page_hash */
 	uint32_t *stamp;              /* per page: last root walk that visited it */
 	uint32_t cur_stamp;
 	size_t set_cap;
@@ -154,8 +159,8 @@ static bool set_insert(struct audit *a, const struct smmu_sp *sp, uint32_t idx)
 	}
 }
 
-/* The index of @sp on the active list, or NO_INDEX when it is not a page there. */
-static uint32_t set_lookup(const struct audit *a, const void *sp)
+/* The index @sp was inserted with, or NO_INDEX. */
+static uint32_t set_find(const struct audit *a, const void *sp)
 {
 	if (!sp)
 		return NO_INDEX;
@@ -166,6 +171,20 @@ static uint32_t set_lookup(const struct audit *a, const void *sp)
 		if (a->set[h].sp == sp)
 			return a->set[h].idx;
 	}
+}
+
+/* The index of @sp on the active list, or NO_INDEX when it is not a page there. */
+static uint32_t set_lookup(const struct audit *a, const void *sp)
+{
+	uint32_t idx = set_find(a, sp);
+	return idx < a->n ? idx : NO_INDEX;
+}
+
+/* The index of @sp on zapped_obsolete_pages, or NO_INDEX. */
+static uint32_t zapped_lookup(const struct audit *a, const void *sp)
+{
+	uint32_t idx = set_find(a, sp);
+	return idx != NO_INDEX && idx >= a->n ? idx - a->n : NO_INDEX;
 }
 
 static bool ref_test(const struct audit *a, uint32_t idx, int i)
@@ -212,30 +231,35 @@ static void scratch_free(struct audit *a)
 	smmu_free(a->set, a->set_cap * sizeof(*a->set));
 	smmu_free(a->ref, a->alloc_n * SPTE_WORDS * sizeof(*a->ref));
 	smmu_free(a->present, a->alloc_n * SPTE_WORDS * sizeof(*a->present));
-	smmu_free(a->in_hash, a->alloc_n);
+	smmu_free(a->in_hash, a->alloc_n + a->alloc_z);
+	smmu_free(a->zapped, a->alloc_z * sizeof(*a->zapped));
 	smmu_free(a->stamp, a->alloc_n * sizeof(*a->stamp));
 	smmu_free(a->keys, a->alloc_n * sizeof(*a->keys));
 	memset(a, 0, sizeof(*a));
 }
 
-/* Scratch for up to @n pages, allocated before mmu_lock is taken (smmu_audit). */
-static int scratch_alloc(struct audit *a, size_t n)
+/* Scratch for up to @n active and @nz zapped pages, allocated before mmu_lock is taken. */
+static int scratch_alloc(struct audit *a, size_t n, size_t nz)
 {
-	size_t m = n ? n : 1;
+	size_t m = n ? n : 1, mz = nz ? nz : 1;
 	a->n = 0;
+	a->nz = 0;
 	a->alloc_n = m;
+	a->alloc_z = mz;
 	a->set_bits = 6;
-	while ((1ull << a->set_bits) < 2ull * m)
+	while ((1ull << a->set_bits) < 2ull * (m + mz))
 		a->set_bits++;
 	a->set_cap = (size_t)1 << a->set_bits;
 	a->pages = smmu_calloc(m, sizeof(*a->pages));
 	a->set = smmu_calloc(a->set_cap, sizeof(*a->set));
 	a->ref = smmu_calloc(m * SPTE_WORDS, sizeof(*a->ref));
 	a->present = smmu_calloc(m * SPTE_WORDS, sizeof(*a->present));
-	a->in_hash = smmu_calloc(m, 1);
+	a->in_hash = smmu_calloc(m + mz, 1);
+	a->zapped = smmu_calloc(mz, sizeof(*a->zapped));
 	a->stamp = smmu_calloc(m, sizeof(*a->stamp));
 	a->keys = smmu_calloc(m, sizeof(*a->keys));
-	if (!a->pages || !a->set || !a->ref || !a->present || !a->in_hash || !a->stamp || !a->keys)
+	if (!a->pages || !a->set || !a->ref || !a->present || !a->in_hash || !a->stamp || !a->keys ||
+	    !a->zapped)
 		return -ENOMEM;
 	return 0;
 }
@@ -278,12 +302,12 @@ static const struct memslot *valid_slot_of(struct audit *a, smmu_gfn_t gfn)
 	return slot && !(slot->flags & KVM_MEMSLOT_INVALID) ? slot : NULL;
 }
 
-/* ---- 1. page lists: active_mmu_pages, mmu_page_hash, counts ------------------------------- */
+/* ---- 1. page lists: active_mmu_pages, mmu_page_hash, zapped_obsolete_pages, counts -------- */
 
-/* Count active_mmu_pages; a list that loops without reaching its head stops at a bound. */
-static uint64_t count_active(struct audit *a)
+/* Count the list at @head (@name); a list that loops without reaching its head stops at a bound. */
+static uint64_t count_list(struct audit *a, struct list_node *head, const char *name)
 {
-	struct list_node *head = &a->vm->active_mmu_pages, *slow = head, *fast = head;
+	struct list_node *slow = head, *fast = head;
 	uint64_t count = 0;
 	for (;;) { /* Floyd: the hare meets the tortoise only in a loop that misses the head */
 		for (int step = 0; step < 2; step++) {
@@ -295,13 +319,13 @@ static uint64_t count_active(struct audit *a)
 		slow = slow->next;
 		if (slow == fast) {
 			report(a, SMMU_INV_PAGE_LISTS, SPOT(0), 0, (int64_t)count,
-			       "active_mmu_pages loops without returning to its head");
+			       "%s loops without returning to its head", name);
 			break;
 		}
 	}
 out:
 	if (!fast)
-		report(a, SMMU_INV_PAGE_LISTS, SPOT(0), 0, 0, "active_mmu_pages has a NULL link");
+		report(a, SMMU_INV_PAGE_LISTS, SPOT(0), 0, 0, "%s has a NULL link", name);
 	return count < UINT32_MAX ? count : UINT32_MAX - 1;
 }
 
@@ -321,6 +345,25 @@ static void collect_active(struct audit *a, uint32_t limit)
 	a->n = n; /* never more than allocated */
 }
 
+/* The pages a fast-zap drain has zapped and not yet freed, after the active ones in the set. */
+static void collect_zapped(struct audit *a, uint32_t limit)
+{
+	struct list_node *head = &a->vm->zapped_obsolete_pages;
+	uint32_t n = 0;
+	for (struct list_node *node = head->next; node && node != head && n < limit; node = node->next) {
+		struct smmu_sp *sp = container_of(node, struct smmu_sp, link);
+		if (!set_insert(a, sp, a->n + n)) {
+			bool active = set_lookup(a, sp) != NO_INDEX;
+			report(a, SMMU_INV_PAGE_LISTS, SPOT(.raw_sp = sp), 0, 0,
+			       active ? "page is on both active_mmu_pages and zapped_obsolete_pages" :
+					"page appears twice on zapped_obsolete_pages");
+			break; /* the lists are crossed or loop: what follows is not this list */
+		}
+		a->zapped[n++] = sp;
+	}
+	a->nz = n;
+}
+
 /* Every hash chain holds only listed pages, each in its gfn's bucket (audit_all_active_sps
  * walks the list; KVM has no check of the hash). */
 static void audit_hash(struct audit *a)
@@ -331,16 +374,21 @@ static void audit_hash(struct audit *a)
 		struct hlist_node **pprev = &vm->mmu_page_hash[b].first;
 		for (struct hlist_node *node = *pprev; node; pprev = &node->next, node = node->next) {
 			struct smmu_sp *sp = container_of(node, struct smmu_sp, hash_link);
-			if (++guard > (uint64_t)a->n + 1) {
-				report(a, SMMU_INV_PAGE_LISTS, SPOT(0), (int64_t)a->n, (int64_t)guard,
+			if (++guard > (uint64_t)a->n + a->nz + 1) {
+				report(a, SMMU_INV_PAGE_LISTS, SPOT(0), (int64_t)a->n + a->nz, (int64_t)guard,
 				       "hash bucket %" PRIu64 " holds more pages than exist: a loop", b);
 				break;
 			}
 			uint32_t idx = set_lookup(a, sp);
 			if (idx == NO_INDEX) {
-				report(a, SMMU_INV_PAGE_LISTS, SPOT(.raw_sp = sp), 0, (int64_t)b,
-				       "page in mmu_page_hash bucket %" PRIu64 " is not on active_mmu_pages", b);
-				continue;
+				/* A drain's zapped pages stay hashed until its final commit. */
+				uint32_t z = zapped_lookup(a, sp);
+				if (z == NO_INDEX) {
+					report(a, SMMU_INV_PAGE_LISTS, SPOT(.raw_sp = sp), 0, (int64_t)b,
+					       "page in mmu_page_hash bucket %" PRIu64 " is on no page list", b);
+					continue;
+				}
+				idx = a->n + z;
 			}
 			if (node->pprev != pprev)
 				report(a, SMMU_INV_PAGE_LISTS, SPOT(.sp = sp, .gfn = sp->gfn), 0, 0,
@@ -381,6 +429,41 @@ static void audit_page_lists(struct audit *a)
 	if (isp != indirect)
 		report(a, SMMU_INV_PAGE_LISTS, SPOT(0), (int64_t)indirect, (int64_t)isp,
 		       "indirect_shadow_pages differs from the valid indirect pages listed");
+}
+
+/*
+ * The fast zap's drain in KVM's mode (kvm_zap_obsolete_pages) moves each page it zaps to
+ * zapped_obsolete_pages, still hashed, and frees them all in one commit at its end; between
+ * batches it may break the lock, and an audit may run there. Such a page is dead to every walker:
+ * prepare_zap unlinked its children and parents and marked it invalid, lookups skip it as
+ * obsolete, and no root holds it. That, not its absence from the hash, is what is checked.
+ */
+static void audit_zapped(struct audit *a)
+{
+	const struct smmu_vm *vm = a->vm;
+	for (uint32_t k = 0; k < a->nz; k++) {
+		const struct smmu_sp *sp = a->zapped[k];
+#define ZAPPED SPOT(.sp = sp, .gfn = sp->gfn)
+		if (!vm->zap_drains)
+			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, 1,
+			       "page on zapped_obsolete_pages while no fast-zap drain runs");
+		if (!sp->role.invalid)
+			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 1, 0, "zapped page is not marked invalid");
+		if (!is_obsolete_sp(vm, sp))
+			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, (int64_t)sp->mmu_valid_gen,
+			       "zapped page on zapped_obsolete_pages is of the current generation");
+		if (sp->root_count)
+			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, sp->root_count, "zapped page still has a root user");
+		if (sp->parent_ptes)
+			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, 1, "zapped page still has parent ptes");
+		uint32_t present = 0;
+		for (int i = 0; i < SMMU_PT_ENTRIES; i++)
+			present += is_shadow_present_pte(sp->spt[i]);
+		if (present || sp->n_present)
+			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, present ? present : sp->n_present,
+			       "zapped page still has present sptes");
+#undef ZAPPED
+	}
 }
 
 /* ---- back-references: parent_ptes (2) and rmaps (3) set the referenced bits ------------------ */
@@ -646,7 +729,15 @@ static void audit_lpage(struct audit *a)
 
 /* ---- 5. write protection of shadowed guest tables ------------------------------------------ */
 
-/* audit_write_protection, extended to the large-page rmaps that cover each shadowed gfn. */
+/*
+ * audit_write_protection, extended to the large-page rmaps that cover each shadowed gfn. Only
+ * pages of the current generation count: an obsolete page is returned by no lookup, and every
+ * vCPU drops a root that reaches one before it runs again (the reload the bump requested;
+ * invariant 8), so no walk uses it whatever its guest table says. KVM's fast zap keeps them
+ * write-protected until they are zapped (they still count in lpage_info and 3.11's
+ * mmu_need_write_protect still sees them), but does not depend on it: today's kvm_mmu_pte_write
+ * no longer updates obsolete pages, and the v4 patch's lpage_info reset stopped protecting them.
+ */
 static void audit_write_protect(struct audit *a)
 {
 	struct smmu_vm *vm = a->vm;
@@ -654,7 +745,7 @@ static void audit_write_protect(struct audit *a)
 	size_t ng = 0;
 	for (uint32_t k = 0; k < a->n; k++) {
 		const struct smmu_sp *sp = a->pages[k];
-		if (!sp->role.direct && !sp->role.invalid) /* any generation: still write-tracked */
+		if (!sp->role.direct && !sp->role.invalid && !is_obsolete_sp(vm, sp))
 			gfns[ng++] = sp->gfn;
 	}
 	qsort(gfns, ng, sizeof(*gfns), cmp_u64);
@@ -925,9 +1016,11 @@ static void audit_tlb(struct audit *a, const struct smmu_vcpu *v)
 static void audit_vcpus(struct audit *a)
 {
 	struct smmu_vm *vm = a->vm;
+	if (!a->all_vcpus && !a->only)
+		return;
 	for (int k = 0; k < vm->nr_vcpus; k++) {
 		struct smmu_vcpu *v = vm->vcpus[k];
-		if (!v)
+		if (!v || (!a->all_vcpus && v != a->only))
 			continue;
 		uint32_t req = atomic_load_explicit(&v->requests, memory_order_relaxed);
 		if (req & KVM_REQ_MMU_RELOAD)
@@ -952,11 +1045,11 @@ static void audit_vcpus(struct audit *a)
 
 /* ---- entry points --------------------------------------------------------------------------- */
 
-/* The length of active_mmu_pages, stopping at a loop (Floyd) and reporting nothing: what the
+/* The length of a page list, stopping at a loop (Floyd) and reporting nothing: what the
  * scratch must hold. The audit proper counts again, and reports. */
-static uint64_t count_active_quiet(struct smmu_vm *vm)
+static uint64_t count_list_quiet(struct list_node *head)
 {
-	struct list_node *head = &vm->active_mmu_pages, *slow = head, *fast = head;
+	struct list_node *slow = head, *fast = head;
 	uint64_t count = 0;
 	for (;;) {
 		for (int step = 0; step < 2; step++) {
@@ -982,10 +1075,13 @@ static long audit_run(struct audit *a, struct smmu_vm *vm, struct smmu_audit_rep
 	r->sptes_checked = 0;
 	a->vm = vm;
 	a->r = r;
-	uint64_t count = count_active(a);
+	uint64_t count = count_list(a, &vm->active_mmu_pages, "active_mmu_pages");
 	collect_active(a, (uint32_t)(count < a->alloc_n ? count : a->alloc_n));
+	count = count_list(a, &vm->zapped_obsolete_pages, "zapped_obsolete_pages");
+	collect_zapped(a, (uint32_t)(count < a->alloc_z ? count : a->alloc_z));
 	audit_hash(a);
 	audit_page_lists(a);
+	audit_zapped(a);
 	audit_parent_ptes(a);
 	audit_rmaps(a);
 	audit_sptes(a);
@@ -999,30 +1095,40 @@ static long audit_run(struct audit *a, struct smmu_vm *vm, struct smmu_audit_rep
  * Like the fault path, the audit allocates before it takes mmu_lock: it sizes its scratch by
  * the pages it finds, and if more were added meanwhile it lets go and tries again bigger.
  */
-SMMU_API long smmu_audit(smmu_vm *vm, struct smmu_audit_report *report)
+long audit_vm(struct smmu_vm *vm, struct smmu_audit_report *report, bool all_vcpus,
+	      const struct smmu_vcpu *only)
 {
-	if (!vm || !report || (!report->v && report->cap))
-		return -EINVAL;
 	struct audit a;
 	memset(&a, 0, sizeof(a));
-	size_t cap = 0;
+	size_t cap = 0, cap_z = 0;
 	for (;;) {
-		if (scratch_alloc(&a, cap)) {
+		if (scratch_alloc(&a, cap, cap_z)) {
 			scratch_free(&a);
 			return -ENOMEM;
 		}
 		vm_lock(vm, SMMU_SITE_AUDIT);
-		uint64_t need = count_active_quiet(vm);
-		if (need <= a.alloc_n)
+		uint64_t need = count_list_quiet(&vm->active_mmu_pages);
+		uint64_t need_z = count_list_quiet(&vm->zapped_obsolete_pages);
+		if (need <= a.alloc_n && need_z <= a.alloc_z)
 			break;
 		vm_unlock(vm);
 		scratch_free(&a);
 		cap = (size_t)(need + need / 8 + 64);
+		cap_z = (size_t)(need_z + need_z / 8 + 64);
 	}
+	a.all_vcpus = all_vcpus;
+	a.only = only;
 	long n = audit_run(&a, vm, report);
 	vm_unlock(vm);
 	scratch_free(&a);
 	return n;
+}
+
+SMMU_API long smmu_audit(smmu_vm *vm, struct smmu_audit_report *report)
+{
+	if (!vm || !report || (!report->v && report->cap))
+		return -EINVAL;
+	return audit_vm(vm, report, true, NULL);
 }
 
 SMMU_API void smmu_audit_print(FILE *f, const struct smmu_audit_report *r)

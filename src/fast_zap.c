@@ -85,6 +85,7 @@ void kvm_zap_obsolete_pages(struct smmu_vm *vm, struct smmu_zap_report *rep)
 	struct descent d = { .depth = 0 };
 	lockdep_assert_held(&vm->mmu_lock);
 	rep->rounds++;
+	vm->zap_drains++; /* zapped_obsolete_pages may hold pages at our lock breaks (the audit) */
 restart:
 	for (struct list_node *n = vm->active_mmu_pages.prev, *prev; n != &vm->active_mmu_pages; n = prev) {
 		struct smmu_sp *sp = container_of(n, struct smmu_sp, link);
@@ -119,6 +120,7 @@ restart:
 	}
 	/* Flush before freeing: a lockless walker may still use the tables. */
 	kvm_mmu_commit_zap_page(vm, &vm->zapped_obsolete_pages);
+	vm->zap_drains--;
 }
 
 /* The locked step: every page obsolete at once, every vCPU asked to reload. */

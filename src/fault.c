@@ -327,7 +327,7 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		info->outcome = (enum smmu_fault_outcome)r;
 out_srcu:
 	pthread_rwlock_unlock(&vm->srcu);
-	vm_audit_point(vm, "fault");
+	vcpu_audit_point(v, "fault");
 	return r;
 }
 

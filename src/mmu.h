@@ -153,6 +153,7 @@ struct smmu_vm {
 	/* Protected by mmu_lock: */
 	struct list_node active_mmu_pages;   /* newest at head */
 	struct list_node zapped_obsolete_pages;
+	uint32_t zap_drains;            /* kvm_zap_obsolete_pages runs in progress (lock breaks) */
 	struct hlist_head *mmu_page_hash;
 	uint32_t hash_mask;
 	unsigned hash_shift;            /* 64 - log2(buckets), for hash_64 */
@@ -217,8 +218,15 @@ void vm_lock(struct smmu_vm *vm, enum smmu_site site);
 void vm_unlock(struct smmu_vm *vm);
 bool vm_cond_resched(struct smmu_vm *vm);
 void vm_event(struct smmu_vm *vm, enum smmu_event ev, const struct smmu_sp *sp);
-/* Run the audit after an operation when configured to; aborts with the report on a violation. */
+/* Run the audit after an operation when configured to; aborts with the report on a violation.
+ * A VM-wide operation's point checks no vCPU's invariants (7, 8, 10): vCPU threads may run and
+ * change their requests, TLB and CR3 outside mmu_lock. A vCPU's point checks that vCPU's too, as
+ * KVM's kvm_mmu_audit(vcpu, point) audits the vCPU it runs on. */
 void vm_audit_point(struct smmu_vm *vm, const char *where);
+void vcpu_audit_point(struct smmu_vcpu *v, const char *where);
+/* smmu_audit, checking the vCPU invariants of every vCPU (@all_vcpus) or of @only (NULL: none). */
+long audit_vm(struct smmu_vm *vm, struct smmu_audit_report *report, bool all_vcpus,
+	      const struct smmu_vcpu *only);
 void vm_recompute_max_pages(struct smmu_vm *vm);
 
 /* ---- rmap.c: pte_list (rmaps and parent_ptes) ------------------------------------------------ */

@@ -58,13 +58,13 @@ bool vm_cond_resched(struct smmu_vm *vm)
 }
 
 /* KVM's audit points (kvm_mmu_audit): check everything after an operation, abort on a violation. */
-void vm_audit_point(struct smmu_vm *vm, const char *where)
+static void audit_point(struct smmu_vm *vm, const char *where, const struct smmu_vcpu *self)
 {
 	if (!vm->audit_every_op || vm->destroying)
 		return;
 	struct smmu_violation v[8];
 	struct smmu_audit_report r = { .v = v, .cap = 8 };
-	long n = smmu_audit(vm, &r);
+	long n = audit_vm(vm, &r, false, self);
 	if (n == 0)
 		return;
 	if (n < 0) { /* the audit could not run (no memory): that is not a violation */
@@ -75,6 +75,10 @@ void vm_audit_point(struct smmu_vm *vm, const char *where)
 	smmu_audit_print(stderr, &r);
 	abort();
 }
+
+void vm_audit_point(struct smmu_vm *vm, const char *where) { audit_point(vm, where, NULL); }
+
+void vcpu_audit_point(struct smmu_vcpu *v, const char *where) { audit_point(v->vm, where, v); }
 
 /* kvm_mmu_calculate_mmu_pages: 2% of guest pages, at least 64. */
 void vm_recompute_max_pages(struct smmu_vm *vm)

@@ -292,6 +292,129 @@ static void test_inv1_page_lists(void **state)
 	tl_guest_fini(&g);
 }
 
+/*
+ * Issue 17, bug 5: the state a fast zap's drain leaves at a lock break, made by hand. In KVM's
+ * mode the zapped pages wait on zapped_obsolete_pages, still hashed, until the final commit.
+ * That is clean while a drain runs; each property such a page must have is then broken in turn.
+ */
+static void test_inv1_drain_state(void **state)
+{
+	(void)state;
+	struct tl_guest g;
+	tl_guest_init(&g, SMMU_MODE_DIRECT, GUEST_PAGES, 0, 0);
+	smmu_vm *vm = g.vm;
+	assert_int_equal(smmu_memslot_set_flags(vm, 0, SMMU_MEM_LOG_DIRTY_PAGES), 0);
+	for (uint64_t i = 0; i < 8; i++)
+		assert_int_equal(smmu_vcpu_fault(g.vcpu, (i * 512) << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, NULL),
+				 SMMU_FAULT_MAPPED);
+	tl_assert_audit_clean(vm);
+	struct audit_result res;
+
+	/* The drain's state after zapping the three newest pages (level 1: no root among them). */
+	lock(vm);
+	fast_zap_bump_locked(vm);
+	vm->zap_drains++;
+	struct smmu_sp *zapped[3];
+	for (int k = 0; k < 3; k++) {
+		struct smmu_sp *sp = container_of(vm->active_mmu_pages.next, struct smmu_sp, link);
+		assert_int_equal(sp->role.level, 1);
+		assert_int_equal(kvm_mmu_prepare_zap_page(vm, sp, &vm->zapped_obsolete_pages), 1);
+		zapped[k] = sp;
+	}
+	unlock(vm);
+	tl_assert_audit_clean(vm);
+	struct smmu_sp *sp = zapped[1];
+
+#define EXPECT_ONE_ABOUT(page)                                                   \
+	do {                                                                     \
+		run_audit(vm, &res);                                             \
+		expect_only(&res, SMMU_INV_PAGE_LISTS, 1);                       \
+		assert_ptr_equal(first_of(&res, SMMU_INV_PAGE_LISTS)->sp, page); \
+	} while (0)
+
+	/* No drain in progress: nothing may wait on the list. */
+	lock(vm);
+	vm->zap_drains--;
+	unlock(vm);
+	run_audit(vm, &res);
+	expect_only(&res, SMMU_INV_PAGE_LISTS, 3);
+	lock(vm);
+	vm->zap_drains++;
+	unlock(vm);
+
+	/* Not marked invalid. */
+	lock(vm);
+	sp->role.invalid = 0;
+	unlock(vm);
+	EXPECT_ONE_ABOUT(sp);
+	lock(vm);
+	sp->role.invalid = 1;
+	unlock(vm);
+
+	/* Of the current generation. */
+	lock(vm);
+	uint64_t gen = sp->mmu_valid_gen;
+	sp->mmu_valid_gen = vm->mmu_valid_gen;
+	unlock(vm);
+	EXPECT_ONE_ABOUT(sp);
+	lock(vm);
+	sp->mmu_valid_gen = gen;
+	unlock(vm);
+
+	/* Still a root. */
+	lock(vm);
+	sp->root_count = 1;
+	unlock(vm);
+	EXPECT_ONE_ABOUT(sp);
+	lock(vm);
+	sp->root_count = 0;
+	unlock(vm);
+
+	/* Still linked from a parent (the entry is only looked at, never followed). */
+	lock(vm);
+	sp->parent_ptes = (uintptr_t)&zapped[0]->spt[0];
+	unlock(vm);
+	EXPECT_ONE_ABOUT(sp);
+	lock(vm);
+	sp->parent_ptes = 0;
+	unlock(vm);
+
+	/* A present spte left in its table. */
+	lock(vm);
+	sp->spt[7] = PT_PRESENT_MASK;
+	unlock(vm);
+	EXPECT_ONE_ABOUT(sp);
+	assert_int_equal(first_of(&res, SMMU_INV_PAGE_LISTS)->found, 1);
+	lock(vm);
+	sp->spt[7] = 0;
+	unlock(vm);
+
+	/* Hashed but on neither list. */
+	lock(vm);
+	list_del(&sp->link);
+	unlock(vm);
+	run_audit(vm, &res);
+	expect_only(&res, SMMU_INV_PAGE_LISTS, 1);
+	assert_ptr_equal(first_of(&res, SMMU_INV_PAGE_LISTS)->sp, sp);
+	assert_non_null(strstr(first_of(&res, SMMU_INV_PAGE_LISTS)->what, "on no page list"));
+	lock(vm);
+	list_add(&sp->link, &vm->zapped_obsolete_pages);
+	unlock(vm);
+#undef EXPECT_ONE_ABOUT
+	tl_assert_audit_clean(vm);
+
+	/* The drain's end: one commit frees them all. */
+	lock(vm);
+	kvm_mmu_commit_zap_page(vm, &vm->zapped_obsolete_pages);
+	vm->zap_drains--;
+	unlock(vm);
+	tl_assert_audit_clean(vm);
+	assert_int_equal(smmu_vcpu_enter(g.vcpu), 0);
+	assert_int_equal(smmu_fast_zap_drain(vm, NULL), 0);
+	tl_assert_audit_clean(vm);
+	tl_guest_fini(&g);
+}
+
 /* ---- 2. parent links -------------------------------------------------------------------------- */
 
 static void test_inv2_parent_links(void **state)
@@ -564,6 +687,116 @@ static void test_seed_fixed_strategies(void **state)
 	}
 }
 
+/*
+ * The negative count a newcomer met (issue 17): RMAP_ONLY deletes slot 0 but leaves its shadow
+ * pages valid and still counted; the re-created slot starts from fresh lpage_info. When the
+ * guest rebuilds its page tables there, the trapped writes zap the old pages and
+ * unaccount_shadowed takes their counts from the new slot: 6 pages (root, level 3, level 2, three
+ * level 1) drive the aligned 2 MiB entry to -6 and the 1 GiB entry (edge bit 1) to -5. The audit
+ * reports exactly those two entries; the strategies without the bug never go below zero.
+ */
+#define NEG_POOL 8ull
+
+/* The smallest disallow_lpage of slot @id. Lock held. */
+static int32_t min_disallow(smmu_vm *vm, int id)
+{
+	const struct memslot *slot = vm->slots.by_id[id];
+	int32_t min = INT32_MAX;
+	for (int level = 2; level <= SMMU_NR_PAGE_SIZES; level++)
+		for (uint64_t i = 0; i < slot->nr_entries[level - 1]; i++)
+			if (slot->lpage[level - 2][i] < min)
+				min = slot->lpage[level - 2][i];
+	return min;
+}
+
+static void neg_map(smmu_gas *gas)
+{
+	assert_int_equal(smmu_gas_map(gas, 0x1000, 2000, SMMU_LEVEL_4K, SMMU_PROT_WRITE), 0);
+	assert_int_equal(smmu_gas_map(gas, 0x40000000, 2001, SMMU_LEVEL_4K, SMMU_PROT_WRITE), 0);
+}
+
+/* Shadow, delete + re-create slot 0 with @strat, rebuild the guest's tables; the audit after
+ * the rebuild in @res and the lowest count seen in *min. */
+static void neg_scenario(enum smmu_flush_strategy strat, struct audit_result *res, int32_t *min)
+{
+	smmu_vm *vm = tl_vm(SMMU_MODE_SHADOW);
+	assert_int_equal(smmu_vm_set_flush_strategy(vm, strat), 0);
+	assert_int_equal(smmu_memslot_create(vm, 0, 0, 4096, 0), 0);
+	smmu_gas *gas;
+	assert_int_equal(smmu_gas_create(vm, NEG_POOL, 8, &gas), 0);
+	neg_map(gas);
+	smmu_vcpu *v;
+	assert_int_equal(smmu_vcpu_create(vm, &v), 0);
+	assert_int_equal(smmu_vcpu_set_cr3(v, smmu_gas_cr3(gas)), 0);
+	uint64_t x = 1;
+	assert_int_equal(smmu_vcpu_write(v, 0x1000, &x, sizeof(x)), 0);
+	assert_int_equal(smmu_vcpu_write(v, 0x40000000, &x, sizeof(x)), 0);
+	int32_t d = -1;
+	lock(vm);
+	assert_int_equal(smmu_lpage_disallow(vm, 0, NEG_POOL, SMMU_LEVEL_2M, &d), 0);
+	unlock(vm);
+	assert_int_equal(d, 6);
+	tl_assert_audit_clean(vm);
+
+	assert_int_equal(smmu_memslot_delete(vm, 0), 0);
+	assert_int_equal(smmu_memslot_create(vm, 0, 0, 4096, 0), 0);
+	lock(vm);
+	*min = min_disallow(vm, 0);
+	unlock(vm);
+	/* The guest writes its tables anew in the fresh memory of the slot. */
+	smmu_gas_destroy(gas);
+	assert_int_equal(smmu_gas_create(vm, NEG_POOL, 8, &gas), 0);
+	neg_map(gas);
+	lock(vm);
+	int32_t m = min_disallow(vm, 0);
+	unlock(vm);
+	*min = m < *min ? m : *min;
+	run_audit(vm, res);
+	if (res->r.total)
+		smmu_audit_print(stdout, &res->r);
+	/* And shadows them again. */
+	assert_int_equal(smmu_vcpu_set_cr3(v, smmu_gas_cr3(gas)), 0);
+	assert_int_equal(smmu_vcpu_write(v, 0x1000, &x, sizeof(x)), 0);
+	lock(vm);
+	m = min_disallow(vm, 0);
+	unlock(vm);
+	*min = m < *min ? m : *min;
+	if (strat != SMMU_FLUSH_RMAP_ONLY)
+		tl_assert_audit_clean(vm);
+	smmu_vcpu_destroy(v);
+	smmu_gas_destroy(gas);
+	smmu_vm_destroy(vm);
+}
+
+static void test_rmap_only_recreate_negative_count(void **state)
+{
+	(void)state;
+	struct audit_result res;
+	int32_t min;
+	neg_scenario(SMMU_FLUSH_RMAP_ONLY, &res, &min);
+	assert_int_equal(min, -6);
+	expect_only(&res, SMMU_INV_LPAGE_COUNT, 2);
+	bool seen[4] = { false };
+	for (size_t i = 0; i < res.r.stored; i++) {
+		const struct smmu_violation *v = &res.v[i];
+		assert_int_equal(v->slot, 0);
+		assert_int_equal(v->gfn, 0);
+		assert_int_equal(v->found, v->expected - 6);
+		assert_int_equal(v->found, v->level == 2 ? -6 : -5);
+		seen[v->level] = true;
+	}
+	assert_true(seen[2] && seen[3]);
+
+	const enum smmu_flush_strategy ok[] = { SMMU_FLUSH_ZAP_ALL, SMMU_FLUSH_FAST_ZAP, SMMU_FLUSH_RMAP_REBUILD,
+						SMMU_FLUSH_HASH_WALK };
+	for (size_t k = 0; k < sizeof(ok) / sizeof(ok[0]); k++) {
+		neg_scenario(ok[k], &res, &min);
+		if (res.r.total || min < 0)
+			fail_msg("%s: %zu violations, lowest disallow_lpage %d", smmu_flush_strategy_name(ok[k]),
+				 res.r.total, min);
+	}
+}
+
 /* ---- 5. write protection ---------------------------------------------------------------------- */
 
 static void test_inv5_write_protect(void **state)
@@ -602,6 +835,128 @@ static void test_inv5_write_protect(void **state)
 
 	tl_assert_audit_clean(vm);
 	tl_guest_fini(&g);
+}
+
+/*
+ * Issue 17, bug 4: a flush that bumps the generation and resets lpage_info (RMAP_REBUILD, the v4
+ * patch with its fix) leaves obsolete pages shadowing guest tables that no count protects any
+ * more. A vCPU with another CR3 then maps the large page holding them writable. No vCPU walks
+ * an obsolete page again (every root was reloaded), so that is correct and the audit must not
+ * report it; a current page's table under the same writable spte still is reported.
+ */
+#define WP_SLOT_PAGES 4096ull
+#define WP_A_POOL 1032ull /* guest A's tables, inside the 2 MiB page [1024, 1536) */
+#define WP_B_POOL 8ull
+#define WP_B_GVA 0x40000000ull
+
+struct wp_scene {
+	smmu_vm *vm;
+	smmu_gas *a, *b;
+	smmu_vcpu *v;
+};
+
+static void wp_scene_run(struct wp_scene *w, enum smmu_flush_strategy strat)
+{
+	w->vm = tl_vm(SMMU_MODE_SHADOW);
+	assert_int_equal(smmu_memslot_create(w->vm, 0, 0, WP_SLOT_PAGES, 0), 0);
+	assert_int_equal(smmu_gas_create(w->vm, WP_A_POOL, 8, &w->a), 0);
+	assert_int_equal(smmu_gas_create(w->vm, WP_B_POOL, 8, &w->b), 0);
+	assert_int_equal(smmu_gas_map(w->a, 0x1000, 2000, SMMU_LEVEL_4K, SMMU_PROT_WRITE), 0);
+	/* B maps the large page holding A's tables as one 2 MiB page. */
+	assert_int_equal(smmu_gas_map(w->b, WP_B_GVA, 1024, SMMU_LEVEL_2M, SMMU_PROT_WRITE), 0);
+	assert_int_equal(smmu_vcpu_create(w->vm, &w->v), 0);
+	assert_int_equal(smmu_vcpu_set_cr3(w->v, smmu_gas_cr3(w->a)), 0);
+	uint64_t x = 1;
+	assert_int_equal(smmu_vcpu_write(w->v, 0x1000, &x, sizeof(x)), 0); /* shadows A's tables */
+	tl_assert_audit_clean(w->vm);
+	assert_int_equal(smmu_memslot_flush(w->vm, 0, strat, NULL), 0);
+	assert_int_equal(smmu_vcpu_set_cr3(w->v, smmu_gas_cr3(w->b)), 0);
+	assert_int_equal(smmu_vcpu_write(w->v, WP_B_GVA + 0x1000, &x, sizeof(x)), 0);
+}
+
+static void wp_scene_fini(struct wp_scene *w)
+{
+	smmu_vcpu_destroy(w->v);
+	smmu_gas_destroy(w->a);
+	smmu_gas_destroy(w->b);
+	smmu_vm_destroy(w->vm);
+}
+
+/* The valid indirect level-4 page of gfn WP_A_POOL (A's root), or NULL. Lock held. */
+static struct smmu_sp *wp_root_of_a(smmu_vm *vm)
+{
+	for (struct list_node *n = vm->active_mmu_pages.next; n != &vm->active_mmu_pages; n = n->next) {
+		struct smmu_sp *sp = container_of(n, struct smmu_sp, link);
+		if (sp->gfn == WP_A_POOL && !sp->role.direct && !sp->role.invalid && sp->role.level == 4)
+			return sp;
+	}
+	return NULL;
+}
+
+static void test_inv5_obsolete_pages_not_protected(void **state)
+{
+	(void)state;
+	/* The strategies that leave nothing wrong behind all give a clean audit. */
+	const enum smmu_flush_strategy ok[] = { SMMU_FLUSH_ZAP_ALL, SMMU_FLUSH_FAST_ZAP, SMMU_FLUSH_RMAP_REBUILD,
+						SMMU_FLUSH_HASH_WALK };
+	for (size_t k = 0; k < sizeof(ok) / sizeof(ok[0]); k++) {
+		struct wp_scene w;
+		wp_scene_run(&w, ok[k]);
+		tl_assert_audit_clean(w.vm);
+		wp_scene_fini(&w);
+	}
+
+	struct wp_scene w;
+	wp_scene_run(&w, SMMU_FLUSH_RMAP_REBUILD);
+	smmu_vm *vm = w.vm;
+	struct audit_result res;
+	/* The case is really there: A's obsolete root is valid and listed, and B's 2 MiB spte over
+	 * it is writable. */
+	lock(vm);
+	struct smmu_sp *old = wp_root_of_a(vm);
+	assert_non_null(old);
+	assert_true(is_obsolete_sp(vm, old));
+	assert_false(sp_accounted(vm, old));
+	struct smmu_sp *leaf_sp = NULL;
+	int idx = -1;
+	uint64_t *leaf = find_leaf(w.v, WP_B_GVA, &leaf_sp, &idx);
+	assert_non_null(leaf);
+	assert_int_equal(leaf_sp->role.level, SMMU_LEVEL_2M);
+	assert_true(is_writable_pte(*leaf));
+	unlock(vm);
+	tl_assert_audit_clean(vm);
+
+	/* Were that page current, the same spte would break write protection. */
+	lock(vm);
+	uint64_t gen = old->mmu_valid_gen;
+	old->mmu_valid_gen = vm->mmu_valid_gen;
+	unlock(vm);
+	run_audit(vm, &res);
+	assert_int_equal(res.r.per_inv[SMMU_INV_WRITE_PROTECT], 1);
+	const struct smmu_violation *v = first_of(&res, SMMU_INV_WRITE_PROTECT);
+	assert_ptr_equal(v->sp, leaf_sp);
+	assert_int_equal(v->spte_index, idx);
+	assert_int_equal(v->level, SMMU_LEVEL_2M);
+	assert_int_equal(v->gfn, WP_A_POOL);
+	lock(vm);
+	old->mmu_valid_gen = gen;
+	unlock(vm);
+	tl_assert_audit_clean(vm);
+
+	/* A's tables shadowed again by current pages: the large spte goes, the audit stays clean. */
+	assert_int_equal(smmu_vcpu_set_cr3(w.v, smmu_gas_cr3(w.a)), 0);
+	uint64_t x = 2;
+	assert_int_equal(smmu_vcpu_write(w.v, 0x1000, &x, sizeof(x)), 0);
+	tl_assert_audit_clean(vm);
+	assert_int_equal(smmu_vcpu_set_cr3(w.v, smmu_gas_cr3(w.b)), 0);
+	assert_int_equal(smmu_vcpu_write(w.v, WP_B_GVA + 0x1000, &x, sizeof(x)), 0);
+	lock(vm);
+	leaf = find_leaf(w.v, WP_B_GVA + 0x1000, &leaf_sp, &idx);
+	assert_non_null(leaf);
+	assert_int_equal(leaf_sp->role.level, SMMU_LEVEL_4K);
+	unlock(vm);
+	tl_assert_audit_clean(vm);
+	wp_scene_fini(&w);
 }
 
 /* ---- 6. large sptes ------------------------------------------------------------------------- */
@@ -1057,6 +1412,40 @@ static void test_inv10_skipped_flush(void **state)
 	smmu_vm_destroy(vm);
 }
 
+/* The audit points of audit_every_op: a VM-wide operation's checks no vCPU (vCPU threads may be
+ * running), a vCPU's checks that vCPU; smmu_audit checks them all. */
+static void test_audit_vcpu_filter(void **state)
+{
+	(void)state;
+	struct tl_guest g;
+	populated_shadow(&g);
+	smmu_vm *vm = g.vm;
+	smmu_vcpu *other;
+	assert_int_equal(smmu_vcpu_create(vm, &other), 0);
+	assert_int_equal(smmu_vcpu_set_cr3(other, smmu_gas_cr3(g.gas)), 0);
+	tl_assert_audit_clean(vm);
+	/* A TLB entry for an address nothing maps, in g.vcpu's TLB (invariant 10). */
+	lock(vm);
+	struct tlb_entry *e = find_tlb(g.vcpu, ~0ull);
+	assert_non_null(e);
+	*e = (struct tlb_entry){ .vpn = 0x123456789ull, .hfn = 42, .access = 0 };
+	unlock(vm);
+	struct smmu_violation v[4];
+	struct smmu_audit_report r = { .v = v, .cap = 4 };
+	assert_int_equal(audit_vm(vm, &r, false, NULL), 0);
+	assert_int_equal(audit_vm(vm, &r, false, other), 0);
+	assert_int_equal(audit_vm(vm, &r, false, g.vcpu), 1);
+	assert_int_equal(v[0].inv, SMMU_INV_TLB);
+	assert_int_equal(v[0].vcpu, smmu_vcpu_id(g.vcpu));
+	assert_int_equal(smmu_audit(vm, &r), 1);
+	lock(vm);
+	e->vpn = ~0ull;
+	unlock(vm);
+	tl_assert_audit_clean(vm);
+	smmu_vcpu_destroy(other);
+	tl_guest_fini(&g);
+}
+
 /* ---- the report ------------------------------------------------------------------------------ */
 
 static void test_cap_and_print(void **state)
@@ -1143,12 +1532,15 @@ int main(void)
 		cmocka_unit_test(test_bad_args),
 		cmocka_unit_test(test_nomem),
 		cmocka_unit_test(test_inv1_page_lists),
+		cmocka_unit_test(test_inv1_drain_state),
 		cmocka_unit_test(test_inv2_parent_links),
 		cmocka_unit_test(test_inv3_rmap),
 		cmocka_unit_test(test_inv4_lpage_count),
 		cmocka_unit_test(test_seed_bug_rmap_only),
 		cmocka_unit_test(test_seed_fixed_strategies),
+		cmocka_unit_test(test_rmap_only_recreate_negative_count),
 		cmocka_unit_test(test_inv5_write_protect),
+		cmocka_unit_test(test_inv5_obsolete_pages_not_protected),
 		cmocka_unit_test(test_inv6_large_spte),
 		cmocka_unit_test(test_inv7_translation_shadow),
 		cmocka_unit_test(test_inv7_translation_direct),
@@ -1158,6 +1550,7 @@ int main(void)
 		cmocka_unit_test(test_inv2_direct_child_position),
 		cmocka_unit_test(test_inv10_tlb),
 		cmocka_unit_test(test_inv10_skipped_flush),
+		cmocka_unit_test(test_audit_vcpu_filter),
 		cmocka_unit_test(test_cap_and_print),
 		cmocka_unit_test(test_many_pages),
 	};

@@ -5,6 +5,33 @@
  * every invariant below over every page, spte, rmap, lpage_info entry, vCPU root and TLB,
  * reporting each violation with the objects it concerns.
  *
+ * Words used below: a page is "listed" when it is on active_mmu_pages; "valid" when its
+ * role.invalid is clear; "indirect" when it shadows a guest page table (role.direct clear; its gfn
+ * is that table's); "obsolete" when its mmu_valid_gen is not the VM's; "counted" when it holds a
+ * count in lpage_info: a valid indirect page created at or after the last lpage_info reset (the
+ * reset SMMU_FLUSH_RMAP_REBUILD does; before any, every valid indirect page is counted).
+ *
+ * Concurrency: what an audit may assume.
+ * - smmu_audit() takes mmu_lock, so it may run on any thread while another zaps or flushes; it
+ *   then sees the state at one of that operation's lock breaks. The library's operations leave
+ *   a state that passes invariants 1-6 and 9 at every break, including the drain of a fast zap
+ *   in KVM's mode, whose zapped pages wait, still hashed, on zapped_obsolete_pages until its final
+ *   commit: invariant 1 accepts them while a drain runs and checks what makes them harmless.
+ *   Known exception: enabling dirty logging (smmu_memslot_set_flags) sets the flag, then walks
+ *   the slot's rmaps level by level with lock breaks; at a break before its large sptes are
+ *   dropped, invariant 6 reports them.
+ * - A strategy written with strategy.h that breaks the lock while pages wait on its own
+ *   smmu_invalid_list leaves hashed pages on no list, and invariant 1 reports them: commit
+ *   before breaking, as zap_all does.
+ * - Invariants 7, 8 and 10 read vCPU state that a vCPU thread changes outside mmu_lock (its
+ *   requests, TLB and CR3). smmu_audit() checks them for every vCPU, so it assumes that no vCPU
+ *   thread runs during the call: call it while the vCPU threads are stopped, or from the thread
+ *   that runs them. The audit points of config.audit_every_op (or SMMU_AUDIT=1) keep to this by
+ *   themselves, as KVM's kvm_mmu_audit(vcpu, point) audits the vCPU it runs on: after a VM-wide
+ *   operation (zap, flush, memslot change, ...) they check invariants 1-6 and 9; after a vCPU's
+ *   fault they also check that vCPU's 7, 8 and 10. So vCPU threads may fault while other
+ *   threads zap with audit_every_op set.
+ *
  * SPDX-License-Identifier: MIT
  */
 #ifndef SHADOWMMU_AUDIT_H
@@ -18,20 +45,67 @@
 extern "C" {
 #endif
 
-/** The invariants, numbered as in DESIGN.md. */
+/**
+ * The invariants, each as smmu_audit() checks it. A violation names the invariant and the
+ * objects concerned; @c what says which check failed.
+ */
 enum smmu_invariant {
-	SMMU_INV_PAGE_LISTS = 1,   /**< valid pages are on active list + hash, counts agree */
-	SMMU_INV_PARENT_LINKS = 2, /**< non-leaf sptes and parent_ptes agree both ways; a direct
-				     *  child covers the gfns of its place in a direct parent */
-	SMMU_INV_RMAP = 3,         /**< leaf sptes and rmap entries agree both ways */
-	SMMU_INV_LPAGE_COUNT = 4,  /**< disallow_lpage = edge bit + shadowed tables inside */
-	SMMU_INV_WRITE_PROTECT = 5,/**< no writable spte maps a shadowed guest table */
-	SMMU_INV_LARGE_SPTE = 6,   /**< no large spte where lpage_info disallows it */
-	SMMU_INV_TRANSLATION = 7,  /**< what a root maps, the guest maps, in a live slot */
-	SMMU_INV_OBSOLETE_ROOT = 8,/**< no obsolete page reachable from a reloaded root */
-	SMMU_INV_SLOT_LIFETIME = 9,/**< indirect pages lie in live slots; slots lie in the space
-				     *  the MMU maps (direct mode: below 2^48) */
-	SMMU_INV_TLB = 10,         /**< TLB entries are backed by present sptes */
+	/** Page lists. active_mmu_pages and zapped_obsolete_pages are proper lists (no loop, no
+	 *  NULL link, no page twice, no page on both). Every page in mmu_page_hash is listed or on
+	 *  zapped_obsolete_pages, once, in the bucket of its gfn, with a consistent back link. Every
+	 *  listed page is in mmu_page_hash; a listed page is invalid only while a root user holds it
+	 *  (root_count). n_used_mmu_pages is the number of listed pages, indirect_shadow_pages the
+	 *  number of valid indirect ones, and each page's n_present the number of present sptes in
+	 *  its table. zapped_obsolete_pages holds pages only while a fast-zap drain runs
+	 *  (kvm_zap_obsolete_pages, between its lock breaks), and each of them is invalid, obsolete,
+	 *  no root, with no parent ptes and no present spte. */
+	SMMU_INV_PAGE_LISTS = 1,
+	/** Parent links. Every entry of a listed page's parent_ptes is a present non-leaf spte of a
+	 *  listed page that points at this page's table, named once; every present non-leaf spte of
+	 *  a listed page points at the table of a listed page one level lower whose parent_ptes
+	 *  names it. */
+	SMMU_INV_PARENT_LINKS = 2,
+	/** Rmaps. Every entry of a slot's rmap (gfn, level) is a present leaf spte of a listed page
+	 *  of that level that maps that gfn, named once; every present leaf spte maps a gfn that
+	 *  lies in a memslot (valid or being deleted), has its rmap entry, and holds the frame of
+	 *  that slot's backing of the gfn. */
+	SMMU_INV_RMAP = 3,
+	/** lpage_info counts. For every slot, level 2 and 3, and large page: disallow_lpage equals
+	 *  its edge value (1 where the slot's first or last large page is cut by the slot's edges,
+	 *  or everywhere when gfn and host address disagree on alignment; else 0) plus the number of
+	 *  counted pages whose gfn lies in that large page of that slot. The seed thread's bug
+	 *  fails this one (after a slot is created again, see zap.h). */
+	SMMU_INV_LPAGE_COUNT = 4,
+	/** Write protection. No present writable spte, 4 KiB or large, maps a gfn that a listed,
+	 *  valid, indirect page of the current generation shadows (checked through the rmaps of the
+	 *  gfn and of the large pages holding it). Obsolete pages are left out: lookups never return
+	 *  them and no vCPU walks one after its reload (invariant 8), so their tables may change. */
+	SMMU_INV_WRITE_PROTECT = 5,
+	/** Large sptes. None at the top level; each maps a gfn aligned to its size, in a large page
+	 *  whose disallow_lpage is 0, of a slot that does not log dirty pages. */
+	SMMU_INV_LARGE_SPTE = 6,
+	/** Translation, per vCPU with no reload pending. In shadow mode it has a CR3 when it has a
+	 *  root. Every present leaf reachable from its root: in shadow mode the guest's tables map
+	 *  that address to the same gfn, with a page at least as large and at least the spte's
+	 *  write, user and exec rights; in direct mode the gfn is the address's. The gfn lies in a
+	 *  valid memslot, the frame is that slot's backing, and no spte is writable in a read-only
+	 *  slot. */
+	SMMU_INV_TRANSLATION = 7,
+	/** Obsolete roots, per vCPU with no reload pending: its root is listed, and no page reached
+	 *  from it is obsolete or invalid. */
+	SMMU_INV_OBSOLETE_ROOT = 8,
+	/** Slot lifetime. Every listed counted page shadows a gfn that lies in a memslot (valid or
+	 *  being deleted): a deleted slot left no page that unaccount_shadowed would need it for.
+	 *  Pages no longer counted (obsolete past an lpage_info reset) are not checked; a leaf spte
+	 *  left in no slot is reported by invariant 3, and rmaps and lpage_info go with the slot.
+	 *  Every slot lies in the space the MMU maps (direct mode: below 2^48, the 4-level map's
+	 *  reach). */
+	SMMU_INV_SLOT_LIFETIME = 9,
+	/** TLB, per vCPU with neither a reload nor a TLB flush pending: for every TLB entry the
+	 *  vCPU has a listed root, the walk of the entry's address from it reaches a present leaf
+	 *  through listed pages, the leaf's frame is the entry's, and the entry grants no right
+	 *  (write, user, exec) the sptes on that walk do not. */
+	SMMU_INV_TLB = 10,
 	SMMU_INV_COUNT = 11
 };
 
@@ -65,10 +139,13 @@ struct smmu_audit_report {
 };
 
 /**
- * Check every invariant. Takes mmu_lock (site AUDIT); the caller must not hold it. vCPU-related
- * invariants (7, 8, 10) assume no vCPU thread runs concurrently; pending requests are taken into
- * account as KVM would (a root with a pending reload is not checked for obsolescence).
- * @return the total number of violations (0 = clean), or -EINVAL (NULL), -ENOMEM.
+ * Check every invariant. Takes mmu_lock (site AUDIT); the caller must not hold it. Another thread
+ * may zap or flush meanwhile; no vCPU thread may run during the call, since invariants 7, 8 and
+ * 10 read every vCPU's state (see "Concurrency" above). Pending requests are taken into account
+ * as KVM would: a vCPU with a reload pending is not checked for 7, 8, 10, one with a TLB flush
+ * pending not for 10.
+ * @return the total number of violations (0 = clean), or -EINVAL (NULL vm or report, or a NULL
+ *         array with a non-zero cap), -ENOMEM (the audit's scratch memory).
  */
 SMMU_API long smmu_audit(smmu_vm *vm, struct smmu_audit_report *report);
 

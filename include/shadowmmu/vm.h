@@ -78,7 +78,10 @@ struct smmu_vm_config {
 	uint32_t tlb_sets;        /**< software TLB sets per vCPU (power of two, at most 65536); 0 = 64 */
 	uint32_t tlb_ways;        /**< ways per set, at most 64; 0 = 4 */
 	uint32_t skip_flush;      /**< enum smmu_flush_point bits only: deliberate bugs; 0 = none */
-	bool audit_every_op;      /**< audit after every MMU operation; abort with the report */
+	/** Audit after every MMU operation and abort with the report at the first violation: after
+	 *  a VM-wide operation invariants 1-6 and 9, after a vCPU's fault also that vCPU's 7, 8
+	 *  and 10, so vCPU threads may run meanwhile (audit.h, "Concurrency"). */
+	bool audit_every_op;
 	uint8_t hash_fn;          /**< enum smmu_hash_fn (0 to 2); 0 = the profile's */
 	/** Fast zap's drain commits (flushes TLBs and frees) what it zapped after every batch and
 	 *  then releases mmu_lock, waiter or not, instead of committing once at the end and breaking

@@ -53,8 +53,23 @@ SMMU_API int smmu_fast_zap_drain(smmu_vm *vm, struct smmu_zap_report *rep);
 
 /**
  * Flush slot @p id's shadow state with @p strategy (kvm_arch_flush_shadow_memslot), without
- * deleting it. The slot stays usable; RMAP_ONLY may leave its lpage_info counts behind, which is
- * the seed thread's bug and the audit reports it.
+ * deleting it. The slot stays usable.
+ *
+ * SMMU_FLUSH_RMAP_ONLY (the seed thread's bug) drops the slot's leaf sptes and makes every page
+ * obsolete, but leaves the pages valid and still counted in lpage_info, the indirect ones that
+ * shadow the slot's guest tables included (no rmap reaches a table with no leaf in the slot).
+ * On a slot that is kept those counts are right for pages that still exist, and the audit
+ * reports nothing. It shows once the slot goes, with the VM's flush strategy set to RMAP_ONLY:
+ * - after smmu_memslot_delete (or smmu_memslot_move elsewhere), each such page is a counted
+ *   page whose gfn lies in no slot: invariant 9, once per page;
+ * - once a slot is created over those gfns again, its fresh lpage_info lacks their counts:
+ *   invariant 4 at each large page holding them (found = expected - pages); and when those
+ *   pages are zapped later (a guest write to the table, a fast zap's drain, reclaim),
+ *   unaccount_shadowed takes their counts from the new slot, which can go below zero (invariant
+ *   4 again, found = expected - pages: -6 for six tables in a 2 MiB page with no edge bit).
+ * SMMU_FLUSH_RMAP_REBUILD resets lpage_info so that the obsolete pages no longer count; neither
+ * invariant is broken, and the obsolete pages' tables are left unprotected, which is harmless
+ * (audit.h, invariant 5).
  * @return 0; -EINVAL (NULL, unknown strategy); -ENOENT (unknown slot).
  */
 SMMU_API int smmu_memslot_flush(smmu_vm *vm, int id, enum smmu_flush_strategy strategy,
