@@ -18,7 +18,7 @@
 extern "C" {
 #endif
 
-/** The invariants, numbered as in DESIGN.md. */
+/** The invariants, numbered and described in docs/DESIGN.md (installed in share/doc/shadowmmu). */
 enum smmu_invariant {
 	SMMU_INV_PAGE_LISTS = 1,   /**< valid pages are on active list + hash, counts agree */
 	SMMU_INV_PARENT_LINKS = 2, /**< non-leaf sptes and parent_ptes agree both ways */
