@@ -20,6 +20,21 @@ static int inspect_lock(smmu_vm *vm)
 	return 0;
 }
 
+/* Take mmu_lock and find the slot holding @gfn (valid or being deleted); on error the lock is
+ * not held: -EDEADLK as inspect_lock, -ENOENT when no slot holds @gfn. */
+static int inspect_lock_gfn(smmu_vm *vm, smmu_gfn_t gfn, const struct memslot **slot)
+{
+	int r = inspect_lock(vm);
+	if (r)
+		return r;
+	*slot = gfn_to_memslot(&vm->slots, gfn);
+	if (!*slot) {
+		vm_unlock(vm);
+		return -ENOENT;
+	}
+	return 0;
+}
+
 static bool sp_matches(const struct smmu_vm *vm, const struct smmu_sp *sp, unsigned filter)
 {
 	if (!(filter & (sp->role.direct ? SMMU_SP_DIRECT : SMMU_SP_INDIRECT)))
@@ -61,16 +76,12 @@ SMMU_API long smmu_inspect_slot_pages(smmu_vm *vm, int id, unsigned filter,
 
 SMMU_API long smmu_inspect_rmap_count(smmu_vm *vm, smmu_gfn_t gfn, uint64_t per_level[SMMU_NR_PAGE_SIZES])
 {
+	const struct memslot *slot;
 	if (!vm)
 		return -EINVAL;
-	int r = inspect_lock(vm);
+	int r = inspect_lock_gfn(vm, gfn, &slot);
 	if (r)
 		return r;
-	const struct memslot *slot = gfn_to_memslot(&vm->slots, gfn);
-	if (!slot) {
-		vm_unlock(vm);
-		return -ENOENT;
-	}
 	uint64_t count[SMMU_NR_PAGE_SIZES];
 	long total = 0;
 	for (int level = SMMU_LEVEL_4K; level <= SMMU_NR_PAGE_SIZES; level++) {
@@ -86,16 +97,12 @@ SMMU_API long smmu_inspect_rmap_count(smmu_vm *vm, smmu_gfn_t gfn, uint64_t per_
 
 SMMU_API int smmu_inspect_lpage_disallow(smmu_vm *vm, smmu_gfn_t gfn, int32_t out[SMMU_NR_PAGE_SIZES - 1])
 {
+	const struct memslot *slot;
 	if (!vm || !out)
 		return -EINVAL;
-	int r = inspect_lock(vm);
+	int r = inspect_lock_gfn(vm, gfn, &slot);
 	if (r)
 		return r;
-	const struct memslot *slot = gfn_to_memslot(&vm->slots, gfn);
-	if (!slot) {
-		vm_unlock(vm);
-		return -ENOENT;
-	}
 	int32_t v[SMMU_NR_PAGE_SIZES - 1];
 	for (int level = SMMU_LEVEL_2M; level <= SMMU_NR_PAGE_SIZES; level++)
 		v[level - 2] = *lpage_info_slot(slot, gfn, level);
