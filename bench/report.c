@@ -112,6 +112,7 @@ static void write_json(FILE *f, const struct run_result *x)
 	if (x->has_report) {
 		json_u64(f, "rounds", x->rounds);
 		json_u64(f, "pages_zapped", x->pages_zapped);
+		json_u64(f, "vm_pages_zapped", x->vm_pages_zapped);
 		json_u64(f, "sptes_dropped", x->sptes_dropped);
 		json_u64(f, "report_remote_flushes", x->rep_flushes);
 		fprintf(f, ",\"completed\":%s", x->completed ? "true" : "false");

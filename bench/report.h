@@ -45,6 +45,9 @@ struct run_result {
 	uint64_t breaks, handoffs;
 	bool has_report;         /* a struct smmu_zap_report exists for the call */
 	uint64_t rounds, pages_zapped, sptes_dropped, rep_flushes;
+	/* counters.pages_zapped delta (mmu_shadow_zapped: every prepare_zap, by any thread, until
+	 * the vCPUs stopped): an in-use root counts twice here and not in pages_zapped */
+	uint64_t vm_pages_zapped;
 	bool completed;
 	uint64_t remote_flushes; /* counters.remote_tlb_flushes delta */
 	uint64_t site_flushes;   /* flushes made while the zapping site held the lock */

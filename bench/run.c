@@ -287,7 +287,7 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 	r = measure_floor(w.vm, o->floor_runs, &floor);
 	if (r)
 		fprintf(stderr, "smmu-bench: smmu_measure_floor: %s\n", strerror(-r));
-	struct smmu_vm_counters c0, c1;
+	struct smmu_vm_counters c0, c1, cmid;
 	smmu_vm_get_counters(w.vm, &c0);
 	uint64_t rss0 = rss_kb();
 	smmu_stats_reset(w.vm);
@@ -325,6 +325,7 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 		 * the FAST_ZAP site, so its figures are stable while the vCPUs keep faulting) */
 		smmu_stats_get(w.vm, SMMU_SITE_FAST_ZAP, &bump_stats);
 		hist_read(w.vm, SMMU_SITE_FAST_ZAP, &bump_hist);
+		smmu_vm_get_counters(w.vm, &cmid);
 		t2 = bench_now_ns();
 		rc2 = smmu_fast_zap_drain(w.vm, &zr2);
 		t2 = bench_now_ns() - t2;
@@ -373,6 +374,7 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 		fill_site(&x, &bump_stats);
 		fill_vcpus(&x, w.vm, &con);
 		fill_report(&x, &zr);
+		x.vm_pages_zapped = cmid.pages_zapped - c0.pages_zapped;
 		x.remote_flushes = zr.remote_flushes;
 		x.reload_requests = c1.reload_requests - c0.reload_requests;
 		x.pages_after = c1.n_used_mmu_pages;
@@ -396,6 +398,7 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 		d.breaks = all.breaks - bump_stats.breaks;
 		d.handoffs = all.handoffs - bump_stats.handoffs;
 		fill_report(&d, &zr2);
+		d.vm_pages_zapped = c1.pages_zapped - cmid.pages_zapped;
 		d.remote_flushes = c1.remote_tlb_flushes - c0.remote_tlb_flushes - zr.remote_flushes;
 		d.rc = rc2;
 		d.ratio = d.floor_ns ? (double)d.total_ns / (double)d.floor_ns : 0;
@@ -414,8 +417,10 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 		x.total_ns = t1 - t0;
 		fill_site(&x, &s);
 		fill_vcpus(&x, w.vm, &con);
-		if (st->kind == S_ZAP_ALL || st->kind == S_FLUSH)
+		if (st->kind == S_ZAP_ALL || st->kind == S_FLUSH) {
 			fill_report(&x, &zr);
+			x.vm_pages_zapped = c1.pages_zapped - c0.pages_zapped;
+		}
 		else if (st->kind == S_NOTIFIER)
 			x.sptes_dropped = dropped > 0 ? (uint64_t)dropped : 0;
 		x.remote_flushes = c1.remote_tlb_flushes - c0.remote_tlb_flushes;

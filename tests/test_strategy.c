@@ -327,6 +327,74 @@ static void test_active_list_both_ways(void **state)
 	setup_fini(&s);
 }
 
+/* strategy.h's smmu_zap_page: zapping one vCPU's root makes every vCPU reload, the vCPU on the
+ * other guest too (kvm_reload_remote_mmus); an obsolete root asks for nothing more. */
+static void test_zap_root_reloads_every_vcpu(void **state)
+{
+	(void)state;
+	struct setup s;
+	setup_init(&s);
+	struct smmu_vcpu_counters a0, b0, a1, b1;
+	assert_int_equal(smmu_vcpu_get_counters(s.v[0], &a0), 0);
+	assert_int_equal(smmu_vcpu_get_counters(s.v[1], &b0), 0);
+	uint64_t req0 = counters(s.vm).reload_requests;
+
+	struct smmu_invalid_list inv;
+	smmu_invalid_list_init(&inv);
+	lock(s.vm);
+	smmu_sp *root_a = smmu_active_last(s.vm); /* guest A's root: the oldest page */
+	struct smmu_sp_info ia;
+	smmu_sp_get_info(s.vm, root_a, &ia);
+	int r = smmu_zap_page(s.vm, root_a, &inv);
+	smmu_commit_zap(s.vm, &inv);
+	unlock(s.vm);
+	assert_int_equal(ia.level, 4);
+	assert_int_equal(ia.gfn, 16);
+	assert_int_equal(r, 0); /* in use: kept until its user drops it */
+	assert_int_equal(counters(s.vm).reload_requests, req0 + 1);
+
+	/* vCPU 1 never used that root, yet drops its own at its next entry and rebuilds it. */
+	assert_int_equal(smmu_vcpu_enter(s.v[1]), 0);
+	assert_int_equal(smmu_vcpu_get_counters(s.v[1], &b1), 0);
+	assert_int_equal(b1.reloads, b0.reloads + 1);
+	assert_int_equal(smmu_vcpu_fault(s.v[1], s.gva[1][0], SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
+	assert_int_equal(smmu_vcpu_get_counters(s.v[1], &b1), 0);
+	assert_int_equal(b1.roots_loaded, b0.roots_loaded + 1);
+	assert_int_equal(smmu_vcpu_enter(s.v[0]), 0);
+	assert_int_equal(smmu_vcpu_get_counters(s.v[0], &a1), 0);
+	assert_int_equal(a1.reloads, a0.reloads + 1);
+	tl_assert_audit_clean(s.vm);
+
+	/* After a generation bump (which asked every vCPU already), zapping an obsolete root in use
+	 * adds no request. */
+	assert_int_equal(smmu_vcpu_fault(s.v[0], s.gva[0][0], SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
+	lock(s.vm);
+	smmu_bump_gen(s.vm);
+	smmu_reload_remote_mmus(s.vm);
+	uint64_t req1 = counters(s.vm).reload_requests;
+	smmu_invalid_list_init(&inv);
+	smmu_sp *root_new = smmu_active_first(s.vm);
+	while (root_new) {
+		struct smmu_sp_info i;
+		smmu_sp_get_info(s.vm, root_new, &i);
+		if (i.level == 4 && i.root_count)
+			break;
+		root_new = smmu_active_next(s.vm, root_new);
+	}
+	assert_non_null(root_new);
+	smmu_zap_page(s.vm, root_new, &inv);
+	smmu_commit_zap(s.vm, &inv);
+	uint64_t req2 = counters(s.vm).reload_requests;
+	unlock(s.vm);
+	assert_int_equal(req2, req1);
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(smmu_vcpu_enter(s.v[k]), 0);
+	struct smmu_zap_report rep = { 0 };
+	assert_int_equal(smmu_fast_zap_drain(s.vm, &rep), 0);
+	tl_assert_audit_clean(s.vm);
+	setup_fini(&s);
+}
+
 static void test_zap_oldest(void **state)
 {
 	(void)state;
@@ -573,6 +641,7 @@ int main(void)
 		cmocka_unit_test(test_custom_flush_with_lock_breaks),
 		cmocka_unit_test(test_active_list_both_ways),
 		cmocka_unit_test(test_zap_oldest),
+		cmocka_unit_test(test_zap_root_reloads_every_vcpu),
 		cmocka_unit_test(test_hooks_match_counters),
 		cmocka_unit_test(test_primitives_args),
 	};

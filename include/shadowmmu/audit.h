@@ -46,8 +46,9 @@ extern "C" {
 #endif
 
 /**
- * The invariants, each as smmu_audit() checks it. A violation names the invariant and the
- * objects concerned; @c what says which check failed.
+ * The invariants, each as smmu_audit() checks it (docs/DESIGN.md, installed in
+ * share/doc/shadowmmu, explains them). A violation names the invariant and the objects
+ * concerned; @c what says which check failed.
  */
 enum smmu_invariant {
 	/** Page lists. active_mmu_pages and zapped_obsolete_pages are proper lists (no loop, no
@@ -63,7 +64,7 @@ enum smmu_invariant {
 	/** Parent links. Every entry of a listed page's parent_ptes is a present non-leaf spte of a
 	 *  listed page that points at this page's table, named once; every present non-leaf spte of
 	 *  a listed page points at the table of a listed page one level lower whose parent_ptes
-	 *  names it. */
+	 *  names it; a direct child of a direct parent covers the gfns of its place there. */
 	SMMU_INV_PARENT_LINKS = 2,
 	/** Rmaps. Every entry of a slot's rmap (gfn, level) is a present leaf spte of a listed page
 	 *  of that level that maps that gfn, named once; every present leaf spte maps a gfn that

@@ -8,6 +8,7 @@
  *   zap.h       zap_all, fast zap, memslot flush
  *   strategy.h  primitives for writing your own strategy
  *   audit.h     the correctness oracle
+ *   inspect.h   read-only questions (a slot's pages, a gfn's rmaps and lpage_info), locking
  *   stats.h     mmu_lock statistics and counters
  * Every function returns 0 (or a count) on success and a negative errno on failure.
  *
@@ -25,5 +26,6 @@
 #include "zap.h"
 #include "strategy.h"
 #include "audit.h"
+#include "inspect.h"
 
 #endif

@@ -73,6 +73,10 @@ SMMU_API void smmu_invalid_list_init(struct smmu_invalid_list *list);
 /**
  * kvm_mmu_prepare_zap_page: unlink children and parents, unaccount_shadowed, mark invalid, and
  * move the page to @p list (or keep it on the active list while a vCPU uses it as a root).
+ * Zapping a root in use makes **every** vCPU reload, not only its users: as KVM does, it calls
+ * kvm_reload_remote_mmus, which posts MMU_RELOAD to all vCPUs (each drops its root at its next
+ * entry and builds a fresh one at its next fault); an obsolete root requests nothing, as the
+ * generation bump already did. The root is freed when its last user drops it.
  * @return the number of pages that went to @p list (the page itself and unsync children), so a
  *         walk must restart when it is non-zero and the walk's next pointer may be stale.
  */

@@ -1,7 +1,7 @@
 /*
  * A program from outside the project, built against an installed libshadowmmu with
  * `cc outside.c $(pkg-config --cflags --libs shadowmmu)`: create a VM, a slot and a vCPU, fault,
- * audit, destroy. Exits 0 when all of it works. .ci/run builds and runs it.
+ * inspect (inspect.h), audit, destroy. Exits 0 when all of it works. .ci/run builds and runs it.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -42,6 +42,26 @@ int main(void)
 	}
 	CHECK(smmu_vcpu_write(vcpu, 0x5008, &val, sizeof(val)));
 	CHECK(smmu_guest_read_u64(vm, 0x5008, &got));
+
+	/* inspect.h: the slot's direct pages, gfn 5's one rmap entry (at the leaf's level: 2 MiB
+	 * here), its lpage_info (the 2 MiB page holds no guest table; the 1 GiB page is cut by the
+	 * slot's end) */
+	uint64_t per_level[SMMU_NR_PAGE_SIZES];
+	int32_t disallow[SMMU_NR_PAGE_SIZES - 1];
+	long direct = smmu_inspect_slot_pages(vm, 0, SMMU_SP_DIRECT, NULL, 0);
+	CHECK(direct);
+	long rmaps = smmu_inspect_rmap_count(vm, 5, per_level);
+	CHECK(rmaps);
+	CHECK(smmu_inspect_lpage_disallow(vm, 5, disallow));
+	if (direct < 3 || smmu_inspect_slot_pages(vm, 0, SMMU_SP_INDIRECT, NULL, 0) != 0 ||
+	    rmaps != 1 || fi.level < 1 || fi.level > SMMU_NR_PAGE_SIZES ||
+	    per_level[fi.level - 1] != 1 || disallow[0] != 0 ||
+	    disallow[1] != 1) {
+		fprintf(stderr, "outside: inspect: %ld direct pages, rmap %llu/%llu/%llu, lpage %d/%d\n",
+			direct, (unsigned long long)per_level[0], (unsigned long long)per_level[1],
+			(unsigned long long)per_level[2], (int)disallow[0], (int)disallow[1]);
+		return 1;
+	}
 
 	struct smmu_audit_report rep = { 0 };
 	long bad = smmu_audit(vm, &rep);
