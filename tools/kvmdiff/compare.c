@@ -112,12 +112,12 @@ int kd_compare(FILE *out, const struct kd_record *want, const struct kd_record *
 	}
 	const struct kd_rstep *a = (size_t)first < want->nsteps ? &want->steps[first] : NULL;
 	const struct kd_rstep *b = (size_t)first < got->nsteps ? &got->steps[first] : NULL;
-	fprintf(out, "first divergence at step %ld", first + 1);
+	fprintf(out, "first divergence at step %ld: ", first + 1);
 	if (!a || !b) {
-		fprintf(out, ": the %s record ends before it\n", a ? got->source : want->source);
+		fprintf(out, "the %s record ends before it\n", a ? got->source : want->source);
 		return 1;
 	}
-	fprintf(out, " (scenario line %d: %s)\n", a->line, a->text);
+	fprintf(out, "scenario line %d: %s\n", a->line, a->text);
 	if (strcmp(a->text, b->text))
 		fprintf(out, "  the steps differ: kernel '%s', library '%s'\n", a->text, b->text);
 	if (first > 0) {

@@ -78,9 +78,27 @@ int kd_gpt_map(struct kd_gpt *g, uint64_t gva, uint64_t gfn, int level, uint32_t
 	return g->mem.write(g->mem.ctx, a, kd_gpt_leaf(gfn << 12, level, prot));
 }
 
-int kd_gpt_pte_gpa(struct kd_gpt *g, uint64_t gva, uint64_t *pte_gpa)
+int kd_gpt_entry_gpa(struct kd_gpt *g, uint64_t gva, int level, uint64_t *pte_gpa)
 {
-	return entry(g, gva, 1, 0, pte_gpa);
+	return entry(g, gva, level, 0, pte_gpa);
+}
+
+int kd_guest_store(struct kd_gpt *g, const struct kd_as *as, const struct kd_step *st, uint64_t *gva,
+		   uint64_t *val)
+{
+	uint64_t a, old;
+	int level = st->op == KD_GCLEAR ? st->level : 1;
+	if (entry(g, st->a, level, 0, &a))
+		return -ENOENT;
+	if (st->op == KD_GCLEAR) {
+		if (g->mem.read(g->mem.ctx, a, &old) || !(old & SMMU_PTE_PRESENT))
+			return -ENOENT;
+		*val = 0;
+	} else {
+		*val = kd_gpt_leaf(st->c, 1, SMMU_PROT_USER | (st->ro ? 0 : SMMU_PROT_WRITE));
+	}
+	*gva = KD_PTWIN + (a - as->pool_gpa);
+	return 0;
 }
 
 int kd_layout_as(const struct kd_as *as, kd_map_fn map, void *ctx)

@@ -29,10 +29,16 @@ struct kd_gpt {
 int kd_gpt_init(struct kd_gpt *g, const struct kd_mem *mem, uint64_t pool_gfn, uint64_t pool_pages);
 /* smmu_gas_map's semantics: @prot is SMMU_PROT_* bits. @return 0 or -errno. */
 int kd_gpt_map(struct kd_gpt *g, uint64_t gva, uint64_t gfn, int level, uint32_t prot);
-/* The gpa of the 4 KiB leaf entry of @gva (its tables must exist). @return 0, -ENOENT. */
-int kd_gpt_pte_gpa(struct kd_gpt *g, uint64_t gva, uint64_t *pte_gpa);
+/* The gpa of the entry at @level for @gva (the tables above it must exist). @return 0, -ENOENT,
+ * -EEXIST (a large leaf above). */
+int kd_gpt_entry_gpa(struct kd_gpt *g, uint64_t gva, int level, uint64_t *pte_gpa);
 /* The entry a 4 KiB leaf mapping @gpa with @prot holds (as smmu_gas_map writes it). */
 uint64_t kd_gpt_leaf(uint64_t gpa, int level, uint32_t prot);
+
+/* The guest store a gpte or gclear step makes: the gva of the entry in the address space's pool
+ * window and the value. @return 0; -ENOENT (no table there; for gclear: entry not present). */
+int kd_guest_store(struct kd_gpt *g, const struct kd_as *as, const struct kd_step *st, uint64_t *gva,
+		   uint64_t *val);
 
 /* A mapping callback: map one page. */
 typedef int (*kd_map_fn)(void *ctx, uint64_t gva, uint64_t gfn, int level, uint32_t prot);

@@ -770,17 +770,14 @@ static int step(struct kvm *K, const struct kd_step *st)
 	case KD_TOUCH:
 		return guest_run(K, st->vcpu, st->write ? 2 : 1, st->a, st->b, st->c, 0);
 	case KD_GPTE:
-	case KD_GUNMAP: {
+	case KD_GCLEAR: {
 		const struct kd_as *as = &K->sc->as[st->id];
-		uint64_t pte_gpa, old;
+		uint64_t gva, val;
 		if (K->vcpu_as[st->vcpu] != st->id)
 			return kfail(K, "vcpu %d does not run in address space '%s' (cr3 first)", st->vcpu, as->name);
-		if (kd_gpt_pte_gpa(&K->gpt[st->id], st->a, &pte_gpa) ||
-		    (st->op == KD_GUNMAP && (mem_read(K, pte_gpa, &old) || !(old & 1))))
-			return kfail(K, "gva %#llx has no 4 KiB %s in '%s'", (unsigned long long)st->a,
-				     st->op == KD_GUNMAP ? "mapping" : "page table", as->name);
-		uint64_t val = st->op == KD_GUNMAP ? 0 : kd_gpt_leaf(st->c, 1, SMMU_PROT_USER | (st->ro ? 0 : SMMU_PROT_WRITE));
-		return guest_run(K, st->vcpu, 2, KD_PTWIN + (pte_gpa - as->pool_gpa), 1, 0, val);
+		if (kd_guest_store(&K->gpt[st->id], as, st, &gva, &val))
+			return kfail(K, "gva %#llx has no such entry in '%s'", (unsigned long long)st->a, as->name);
+		return guest_run(K, st->vcpu, 2, gva, 1, 0, val);
 	}
 	case KD_INVALIDATE:
 		/* Zapping the pages' host mapping fires the MMU notifier's invalidate_range_start. */

@@ -175,21 +175,18 @@ static int guest_enter(struct lib *L, int v)
 	return 0;
 }
 
-/* The guest stores @val into its own 4 KiB pte of @gva through its pool window. */
-static int guest_pte_store(struct lib *L, const struct kd_step *st, bool unmap)
+/* The guest stores into its own page table through its pool window. */
+static int guest_pte_store(struct lib *L, const struct kd_step *st)
 {
 	const struct kd_as *as = &L->sc->as[st->id];
+	uint64_t gva, val;
 	if (L->vcpu_as[st->vcpu] != st->id)
 		return lfail(L, "vcpu %d does not run in address space '%s' (cr3 first)", st->vcpu, as->name);
-	uint64_t pte_gpa, old = 0;
-	if (kd_gpt_pte_gpa(&L->gpt[st->id], st->a, &pte_gpa) ||
-	    (unmap && (mem_read(L, pte_gpa, &old) || !(old & SMMU_PTE_PRESENT))))
-		return lfail(L, "gva %#llx has no 4 KiB %s in '%s'", (unsigned long long)st->a,
-			     unmap ? "mapping" : "page table", as->name);
-	uint64_t val = unmap ? 0 : kd_gpt_leaf(st->c, 1, SMMU_PROT_USER | (st->ro ? 0 : SMMU_PROT_WRITE));
+	if (kd_guest_store(&L->gpt[st->id], as, st, &gva, &val))
+		return lfail(L, "gva %#llx has no such entry in '%s'", (unsigned long long)st->a, as->name);
 	if (guest_enter(L, st->vcpu))
 		return -1;
-	return access_one(L, L->vcpu[st->vcpu], KD_PTWIN + (pte_gpa - as->pool_gpa), SMMU_ACC_WRITE, val);
+	return access_one(L, L->vcpu[st->vcpu], gva, SMMU_ACC_WRITE, val);
 }
 
 static int step(struct lib *L, const struct kd_step *st)
@@ -239,8 +236,8 @@ static int step(struct lib *L, const struct kd_step *st)
 				return -1;
 		return 0;
 	case KD_GPTE:
-	case KD_GUNMAP:
-		return guest_pte_store(L, st, st->op == KD_GUNMAP);
+	case KD_GCLEAR:
+		return guest_pte_store(L, st);
 	case KD_INVALIDATE:
 		if (!(r = smmu_memslot_get(L->vm, st->id, &mi))) {
 			char *start = (char *)mi.hva + st->a;

@@ -16,7 +16,7 @@ static const char *const op_names[] = {
 	[KD_VCPUS] = "vcpus", [KD_MMU_PAGES] = "mmu_pages", [KD_SLOT] = "slot",
 	[KD_DELETE] = "delete", [KD_MOVE] = "move", [KD_FLAGS] = "flags", [KD_AS] = "as",
 	[KD_MAP] = "map", [KD_CR3] = "cr3", [KD_TOUCH] = "touch", [KD_GPTE] = "gpte",
-	[KD_GUNMAP] = "gunmap", [KD_INVALIDATE] = "invalidate", [KD_DIRTYLOG] = "dirtylog",
+	[KD_GCLEAR] = "gclear", [KD_INVALIDATE] = "invalidate", [KD_DIRTYLOG] = "dirtylog",
 };
 
 const char *kd_op_name(enum kd_op op)
@@ -26,7 +26,7 @@ const char *kd_op_name(enum kd_op op)
 
 bool kd_step_runs_guest(const struct kd_step *st)
 {
-	return st->op == KD_TOUCH || st->op == KD_GPTE || st->op == KD_GUNMAP;
+	return st->op == KD_TOUCH || st->op == KD_GPTE || st->op == KD_GCLEAR;
 }
 
 /* What the parser knows of a slot while it reads the file. */
@@ -133,12 +133,14 @@ static int options(struct parser *p, int from, struct kd_step *st, const char *a
 		snprintf(key, sizeof(key), " %s ", t);
 		if (!strstr(allowed, key))
 			return fail(p, "%s: unexpected '%s' (allowed:%s)", p->tok[0], t, allowed);
-		if (!strcmp(t, "vcpu") || !strcmp(t, "gstride")) {
+		if (!strcmp(t, "vcpu") || !strcmp(t, "gstride") || !strcmp(t, "at")) {
 			uint64_t v;
 			if (number(p, i + 1, t, &v))
 				return -1;
 			i++;
-			if (t[0] == 'v') {
+			if (t[0] == 'a') {
+				st->a = v;
+			} else if (t[0] == 'v') {
 				if (v >= (uint64_t)p->sc->nvcpus)
 					return fail(p, "%s: vcpu %llu but the scenario has %d", p->tok[0],
 						    (unsigned long long)v, p->sc->nvcpus);
@@ -239,7 +241,8 @@ static int parse_step(struct parser *p, struct kd_step *st)
 		p->slots[st->id].log = st->log;
 		return 0;
 	case KD_AS:
-		if (need(p, 3) || number(p, 2, "pool pages", &st->b) || options(p, 3, st, " "))
+		st->a = 0;
+		if (need(p, 3) || number(p, 2, "pool pages", &st->b) || options(p, 3, st, " at "))
 			return -1;
 		if (sc->nas == KD_MAX_AS)
 			return fail(p, "as: at most %d address spaces", KD_MAX_AS);
@@ -248,16 +251,25 @@ static int parse_step(struct parser *p, struct kd_step *st)
 		for (int a = 0; a < sc->nas; a++)
 			if (!strcmp(sc->as[a].name, p->tok[1]))
 				return fail(p, "as: '%s' declared twice", p->tok[1]);
-		if (st->b < 8 || p->next_pool + st->b * 4096 > KD_SYS_BYTES)
-			return fail(p, "as: pool of %llu pages does not fit (at least 8; %llu left)",
+		if (st->b < 8 || st->b > 65536)
+			return fail(p, "as: pool of %llu pages: at least 8, at most 65536", (unsigned long long)st->b);
+		if (st->a) {
+			if ((st->a & 4095) || st->a < KD_SYS_BYTES || st->a + st->b * 4096 > KD_GPA_LIMIT)
+				return fail(p, "as: 'at' gpa must be 4 KiB aligned in [%#llx, %#llx)",
+					    (unsigned long long)KD_SYS_BYTES, (unsigned long long)KD_GPA_LIMIT);
+		} else if (p->next_pool + st->b * 4096 > KD_SYS_BYTES) {
+			return fail(p, "as: pool of %llu pages does not fit in the system area (%llu pages left)",
 				    (unsigned long long)st->b,
 				    (unsigned long long)((KD_SYS_BYTES - p->next_pool) / 4096));
+		} else {
+			st->a = p->next_pool;
+			p->next_pool += st->b * 4096;
+		}
 		st->id = sc->nas;
 		snprintf(sc->as[sc->nas].name, sizeof(sc->as[0].name), "%s", p->tok[1]);
-		sc->as[sc->nas].pool_gpa = st->a = p->next_pool;
+		sc->as[sc->nas].pool_gpa = st->a;
 		sc->as[sc->nas].pool_pages = st->b;
 		sc->nas++;
-		p->next_pool += st->b * 4096;
 		return 0;
 	case KD_MAP: {
 		if (need(p, 5) || as_index(p, 1, &st->id) || number(p, 2, "gva", &st->a) ||
@@ -298,20 +310,25 @@ static int parse_step(struct parser *p, struct kd_step *st)
 				       "low 2 MiB and the pool window");
 		return 0;
 	case KD_GPTE:
-	case KD_GUNMAP: {
-		int n = st->op == KD_GPTE ? 4 : 3;
-		if (need(p, n) || as_index(p, 1, &st->id) || number(p, 2, "gva", &st->a) ||
-		    (st->op == KD_GPTE && number(p, 3, "gpa", &st->c)) ||
-		    options(p, n, st, st->op == KD_GPTE ? " ro vcpu " : " vcpu "))
+		if (need(p, 4) || as_index(p, 1, &st->id) || number(p, 2, "gva", &st->a) ||
+		    number(p, 3, "gpa", &st->c) || options(p, 4, st, " ro vcpu "))
 			return -1;
 		if (!gva_ok(st->a, 4096) || (st->a & 4095) || (st->c & 4095))
-			return fail(p, "%s: gva (and gpa) 4 KiB aligned, clear of the low 2 MiB and the "
-				       "pool window", w);
-		if (st->op == KD_GPTE && (st->c < KD_SYS_BYTES || st->c >= KD_GPA_LIMIT))
+			return fail(p, "gpte: gva and gpa 4 KiB aligned, gva clear of the low 2 MiB and the pool window");
+		if (st->c < KD_SYS_BYTES || st->c >= KD_GPA_LIMIT)
 			return fail(p, "gpte: gpa must lie in [%#llx, %#llx)", (unsigned long long)KD_SYS_BYTES,
 				    (unsigned long long)KD_GPA_LIMIT);
 		return 0;
-	}
+	case KD_GCLEAR:
+		if (need(p, 4) || as_index(p, 1, &st->id) || number(p, 2, "gva", &st->a) ||
+		    number(p, 3, "level", &v) || options(p, 4, st, " vcpu "))
+			return -1;
+		if (v < 1 || v > 3)
+			return fail(p, "gclear: level 1 (pte), 2 (pde) or 3 (pdpte)");
+		st->level = (int)v;
+		if (!gva_ok(st->a, 4096))
+			return fail(p, "gclear: gva clear of the low 2 MiB and the pool window");
+		return 0;
 	case KD_INVALIDATE:
 		if (need(p, 4) || slot_id(p, 1, true, &st->id) || number(p, 2, "offset", &st->a) ||
 		    number(p, 3, "size", &st->b) || options(p, 4, st, " "))

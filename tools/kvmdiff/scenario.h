@@ -38,12 +38,13 @@ enum kd_op {
 	KD_DELETE,     /* delete ID */
 	KD_MOVE,       /* move ID GPA */
 	KD_FLAGS,      /* flags ID log|none                flags-only change */
-	KD_AS,         /* as NAME POOLPAGES                a guest address space */
+	KD_AS,         /* as NAME POOLPAGES [at GPA]       a guest address space; its table pool is
+			  in the system area, or at GPA (in a scenario slot) */
 	KD_MAP,        /* map AS GVA GPA N [2m] [gstride S] [ro] [nx]   host-built mappings */
 	KD_CR3,        /* cr3 AS [vcpu V]                  KVM_SET_SREGS */
 	KD_TOUCH,      /* touch GVA N STRIDE read|write [vcpu V]        the guest accesses */
 	KD_GPTE,       /* gpte AS GVA GPA [ro] [vcpu V]    the guest rewrites its own 4K pte */
-	KD_GUNMAP,     /* gunmap AS GVA [vcpu V]           the guest clears its own 4K pte */
+	KD_GCLEAR,     /* gclear AS GVA LEVEL [vcpu V]     the guest clears its own entry at LEVEL 1..3 */
 	KD_INVALIDATE, /* invalidate ID OFFSET SIZE        madvise(DONTNEED): the MMU notifier */
 	KD_DIRTYLOG,   /* dirtylog ID                      KVM_GET_DIRTY_LOG */
 };
@@ -56,6 +57,7 @@ struct kd_step {
 	int vcpu;          /* vCPU the step runs on */
 	uint64_t a, b, c;  /* gpa/gva, size/count, stride: see enum kd_op */
 	uint64_t gstride;  /* map: gva advance per page */
+	int level;         /* gclear: the level of the entry */
 	bool write, log, ro, thp, nx, large;
 };
 
@@ -82,7 +84,7 @@ void kd_scenario_free(struct kd_scenario *sc);
 
 /* The op's name as written in files. */
 const char *kd_op_name(enum kd_op op);
-/* True for steps that run the guest (KVM_RUN): touch, gpte, gunmap. */
+/* True for steps that run the guest (KVM_RUN): touch, gpte, gclear. */
 bool kd_step_runs_guest(const struct kd_step *st);
 
 #endif
