@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include <linux/kvm.h>
+
 #include "record.h"
 #include "scenario.h"
 
@@ -42,5 +44,28 @@ int kd_kvm_run(const struct kd_scenario *sc, struct kd_record *rec, char *err, s
  * @return 0 when they match, 1 otherwise (2 when the records are not of the same scenario).
  */
 int kd_compare(FILE *out, const struct kd_record *want, const struct kd_record *got);
+
+/* ---- the kernel backend's parsers, exposed for tests ---- */
+
+/* A KVM binary-stats file (KVM_GET_STATS_FD). */
+struct kd_stats {
+	int fd;
+	struct kvm_stats_header h;
+	char *desc;     /* num_desc descriptors of sizeof(kvm_stats_desc) + name_size bytes */
+	size_t dsize;
+	uint64_t *data;
+	size_t ndata;
+};
+/* Read the header and descriptors of stats file @sfd (which it then owns). @return 0 or -errno. */
+int kd_stats_load(struct kd_stats *s, int sfd);
+/* Read the current values. @return 0 or -EIO. */
+int kd_stats_read(struct kd_stats *s);
+/* The value of stat @name (its first item); false when this kernel has no such stat. */
+bool kd_stats_get(const struct kd_stats *s, const char *name, uint64_t *val);
+void kd_stats_close(struct kd_stats *s);
+
+/* Parse one line of tracefs' "trace": 1 and *ev for a kvm_mmu_get_page "new" (kind 'c') or a
+ * kvm_mmu_prepare_zap_page (kind 'z'), else 0. */
+int kd_trace_line(const char *line, struct kd_ev *ev);
 
 #endif

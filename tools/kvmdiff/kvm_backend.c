@@ -85,15 +85,6 @@ struct kslot {
 	void *hva;      /* the slot's backing (2 MiB aligned inside map) */
 };
 
-struct stats {
-	int fd;
-	struct kvm_stats_header h;
-	char *desc;     /* num_desc descriptors of sizeof(kvm_stats_desc) + name_size */
-	size_t dsize;
-	uint64_t *data;
-	size_t ndata;
-};
-
 /* The tracing state found, to restore. */
 struct trace {
 	bool usable, mounted_here;
@@ -118,7 +109,7 @@ struct kvm {
 	int vcpu_as[KD_MAX_VCPUS];
 	struct kslot slots[KD_MAX_SLOT_ID + 2]; /* the last is the system slot */
 	struct kd_gpt gpt[KD_MAX_AS];
-	struct stats vmstats, vcpustats[KD_MAX_VCPUS];
+	struct kd_stats vmstats, vcpustats[KD_MAX_VCPUS];
 	struct trace tr;
 	uint64_t dirty;
 	char *err;
@@ -248,19 +239,34 @@ int kd_kvm_probe(char *why, size_t len)
 	}
 	if (tdp_mmu[0] == 'Y')
 		add(why, len, "note: kvm.tdp_mmu=Y but hardware TDP is off: guests use the shadow MMU, "
-			      "which is what is compared");
+			      "which is what is compared. ");
+	struct stat sb;
+	if (!stat("/sys/module/kvm_pvm", &sb) && stat("/sys/module/kvm_intel", &sb) && stat("/sys/module/kvm_amd", &sb))
+		add(why, len, "note: the vendor module is kvm_pvm (PVM: shadow paging on a guest kernel); "
+			      "the guest setup here follows VMX/SVM rules and was not tried under PVM. ");
 	return 0;
 }
 
 /* ---- binary stats ------------------------------------------------------------------------ */
 
-static int stats_open(struct stats *s, int fd)
+static int stats_open(struct kd_stats *s, int fd)
+{
+	int sfd = ioctl(fd, KVM_GET_STATS_FD, NULL);
+	if (sfd < 0) {
+		memset(s, 0, sizeof(*s));
+		return -errno;
+	}
+	return kd_stats_load(s, sfd);
+}
+
+/* The layout (api.rst, KVM_GET_STATS_FD): a header, @num_desc descriptors of
+ * sizeof(struct kvm_stats_desc) + name_size bytes at desc_offset, u64 data at data_offset. */
+int kd_stats_load(struct kd_stats *s, int sfd)
 {
 	memset(s, 0, sizeof(*s));
-	s->fd = ioctl(fd, KVM_GET_STATS_FD, NULL);
-	if (s->fd < 0)
-		return -errno;
-	if (pread(s->fd, &s->h, sizeof(s->h), 0) != (ssize_t)sizeof(s->h))
+	s->fd = sfd;
+	if (pread(s->fd, &s->h, sizeof(s->h), 0) != (ssize_t)sizeof(s->h) || s->h.num_desc > 4096 ||
+	    !s->h.name_size || s->h.name_size > 4096)
 		return -EIO;
 	s->dsize = sizeof(struct kvm_stats_desc) + s->h.name_size;
 	s->desc = calloc(s->h.num_desc, s->dsize);
@@ -271,6 +277,7 @@ static int stats_open(struct stats *s, int fd)
 		return -EIO;
 	for (uint32_t i = 0; i < s->h.num_desc; i++) {
 		struct kvm_stats_desc *d = (void *)(s->desc + i * s->dsize);
+		d->name[s->h.name_size - 1] = 0;
 		size_t end = d->offset / 8 + d->size;
 		if (end > s->ndata)
 			s->ndata = end;
@@ -279,14 +286,14 @@ static int stats_open(struct stats *s, int fd)
 	return s->data ? 0 : -ENOMEM;
 }
 
-static int stats_read(struct stats *s)
+int kd_stats_read(struct kd_stats *s)
 {
 	ssize_t want = (ssize_t)(s->ndata * 8);
 	return pread(s->fd, s->data, (size_t)want, s->h.data_offset) == want ? 0 : -EIO;
 }
 
 /* The value of stat @name, or false when this kernel has no such stat. */
-static bool stats_get(const struct stats *s, const char *name, uint64_t *val)
+bool kd_stats_get(const struct kd_stats *s, const char *name, uint64_t *val)
 {
 	for (uint32_t i = 0; i < s->h.num_desc; i++) {
 		struct kvm_stats_desc *d = (void *)(s->desc + i * s->dsize);
@@ -298,7 +305,7 @@ static bool stats_get(const struct stats *s, const char *name, uint64_t *val)
 	return false;
 }
 
-static void stats_close(struct stats *s)
+void kd_stats_close(struct kd_stats *s)
 {
 	if (s->fd > 0)
 		close(s->fd);
@@ -319,16 +326,16 @@ static int counters(struct kvm *K, struct kd_rstep *rs)
 		{ KD_C_MMU_UNSYNC, "mmu_unsync" },         { KD_C_MMU_FLOODED, "mmu_flooded" },
 		{ KD_C_REMOTE_TLB_FLUSH, "remote_tlb_flush" },
 	};
-	if (stats_read(&K->vmstats))
+	if (kd_stats_read(&K->vmstats))
 		return kfail(K, "reading the VM's binary stats failed");
 	for (size_t i = 0; i < sizeof(vmc) / sizeof(vmc[0]); i++)
-		rs->have[vmc[i].c] = stats_get(&K->vmstats, vmc[i].name, &rs->ctr[vmc[i].c]);
+		rs->have[vmc[i].c] = kd_stats_get(&K->vmstats, vmc[i].name, &rs->ctr[vmc[i].c]);
 	uint64_t fixed = 0, v = 0;
 	bool have = true;
 	for (int i = 0; i < K->sc->nvcpus; i++) {
-		if (stats_read(&K->vcpustats[i]))
+		if (kd_stats_read(&K->vcpustats[i]))
 			return kfail(K, "reading vCPU %d's binary stats failed", i);
-		have = have && stats_get(&K->vcpustats[i], "pf_fixed", &v);
+		have = have && kd_stats_get(&K->vcpustats[i], "pf_fixed", &v);
 		fixed += v;
 	}
 	rs->ctr[KD_C_PF_FIXED] = fixed;
@@ -436,6 +443,7 @@ static void tr_setup(struct trace *t, struct kd_record *rec)
 		snprintf(rel, sizeof(rel), "events/kvmmmu/%s/enable", trace_events[i]);
 		if (tr_read(t, rel, t->enable[i], sizeof(t->enable[i])))
 			snprintf(t->enable[i], sizeof(t->enable[i]), "0");
+		t->enable[i][1] = 0; /* "0*" / "1*" (soft mode) read back; only 0 or 1 can be written */
 		snprintf(rel, sizeof(rel), "events/kvmmmu/%s/filter", trace_events[i]);
 		if (tr_read(t, rel, t->filter[i], sizeof(t->filter[i])))
 			snprintf(t->filter[i], sizeof(t->filter[i]), "none");
@@ -469,7 +477,7 @@ undo_mount:
 	t->mounted_here = false;
 }
 
-/* Parse "sp gen G gfn HEX lN ... [direct] ..." after an event name. */
+/* Parse "sp gen G gfn HEX lN ... qN[ direct] ..." after an event name. */
 static int tr_page(const char *s, int *level, uint64_t *gfn, bool *direct)
 {
 	unsigned gen, l;
@@ -481,6 +489,27 @@ static int tr_page(const char *s, int *level, uint64_t *gfn, bool *direct)
 	const char *q = strstr(s, " q");
 	*direct = q && !strncmp(q + 2 + strspn(q + 2, "0123456789"), " direct", 7);
 	return 0;
+}
+
+int kd_trace_line(const char *line, struct kd_ev *ev)
+{
+	const char *p;
+	int level;
+	uint64_t gfn;
+	bool direct;
+	char kind;
+	if ((p = strstr(line, "kvm_mmu_get_page: ")) && !tr_page(p + 18, &level, &gfn, &direct)) {
+		size_t n = strcspn(p, "\n");
+		if (n < 4 || strncmp(p + n - 4, " new", 4))
+			return 0; /* "existing": found, not created */
+		kind = 'c';
+	} else if ((p = strstr(line, "kvm_mmu_prepare_zap_page: ")) && !tr_page(p + 26, &level, &gfn, &direct)) {
+		kind = 'z';
+	} else {
+		return 0;
+	}
+	*ev = (struct kd_ev){ .kind = kind, .level = (uint8_t)level, .gfn = gfn, .direct = direct };
+	return 1;
 }
 
 /* Read the events of the step just run into @rs, then empty the buffer. */
@@ -500,15 +529,9 @@ static int tr_collect(struct kvm *K, struct kd_rstep *rs)
 		unsigned long long in, written;
 		if (sscanf(line, "# entries-in-buffer/entries-written: %llu/%llu", &in, &written) == 2 && in != written)
 			rc = kfail(K, "the trace lost %llu events (ring buffer too small)", written - in);
-		const char *p;
-		int level;
-		uint64_t gfn;
-		bool direct;
-		if ((p = strstr(line, "kvm_mmu_get_page: ")) && strstr(p, " new\n") &&
-		    !tr_page(p + 18, &level, &gfn, &direct))
-			rc = kd_rstep_event(rs, 'c', level, gfn, direct);
-		else if ((p = strstr(line, "kvm_mmu_prepare_zap_page: ")) && !tr_page(p + 26, &level, &gfn, &direct))
-			rc = kd_rstep_event(rs, 'z', level, gfn, direct);
+		struct kd_ev ev;
+		if (kd_trace_line(line, &ev) && kd_rstep_event(rs, ev.kind, ev.level, ev.gfn, ev.direct))
+			rc = kfail(K, "out of memory");
 	}
 	fclose(f);
 	if (!rc && tr_write(t, "trace", ""))
@@ -805,13 +828,13 @@ static void teardown(struct kvm *K)
 {
 	tr_restore(&K->tr);
 	for (int i = 0; i < KD_MAX_VCPUS; i++) {
-		stats_close(&K->vcpustats[i]);
+		kd_stats_close(&K->vcpustats[i]);
 		if (K->run[i])
 			munmap(K->run[i], K->run_size);
 		if (K->vcpu[i] > 0)
 			close(K->vcpu[i]);
 	}
-	stats_close(&K->vmstats);
+	kd_stats_close(&K->vmstats);
 	if (K->vm > 0)
 		close(K->vm);
 	for (int i = 0; i <= SYS; i++)
@@ -866,15 +889,21 @@ int kd_kvm_run(const struct kd_scenario *sc, struct kd_record *rec, char *err, s
 		goto out;
 	}
 	K->run_size = (size_t)sz;
-	cpuid = calloc(1, sizeof(*cpuid) + 256 * sizeof(cpuid->entries[0]));
-	if (!cpuid) {
-		kfail(K, "out of memory");
-		goto out;
-	}
-	cpuid->nent = 256;
-	if (ioctl(K->sys, KVM_GET_SUPPORTED_CPUID, cpuid)) {
-		kfail(K, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
-		goto out;
+	/* KVM_GET_SUPPORTED_CPUID says E2BIG while the array is too small. */
+	for (uint32_t n = 64;; n *= 2) {
+		free(cpuid);
+		cpuid = calloc(1, sizeof(*cpuid) + n * sizeof(cpuid->entries[0]));
+		if (!cpuid) {
+			kfail(K, "out of memory");
+			goto out;
+		}
+		cpuid->nent = n;
+		if (!ioctl(K->sys, KVM_GET_SUPPORTED_CPUID, cpuid))
+			break;
+		if (errno != E2BIG || n >= 4096) {
+			kfail(K, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+			goto out;
+		}
 	}
 	if ((errno = -stats_open(&K->vmstats, K->vm))) {
 		kfail(K, "KVM_GET_STATS_FD (VM): %s", strerror(errno));

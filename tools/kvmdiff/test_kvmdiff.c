@@ -389,6 +389,84 @@ static void test_record_load_errors(void **state)
 	unlink(path);
 }
 
+/* ---- the kernel backend's parsers ---------------------------------------------------------- */
+
+/* A stats file laid out as api.rst describes KVM_GET_STATS_FD's. */
+static void test_stats_parse(void **state)
+{
+	(void)state;
+	enum { NAME = 48, N = 3 };
+	static const char *const names[N] = { "mmu_cache_miss", "pages_4k", "pf_fixed" };
+	size_t dsize = sizeof(struct kvm_stats_desc) + NAME;
+	struct kvm_stats_header h = { .name_size = NAME, .num_desc = N, .id_offset = sizeof(h) };
+	h.desc_offset = h.id_offset + NAME;
+	h.data_offset = h.desc_offset + (uint32_t)(N * dsize);
+	char path[] = "/tmp/kvmdiff-stats-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(pwrite(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	assert_int_equal(pwrite(fd, "kvm-4242", 9, h.id_offset), 9);
+	for (int i = 0; i < N; i++) {
+		char d[sizeof(struct kvm_stats_desc) + NAME];
+		memset(d, 0, sizeof(d));
+		struct kvm_stats_desc *k = (void *)d;
+		k->flags = KVM_STATS_TYPE_CUMULATIVE;
+		k->size = 1;
+		k->offset = (uint32_t)(8 * (N - 1 - i)); /* data not in descriptor order */
+		snprintf(k->name, NAME, "%s", names[i]);
+		assert_int_equal(pwrite(fd, d, dsize, h.desc_offset + i * dsize), (ssize_t)dsize);
+	}
+	uint64_t data[N] = { 5, 1001, 1007 }; /* pf_fixed, pages_4k, mmu_cache_miss */
+	assert_int_equal(pwrite(fd, data, sizeof(data), h.data_offset), (ssize_t)sizeof(data));
+	struct kd_stats st;
+	assert_int_equal(kd_stats_load(&st, fd), 0);
+	assert_int_equal(kd_stats_read(&st), 0);
+	uint64_t v = 0;
+	assert_true(kd_stats_get(&st, "mmu_cache_miss", &v));
+	assert_int_equal(v, 1007);
+	assert_true(kd_stats_get(&st, "pages_4k", &v));
+	assert_int_equal(v, 1001);
+	assert_true(kd_stats_get(&st, "pf_fixed", &v));
+	assert_int_equal(v, 5);
+	assert_false(kd_stats_get(&st, "mmu_unsync", &v));
+	data[2] = 1100; /* the values change; the layout does not */
+	assert_int_equal(pwrite(fd, data, sizeof(data), h.data_offset), (ssize_t)sizeof(data));
+	assert_int_equal(kd_stats_read(&st), 0);
+	assert_true(kd_stats_get(&st, "mmu_cache_miss", &v));
+	assert_int_equal(v, 1100);
+	kd_stats_close(&st);
+}
+
+/* Lines as kvmmmu's TP_printk formats them (arch/x86/kvm/mmu/mmutrace.h). */
+static void test_trace_lines(void **state)
+{
+	(void)state;
+	struct kd_ev ev;
+	assert_int_equal(kd_trace_line(" smmu-kvmdiff-4242 [001] ..... 12.345678: kvm_mmu_get_page: sp gen 0 "
+				       "gfn 200 l4 8-byte q0 wux !nxe ad root 0 sync new\n", &ev), 1);
+	assert_int_equal(ev.kind, 'c');
+	assert_int_equal(ev.level, 4);
+	assert_int_equal(ev.gfn, 0x200);
+	assert_false(ev.direct);
+	assert_int_equal(kd_trace_line(" smmu-kvmdiff-4242 [001] ..... 12.345679: kvm_mmu_get_page: sp gen 0 "
+				       "gfn 10200 l1 8-byte q0 direct wux nxe ad root 0 sync new\n", &ev), 1);
+	assert_true(ev.direct);
+	assert_int_equal(ev.level, 1);
+	assert_int_equal(ev.gfn, 0x10200);
+	assert_int_equal(kd_trace_line(" smmu-kvmdiff-4242 [001] ..... 12.3457: kvm_mmu_get_page: sp gen 0 "
+				       "gfn 200 l4 8-byte q0 wux !nxe ad root 1 sync existing\n", &ev), 0);
+	assert_int_equal(kd_trace_line(" smmu-kvmdiff-4242 [000] ..... 13.0: kvm_mmu_prepare_zap_page: sp gen 1 "
+				       "gfn 2ab l3 8-byte q0 wux !nxe ad root 0 sync\n", &ev), 1);
+	assert_int_equal(ev.kind, 'z');
+	assert_int_equal(ev.level, 3);
+	assert_int_equal(ev.gfn, 0x2ab);
+	assert_int_equal(kd_trace_line(" smmu-kvmdiff-4242 [000] ..... 13.1: tracing_mark_write: smmu-kvmdiff "
+				       "step 3 line 5: delete 1\n", &ev), 0);
+	assert_int_equal(kd_trace_line(" smmu-kvmdiff-4242 [000] ..... 13.2: kvm_mmu_pagetable_walk: addr "
+				       "40000000 pferr 4 U\n", &ev), 0);
+}
+
 /* Here the kernel backend either works or says why not; it never passes silently. */
 static void test_kvm_probe_says_why(void **state)
 {
@@ -422,6 +500,8 @@ int main(void)
 		cmocka_unit_test(test_compare_zap_order_swapped),
 		cmocka_unit_test(test_compare_missing_step),
 		cmocka_unit_test(test_record_load_errors),
+		cmocka_unit_test(test_stats_parse),
+		cmocka_unit_test(test_trace_lines),
 		cmocka_unit_test(test_kvm_probe_says_why),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
