@@ -84,7 +84,7 @@ static int number(struct parser *p, int i, const char *what, uint64_t *out)
 
 static int slot_id(struct parser *p, int i, bool must_live, int *out)
 {
-	uint64_t v;
+	uint64_t v = 0;
 	if (number(p, i, "slot id", &v))
 		return -1;
 	if (v > KD_MAX_SLOT_ID)
@@ -134,7 +134,7 @@ static int options(struct parser *p, int from, struct kd_step *st, const char *a
 		if (!strstr(allowed, key))
 			return fail(p, "%s: unexpected '%s' (allowed:%s)", p->tok[0], t, allowed);
 		if (!strcmp(t, "vcpu") || !strcmp(t, "gstride") || !strcmp(t, "at")) {
-			uint64_t v;
+			uint64_t v = 0;
 			if (number(p, i + 1, t, &v))
 				return -1;
 			i++;
@@ -187,7 +187,7 @@ static int parse_step(struct parser *p, struct kd_step *st)
 	if (op < 0)
 		return fail(p, "unknown step '%s'", w);
 	st->op = (enum kd_op)op;
-	uint64_t v;
+	uint64_t v = 0;
 	switch (st->op) {
 	case KD_VCPUS:
 		if (sc->nsteps)
