@@ -19,7 +19,7 @@ int kd_gpt_init(struct kd_gpt *g, const struct kd_mem *mem, uint64_t pool_gfn, u
 
 uint64_t kd_gpt_leaf(uint64_t gpa, int level, uint32_t prot)
 {
-	uint64_t e = gpa | SMMU_PTE_PRESENT | SMMU_PTE_ACCESSED;
+	uint64_t e = gpa | SMMU_PTE_PRESENT | (prot & KD_PROT_NOACCESSED ? 0 : SMMU_PTE_ACCESSED);
 	if (prot & SMMU_PROT_WRITE)
 		e |= SMMU_PTE_WRITABLE | SMMU_PTE_DIRTY;
 	if (prot & SMMU_PROT_USER)
@@ -105,7 +105,7 @@ int kd_layout_as(const struct kd_as *as, kd_map_fn map, void *ctx)
 {
 	int r = 0;
 	for (uint64_t a = 0; !r && a < KD_IDMAP_BYTES; a += 4096)
-		r = map(ctx, a, a >> 12, 1, SMMU_PROT_WRITE | SMMU_PROT_USER);
+		r = map(ctx, a, a >> 12, 1, SMMU_PROT_WRITE | SMMU_PROT_USER | KD_PROT_NOACCESSED);
 	for (uint64_t i = 0; !r && i < as->pool_pages; i++)
 		r = map(ctx, KD_PTWIN + i * 4096, (as->pool_gpa >> 12) + i, 1,
 			SMMU_PROT_WRITE | SMMU_PROT_USER | SMMU_PROT_NOEXEC);
@@ -116,7 +116,8 @@ int kd_layout_map(const struct kd_step *st, kd_map_fn map, void *ctx)
 {
 	int level = st->large ? 2 : 1;
 	uint64_t psz = st->large ? 2ull << 20 : 4096;
-	uint32_t prot = SMMU_PROT_USER | (st->ro ? 0 : SMMU_PROT_WRITE) | (st->nx ? SMMU_PROT_NOEXEC : 0);
+	uint32_t prot = SMMU_PROT_USER | (st->ro ? 0 : SMMU_PROT_WRITE) | (st->nx ? SMMU_PROT_NOEXEC : 0) |
+			(st->noa ? KD_PROT_NOACCESSED : 0);
 	int r = 0;
 	for (uint64_t i = 0; !r && i < st->b; i++)
 		r = map(ctx, st->a + i * st->gstride, (st->c + i * psz) >> 12, level, prot);

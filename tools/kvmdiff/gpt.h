@@ -20,6 +20,9 @@ struct kd_mem {
 	int (*zero_page)(void *ctx, uint64_t gpa);
 };
 
+/* A prot bit of the harness's own, beside SMMU_PROT_*: leave the leaf's Accessed bit clear. */
+#define KD_PROT_NOACCESSED (1u << 8)
+
 struct kd_gpt {
 	struct kd_mem mem;
 	uint64_t pool_gfn, pool_pages, used;
@@ -27,7 +30,8 @@ struct kd_gpt {
 
 /* Start an address space whose root is the first pool frame (zeroed). @return 0 or -errno. */
 int kd_gpt_init(struct kd_gpt *g, const struct kd_mem *mem, uint64_t pool_gfn, uint64_t pool_pages);
-/* smmu_gas_map's semantics: @prot is SMMU_PROT_* bits. @return 0 or -errno. */
+/* smmu_gas_map's semantics: @prot is SMMU_PROT_* bits (and KD_PROT_NOACCESSED). @return 0 or
+ * -errno. */
 int kd_gpt_map(struct kd_gpt *g, uint64_t gva, uint64_t gfn, int level, uint32_t prot);
 /* The gpa of the entry at @level for @gva (the tables above it must exist). @return 0, -ENOENT,
  * -EEXIST (a large leaf above). */

@@ -43,7 +43,7 @@ __asm__(".pushsection .rodata\n"
 	".globl kd_guest_code_end\n"
 	"kd_guest_code:\n"
 	".code64\n"
-	"1:	mov $0x2000, %esi\n"  /* KD_MBOX_GPA */
+	"1:	mov $0x10000, %esi\n" /* KD_MBOX_GPA */
 	"	mov 0(%rsi), %rax\n"
 	"	mov 8(%rsi), %rbx\n"
 	"	mov 16(%rsi), %rcx\n"
@@ -67,6 +67,7 @@ __asm__(".pushsection .rodata\n"
 	"kd_guest_code_end:\n"
 	".popsection\n");
 extern const unsigned char kd_guest_code[], kd_guest_code_end[];
+_Static_assert(KD_MBOX_GPA == 0x10000, "the guest program loads the mailbox address");
 
 #define GDT_GPA 0x3000ull
 #define TSS_GPA 0x4000ull

@@ -158,6 +158,8 @@ static int options(struct parser *p, int from, struct kd_step *st, const char *a
 			st->nx = true;
 		} else if (!strcmp(t, "2m")) {
 			st->large = true;
+		} else if (!strcmp(t, "noa")) {
+			st->noa = true;
 		}
 	}
 	return 0;
@@ -274,7 +276,7 @@ static int parse_step(struct parser *p, struct kd_step *st)
 	case KD_MAP: {
 		if (need(p, 5) || as_index(p, 1, &st->id) || number(p, 2, "gva", &st->a) ||
 		    number(p, 3, "gpa", &st->c) || number(p, 4, "count", &st->b) ||
-		    options(p, 5, st, " 2m gstride ro nx "))
+		    options(p, 5, st, " 2m gstride ro nx noa "))
 			return -1;
 		uint64_t psz = st->large ? 2ull << 20 : 4096;
 		if (!st->gstride)

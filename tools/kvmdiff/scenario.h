@@ -3,8 +3,9 @@
  *
  * The guest layout both backends build (so that their shadow pages can be compared gfn by gfn):
  *   - a system slot (id KD_SYS_SLOT) holding gpa [0, 16 MiB): the guest program at 0x1000, the
- *     mailbox at 0x2000, and from 2 MiB on the page-table pools of the address spaces;
- *   - every address space maps the low 2 MiB identity (4 KiB pages, user, writable) and its own
+ *     mailbox at 0x10000, and from 2 MiB on the page-table pools of the address spaces;
+ *   - every address space maps the low 2 MiB identity (4 KiB pages, user, writable, the leaf
+ *     entries without the Accessed bit so that KVM prefetches none of them) and its own
  *     table pool at KD_PTWIN (user, writable, no-exec), so that the guest can store to its own
  *     page tables; then the scenario's mappings, in file order.
  * Scenario slots, gvas and gpas must stay clear of these (the parser checks).
@@ -23,7 +24,8 @@
 #define KD_IDMAP_BYTES (2ull << 20)     /* identity-mapped low 2 MiB */
 #define KD_POOL_BASE (2ull << 20)       /* first pool frame */
 #define KD_CODE_GPA 0x1000ull           /* guest program */
-#define KD_MBOX_GPA 0x2000ull           /* mailbox the host fills before each run */
+#define KD_MBOX_GPA 0x10000ull          /* mailbox: another group of 8 ptes than the program,
+					 * so that KVM's pte prefetch never maps one for the other */
 #define KD_PTWIN 0x1000000000ull        /* gva of each address space's view of its own pool */
 #define KD_GPA_LIMIT (1ull << 36)       /* keep gpas below 64 GiB (MAXPHYADDR without CPUID) */
 #define KD_MAX_VCPUS 8
@@ -40,7 +42,8 @@ enum kd_op {
 	KD_FLAGS,      /* flags ID log|none                flags-only change */
 	KD_AS,         /* as NAME POOLPAGES [at GPA]       a guest address space; its table pool is
 			  in the system area, or at GPA (in a scenario slot) */
-	KD_MAP,        /* map AS GVA GPA N [2m] [gstride S] [ro] [nx]   host-built mappings */
+	KD_MAP,        /* map AS GVA GPA N [2m] [gstride S] [ro] [nx] [noa]   host-built mappings;
+			  noa: leaves without the Accessed bit (KVM prefetches only accessed gptes) */
 	KD_CR3,        /* cr3 AS [vcpu V]                  KVM_SET_SREGS */
 	KD_TOUCH,      /* touch GVA N STRIDE read|write [vcpu V]        the guest accesses */
 	KD_GPTE,       /* gpte AS GVA GPA [ro] [vcpu V]    the guest rewrites its own 4K pte */
@@ -58,7 +61,7 @@ struct kd_step {
 	uint64_t a, b, c;  /* gpa/gva, size/count, stride: see enum kd_op */
 	uint64_t gstride;  /* map: gva advance per page */
 	int level;         /* gclear: the level of the entry */
-	bool write, log, ro, thp, nx, large;
+	bool write, log, ro, thp, nx, large, noa;
 };
 
 struct kd_as {

@@ -43,7 +43,7 @@ static void test_parse(void **state)
 	(void)state;
 	struct kd_scenario sc;
 	parse_ok("# comment\nvcpus 2\nslot 3 0x2000000 2M log thp\nas a 16\nas b 16 at 0x2000000\n"
-		 "map a 0x40000000 0x2000000 4 2m gstride 4M nx\ncr3 b vcpu 1\n"
+		 "map a 0x40000000 0x2000000 4 2m gstride 4M nx noa\ncr3 b vcpu 1\n"
 		 "touch 0x40000000 8 4K write vcpu 1   # trailing comment\ngclear a 0x40000000 2\n"
 		 "gpte a 0x40001000 0x2001000 ro\ninvalidate 3 4K 8K\ndirtylog 3\nflags 3 none\nmove 3 0x4000000\n"
 		 "mmu_pages 100\ndelete 3\n",
@@ -62,7 +62,7 @@ static void test_parse(void **state)
 	assert_int_equal(sc.as[1].pool_gpa, 0x2000000);
 	st = &sc.steps[4];
 	assert_int_equal(st->op, KD_MAP);
-	assert_true(st->large && st->nx);
+	assert_true(st->large && st->nx && st->noa && !st->ro);
 	assert_int_equal(st->gstride, 4u << 20);
 	assert_int_equal(st->c, 0x2000000);
 	st = &sc.steps[6];
@@ -98,9 +98,18 @@ static int vm_zero(void *ctx, uint64_t gpa)
 	static const uint8_t z[4096];
 	return smmu_guest_write(ctx, gpa, z, sizeof(z));
 }
+/* smmu_gas_map, then the Accessed bit cleared where the harness asks for it. */
+static smmu_vm *gas_vm;
 static int gas_map(void *ctx, uint64_t gva, uint64_t gfn, int level, uint32_t prot)
 {
-	return smmu_gas_map(ctx, gva, gfn, level, prot);
+	int r = smmu_gas_map(ctx, gva, gfn, level, prot & ~KD_PROT_NOACCESSED);
+	struct smmu_guest_walk w;
+	if (r || !(prot & KD_PROT_NOACCESSED))
+		return r;
+	if ((r = smmu_guest_walk(gas_vm, smmu_gas_cr3(ctx), gva, &w)))
+		return r;
+	uint64_t a = (w.table_gfn[level - 1] << 12) + ((gva >> (12 + 9 * (level - 1))) & 511) * 8;
+	return smmu_guest_write_u64(gas_vm, a, w.pte & ~SMMU_PTE_ACCESSED);
 }
 static int gpt_map(void *ctx, uint64_t gva, uint64_t gfn, int level, uint32_t prot)
 {
@@ -111,7 +120,7 @@ static void test_gpt_matches_library(void **state)
 {
 	(void)state;
 	struct kd_scenario sc;
-	parse_ok("as a 40\nmap a 0x40000000 0x2000000 700 gstride 8K\nmap a 0x80000000 0x4000000 3 2m ro nx\n"
+	parse_ok("as a 40\nmap a 0x40000000 0x2000000 700 gstride 8K\nmap a 0x80000000 0x4000000 3 2m ro nx noa\n"
 		 "map a 0x7f0000000000 0x3000000 5 gstride 1G\n",
 		 &sc);
 	smmu_vm *lib, *mine;
@@ -120,6 +129,7 @@ static void test_gpt_matches_library(void **state)
 	assert_int_equal(smmu_memslot_create(lib, 1, 0, KD_SYS_BYTES >> 12, 0), 0);
 	assert_int_equal(smmu_memslot_create(mine, 1, 0, KD_SYS_BYTES >> 12, 0), 0);
 	smmu_gas *gas;
+	gas_vm = lib;
 	assert_int_equal(smmu_gas_create(lib, sc.as[0].pool_gpa >> 12, sc.as[0].pool_pages, &gas), 0);
 	struct kd_gpt g;
 	struct kd_mem mem = { mine, vm_read, vm_write, vm_zero };
@@ -145,6 +155,11 @@ static void test_gpt_matches_library(void **state)
 	assert_int_equal(w.level, 2);
 	assert_int_equal(w.gfn, (0x4000000 + (2u << 20)) >> 12);
 	assert_false(w.access & SMMU_ACC_WRITE);
+	assert_false(w.pte & SMMU_PTE_ACCESSED); /* noa */
+	assert_int_equal(smmu_guest_walk(mine, smmu_gas_cr3(gas), 0x40002000, &w), 0);
+	assert_true(w.pte & SMMU_PTE_ACCESSED); /* the library's shape by default */
+	assert_int_equal(smmu_guest_walk(mine, smmu_gas_cr3(gas), KD_CODE_GPA, &w), 0);
+	assert_false(w.pte & SMMU_PTE_ACCESSED); /* the harness's own pages: never prefetched */
 	/* The entry a guest store targets lies in the pool, seen through the window. */
 	uint64_t gva, val;
 	struct kd_step clr = { .op = KD_GCLEAR, .a = 0x40002000, .level = 1 };
