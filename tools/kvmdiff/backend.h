@@ -31,6 +31,13 @@ int kd_lib_run(const struct kd_scenario *sc, struct kd_record *rec, bool audit, 
 int kd_kvm_probe(char *why, size_t len);
 
 /*
+ * Check that the kernel backend's tracing works here: make its tracefs instance, enable the
+ * kvmmmu events for this process, write a trace_marker line and read it back, then remove it
+ * all. Says what it found in @out. @return 0 usable, -1 not.
+ */
+int kd_trace_check(char *out, size_t len);
+
+/*
  * Run @sc as a real guest on /dev/kvm and fill @rec (counters from KVM's binary stats, created
  * and zapped pages from tracefs when usable).
  * @return 0; KD_EXIT_SKIP with the reason in @err; -1 with "file:line: what" in @err.

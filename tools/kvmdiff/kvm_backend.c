@@ -86,12 +86,12 @@ struct kslot {
 	void *hva;      /* the slot's backing (2 MiB aligned inside map) */
 };
 
-/* The tracing state found, to restore. */
+/* Tracing through an instance of our own (instances/smmu-kvmdiff-PID): its ring buffer, event
+ * switches and filters are separate from the global ones, which are never touched, so removing
+ * the instance restores the tracing state found. Only a mount we made is undone besides. */
 struct trace {
-	bool usable, mounted_here;
-	char dir[64];
-	char on[8], bufkb[32];
-	char enable[8][8], filter[8][256];
+	bool usable, mounted_here, made_instance;
+	char dir[96];
 	int lockfd;
 };
 
@@ -348,22 +348,6 @@ static int counters(struct kvm *K, struct kd_rstep *rs)
 
 /* ---- tracefs ----------------------------------------------------------------------------- */
 
-static int tr_read(const struct trace *t, const char *rel, char *buf, size_t len)
-{
-	char path[192];
-	snprintf(path, sizeof(path), "%s/%s", t->dir, rel);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return -1;
-	buf[n] = 0;
-	buf[strcspn(buf, "\n")] = 0;
-	return 0;
-}
-
 static int tr_write(const struct trace *t, const char *rel, const char *val)
 {
 	char path[192];
@@ -378,26 +362,26 @@ static int tr_write(const struct trace *t, const char *rel, const char *val)
 
 static struct trace *tr_active; /* for the signal handler */
 
+#define TRACEFS "/sys/kernel/tracing"
+
 static void tr_restore(struct trace *t)
 {
-	if (!t->usable)
-		return;
 	char rel[128];
-	tr_write(t, "tracing_on", t->on);
-	for (size_t i = 0; i < N_EVENTS; i++) {
-		snprintf(rel, sizeof(rel), "events/kvmmmu/%s/enable", trace_events[i]);
-		tr_write(t, rel, t->enable[i]);
-		snprintf(rel, sizeof(rel), "events/kvmmmu/%s/filter", trace_events[i]);
-		/* "none" reads back when no filter is set; writing "0" clears one. */
-		tr_write(t, rel, strcmp(t->filter[i], "none") ? t->filter[i] : "0");
+	if (t->made_instance) {
+		/* Switch everything off first: an instance with live events may refuse to go. */
+		tr_write(t, "tracing_on", "0");
+		for (size_t i = 0; i < N_EVENTS; i++) {
+			snprintf(rel, sizeof(rel), "events/kvmmmu/%s/enable", trace_events[i]);
+			tr_write(t, rel, "0");
+		}
+		rmdir(t->dir);
 	}
-	tr_write(t, "buffer_size_kb", t->bufkb);
-	tr_write(t, "trace", "");
 	if (t->mounted_here)
-		umount(t->dir);
+		umount(TRACEFS);
 	if (t->lockfd >= 0)
 		close(t->lockfd);
-	t->usable = false;
+	t->usable = t->made_instance = t->mounted_here = false;
+	t->lockfd = -1;
 	tr_active = NULL;
 }
 
@@ -409,52 +393,46 @@ static void tr_signal(int sig)
 	raise(sig);
 }
 
-/* Set tracing up for this process; on any failure leave it as found and note why. */
+/* Set tracing up for this process; on any failure undo what was done and note why. */
 static void tr_setup(struct trace *t, struct kd_record *rec)
 {
 	memset(t, 0, sizeof(*t));
 	t->lockfd = -1;
 	struct stat sb;
-	snprintf(t->dir, sizeof(t->dir), "/sys/kernel/tracing");
-	if (stat("/sys/kernel/tracing/trace", &sb)) {
-		if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, NULL)) {
-			kd_record_note(rec, "no trace: tracefs not mounted and mount failed (%s)", strerror(errno));
+	if (stat(TRACEFS "/instances", &sb)) {
+		if (mount("tracefs", TRACEFS, "tracefs", 0, NULL)) {
+			kd_record_note(rec, "no trace: tracefs not mounted at " TRACEFS " and mounting it failed (%s)",
+				       strerror(errno));
 			return;
 		}
 		t->mounted_here = true;
 	}
-	if (stat("/sys/kernel/tracing/events/kvmmmu", &sb)) {
-		kd_record_note(rec, "no trace: tracefs has no kvmmmu events");
-		goto undo_mount;
-	}
-	/* Never two tracing runs at once: they would share the ring buffer. */
-	t->lockfd = open("/tmp/smmu-kvmdiff-trace.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (t->lockfd < 0 || flock(t->lockfd, LOCK_EX)) {
-		kd_record_note(rec, "no trace: cannot take /tmp/smmu-kvmdiff-trace.lock");
-		goto undo_mount;
-	}
-	char rel[128], filt[64];
-	if (tr_read(t, "tracing_on", t->on, sizeof(t->on)) || tr_read(t, "buffer_size_kb", t->bufkb, sizeof(t->bufkb))) {
-		kd_record_note(rec, "no trace: tracing_on/buffer_size_kb unreadable");
-		goto undo_mount;
-	}
-	/* "(expanded: N)" follows the size when the buffer was never expanded. */
-	t->bufkb[strcspn(t->bufkb, " ")] = 0;
-	for (size_t i = 0; i < N_EVENTS; i++) {
-		snprintf(rel, sizeof(rel), "events/kvmmmu/%s/enable", trace_events[i]);
-		if (tr_read(t, rel, t->enable[i], sizeof(t->enable[i])))
-			snprintf(t->enable[i], sizeof(t->enable[i]), "0");
-		t->enable[i][1] = 0; /* "0*" / "1*" (soft mode) read back; only 0 or 1 can be written */
-		snprintf(rel, sizeof(rel), "events/kvmmmu/%s/filter", trace_events[i]);
-		if (tr_read(t, rel, t->filter[i], sizeof(t->filter[i])))
-			snprintf(t->filter[i], sizeof(t->filter[i]), "none");
-	}
-	t->usable = true;
 	tr_active = t;
 	signal(SIGINT, tr_signal);
 	signal(SIGTERM, tr_signal);
+	/* Never two tracing runs at once (meson runs the kernel suite serially; this guards the rest). */
+	t->lockfd = open("/tmp/smmu-kvmdiff-trace.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (t->lockfd < 0 || flock(t->lockfd, LOCK_EX)) {
+		kd_record_note(rec, "no trace: cannot take /tmp/smmu-kvmdiff-trace.lock");
+		tr_restore(t);
+		return;
+	}
+	snprintf(t->dir, sizeof(t->dir), TRACEFS "/instances/smmu-kvmdiff-%d", (int)getpid());
+	if (mkdir(t->dir, 0700)) {
+		kd_record_note(rec, "no trace: cannot make the instance %s (%s)", t->dir, strerror(errno));
+		tr_restore(t);
+		return;
+	}
+	t->made_instance = true;
+	char path[160], rel[128], filt[64];
+	snprintf(path, sizeof(path), "%s/events/kvmmmu", t->dir);
+	if (stat(path, &sb)) {
+		kd_record_note(rec, "no trace: tracefs has no kvmmmu events (kvm built without tracepoints?)");
+		tr_restore(t);
+		return;
+	}
 	snprintf(filt, sizeof(filt), "common_pid == %d", (int)getpid());
-	bool ok = !tr_write(t, "tracing_on", "0") && !tr_write(t, "buffer_size_kb", "65536");
+	bool ok = !tr_write(t, "tracing_on", "0") && !tr_write(t, "buffer_size_kb", "16384");
 	for (size_t i = 0; ok && i < N_EVENTS; i++) {
 		snprintf(rel, sizeof(rel), "events/kvmmmu/%s/filter", trace_events[i]);
 		ok = !tr_write(t, rel, filt);
@@ -463,19 +441,12 @@ static void tr_setup(struct trace *t, struct kd_record *rec)
 	}
 	ok = ok && !tr_write(t, "trace", "") && !tr_write(t, "tracing_on", "1");
 	if (!ok) {
-		kd_record_note(rec, "no trace: could not configure kvmmmu events (%s)", strerror(errno));
+		kd_record_note(rec, "no trace: could not configure the kvmmmu events (%s)", strerror(errno));
 		tr_restore(t);
 		return;
 	}
+	t->usable = true;
 	rec->events = true;
-	return;
-undo_mount:
-	if (t->lockfd >= 0)
-		close(t->lockfd);
-	t->lockfd = -1;
-	if (t->mounted_here)
-		umount(t->dir);
-	t->mounted_here = false;
 }
 
 /* Parse "sp gen G gfn HEX lN ... qN[ direct] ..." after an event name. */
@@ -547,6 +518,39 @@ static void tr_mark(struct kvm *K, size_t n, const struct kd_step *st)
 		return;
 	snprintf(m, sizeof(m), "smmu-kvmdiff step %zu line %d: %s\n", n, st->line, st->text);
 	tr_write(&K->tr, "trace_marker", m);
+}
+
+int kd_trace_check(char *out, size_t len)
+{
+	struct trace t;
+	struct kd_record rec = { 0 };
+	int rc = -1;
+	out[0] = 0;
+	tr_setup(&t, &rec);
+	if (!t.usable) {
+		snprintf(out, len, "%s", rec.nnotes ? rec.notes[0] : "tracing not usable");
+		goto done;
+	}
+	char marker[64], line[512], path[160];
+	snprintf(marker, sizeof(marker), "smmu-kvmdiff check %d", (int)getpid());
+	snprintf(path, sizeof(path), "%s/trace", t.dir);
+	FILE *f = NULL;
+	if (tr_write(&t, "trace_marker", marker) || !(f = fopen(path, "r"))) {
+		snprintf(out, len, "%s: cannot write the marker or read the trace (%s)", t.dir, strerror(errno));
+		goto done;
+	}
+	bool seen = false;
+	while (!seen && fgets(line, sizeof(line), f))
+		seen = strstr(line, marker) != NULL;
+	fclose(f);
+	snprintf(out, len, "tracing usable: instance %s, kvmmmu events enabled for pid %d, trace_marker %s%s",
+		 t.dir, (int)getpid(), seen ? "read back" : "NOT read back",
+		 t.mounted_here ? " (tracefs mounted for the run, unmounted after)" : "");
+	rc = seen ? 0 : -1;
+done:
+	tr_restore(&t);
+	kd_record_free(&rec);
+	return rc;
 }
 
 /* ---- guest memory and page tables -------------------------------------------------------- */

@@ -28,6 +28,8 @@ static void usage(FILE *f)
 		"  --audit          audit the library's state after every step (any violation fails)\n"
 		"  --dump FILE      write the library's record to FILE (one scenario)\n"
 		"  --compare A B    compare two record files (A as the kernel's) and exit\n"
+		"  --check          say whether the kernel backend and its tracing can run here, and exit\n"
+		"                   (0 both, 77 not)\n"
 		"  --help\n"
 		"\n"
 		"Exit status: 0 every comparison matched; 1 a divergence or an error; 77 nothing could be\n"
@@ -183,10 +185,11 @@ int main(int argc, char **argv)
 		{ "live", no_argument, 0, 'l' },         { "library", no_argument, 0, 'L' },
 		{ "audit", no_argument, 0, 'a' },        { "dump", required_argument, 0, 'd' },
 		{ "compare", no_argument, 0, 'c' },      { "help", no_argument, 0, 'h' },
+		{ "check", no_argument, 0, 'k' },
 		{ 0, 0, 0, 0 },
 	};
 	struct opts o = { 0 };
-	bool compare = false;
+	bool compare = false, check = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -197,9 +200,18 @@ int main(int argc, char **argv)
 		case 'a': o.audit = true; break;
 		case 'd': o.dump = optarg; break;
 		case 'c': compare = true; break;
+		case 'k': check = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}
+	}
+	if (check) {
+		char why[1024], tr[512];
+		int k = kd_kvm_probe(why, sizeof(why));
+		int t = kd_trace_check(tr, sizeof(tr));
+		printf("kernel backend: %s\n", k ? why : why[0] ? why : "usable");
+		printf("tracing: %s\n", tr);
+		return k || t ? KD_EXIT_SKIP : 0;
 	}
 	if (compare) {
 		if (argc - optind != 2) {
