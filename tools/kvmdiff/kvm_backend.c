@@ -122,21 +122,11 @@ struct kvm {
 static int kfail(struct kvm *K, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int kfail(struct kvm *K, const char *fmt, ...)
 {
-	int n = snprintf(K->err, K->errlen, "%s:%d: %s: ", K->sc->path, K->st ? K->st->line : 0,
-			 K->st ? kd_op_name(K->st->op) : "setup");
 	va_list ap;
 	va_start(ap, fmt);
-	if (n >= 0 && (size_t)n < K->errlen)
-		vsnprintf(K->err + n, K->errlen - (size_t)n, fmt, ap);
+	kd_step_error(K->err, K->errlen, K->sc, K->st, fmt, ap);
 	va_end(ap);
 	return -1;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- probe ------------------------------------------------------------------------------- */
@@ -931,9 +921,9 @@ int kd_kvm_run(const struct kd_scenario *sc, struct kd_record *rec, char *err, s
 			goto out;
 		}
 		tr_mark(K, i + 1, K->st);
-		uint64_t t0 = now_ns();
+		uint64_t t0 = kd_now_ns();
 		int r = step(K, K->st);
-		rs->ns = now_ns() - t0;
+		rs->ns = kd_now_ns() - t0;
 		if (r || counters(K, rs) || tr_collect(K, rs))
 			goto out;
 	}

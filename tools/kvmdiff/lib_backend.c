@@ -36,21 +36,11 @@ struct lib {
 static int lfail(struct lib *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int lfail(struct lib *L, const char *fmt, ...)
 {
-	int n = snprintf(L->err, L->errlen, "%s:%d: %s: ", L->sc->path, L->st ? L->st->line : 0,
-			 L->st ? kd_op_name(L->st->op) : "setup");
 	va_list ap;
 	va_start(ap, fmt);
-	if (n >= 0 && (size_t)n < L->errlen)
-		vsnprintf(L->err + n, L->errlen - (size_t)n, fmt, ap);
+	kd_step_error(L->err, L->errlen, L->sc, L->st, fmt, ap);
 	va_end(ap);
 	return -1;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* Called with mmu_lock held: note created and zapped pages in order. */
@@ -342,9 +332,9 @@ int kd_lib_run(const struct kd_scenario *sc, struct kd_record *rec, bool do_audi
 			lfail(&L, "out of memory");
 			goto out;
 		}
-		uint64_t t0 = now_ns();
+		uint64_t t0 = kd_now_ns();
 		r = step(&L, L.st);
-		L.cur->ns = now_ns() - t0;
+		L.cur->ns = kd_now_ns() - t0;
 		if (r)
 			goto out;
 		if (L.oom) {

@@ -46,6 +46,16 @@ struct tally {
 	int compared, matched, skipped, failed;
 };
 
+/* Compare and count. @return 1 on a divergence, else 0. */
+static int tally_compare(struct tally *t, const struct kd_record *want, const struct kd_record *got)
+{
+	t->compared++;
+	if (kd_compare(stdout, want, got))
+		return 1;
+	t->matched++;
+	return 0;
+}
+
 static void rec_path(char *buf, size_t len, const char *dir, const char *name)
 {
 	snprintf(buf, len, "%s/%s.rec", dir, name);
@@ -127,26 +137,13 @@ static int one(const struct opts *o, const char *path, struct tally *t)
 			have_gold = true;
 		}
 	}
-	if (have_gold) {
-		t->compared++;
-		if (kd_compare(stdout, &gold, &lib))
-			rc = 1;
-		else
-			t->matched++;
-	}
+	if (have_gold)
+		rc |= tally_compare(t, &gold, &lib);
 	if (have_kernel) {
-		t->compared++;
-		if (kd_compare(stdout, &kern, &lib))
-			rc = 1;
-		else
-			t->matched++;
+		rc |= tally_compare(t, &kern, &lib);
 		if (have_gold) {
 			printf("%s: live kernel against the golden record:\n", sc.name);
-			t->compared++;
-			if (kd_compare(stdout, &gold, &kern))
-				rc = 1;
-			else
-				t->matched++;
+			rc |= tally_compare(t, &gold, &kern);
 		}
 	}
 	if (!have_gold && !have_kernel)

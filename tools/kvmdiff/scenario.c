@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *const op_names[] = {
 	[KD_VCPUS] = "vcpus", [KD_MMU_PAGES] = "mmu_pages", [KD_SLOT] = "slot",
@@ -22,6 +23,22 @@ static const char *const op_names[] = {
 const char *kd_op_name(enum kd_op op)
 {
 	return (unsigned)op < sizeof(op_names) / sizeof(op_names[0]) ? op_names[op] : "?";
+}
+
+int kd_step_error(char *err, size_t len, const struct kd_scenario *sc, const struct kd_step *st, const char *fmt,
+		  va_list ap)
+{
+	int n = snprintf(err, len, "%s:%d: %s: ", sc->path, st ? st->line : 0, st ? kd_op_name(st->op) : "setup");
+	if (n >= 0 && (size_t)n < len)
+		vsnprintf(err + n, len - (size_t)n, fmt, ap);
+	return -1;
+}
+
+uint64_t kd_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 bool kd_step_runs_guest(const struct kd_step *st)

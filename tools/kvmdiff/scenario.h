@@ -15,6 +15,7 @@
 #ifndef KVMDIFF_SCENARIO_H
 #define KVMDIFF_SCENARIO_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -84,6 +85,13 @@ int kd_scenario_load(const char *path, struct kd_scenario *sc, char *err, size_t
 /* Parse from a string (for tests); @name stands for the file name in messages. */
 int kd_scenario_parse(const char *name, const char *text, struct kd_scenario *sc, char *err, size_t errlen);
 void kd_scenario_free(struct kd_scenario *sc);
+
+/* Write "file:line: op: " and the message into @err for a failure while running @st (NULL: during
+ * setup). @return -1, for `return kd_step_error(...)`. */
+int kd_step_error(char *err, size_t len, const struct kd_scenario *sc, const struct kd_step *st, const char *fmt,
+		  va_list ap);
+/* CLOCK_MONOTONIC in nanoseconds: the wall time of a step. */
+uint64_t kd_now_ns(void);
 
 /* The op's name as written in files. */
 const char *kd_op_name(enum kd_op op);

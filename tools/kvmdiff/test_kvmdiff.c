@@ -277,6 +277,16 @@ static void expect_divergence(const struct kd_record *a, const struct kd_record 
 	free(out);
 }
 
+/* @a and @b must match, and the output mention @what (when not NULL). */
+static void expect_match(const struct kd_record *a, const struct kd_record *b, const char *what)
+{
+	int rc;
+	char *out = compare_out(a, b, &rc);
+	if (rc != 0 || (what && !strstr(out, what)))
+		fail_msg("expected a match mentioning '%s'; got rc %d:\n%s", what ? what : "", rc, out);
+	free(out);
+}
+
 static void record_copy(struct kd_record *dst, const struct kd_record *src)
 {
 	char path[] = "/tmp/kvmdiff-test-XXXXXX", err[512];
@@ -292,12 +302,35 @@ static void record_copy(struct kd_record *dst, const struct kd_record *src)
 static const char *seed = "slot 1 0x2000000 256M\nas a 1100\nmap a 0x40000000 0x2000000 300 gstride 2M\n"
 			  "cr3 a\ntouch 0x40000000 300 2M read\ndelete 1\n";
 
+/* The library's record of the seed scenario (r) and a copy read back from its file (c). */
+struct pair {
+	struct kd_record r, c;
+};
+
+static int pair_setup(void **state)
+{
+	struct pair *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -1;
+	run_lib(seed, &p->r);
+	record_copy(&p->c, &p->r);
+	*state = p;
+	return 0;
+}
+
+static int pair_teardown(void **state)
+{
+	struct pair *p = *state;
+	kd_record_free(&p->r);
+	kd_record_free(&p->c);
+	free(p);
+	return 0;
+}
+
 static void test_record_round_trip_and_self_match(void **state)
 {
-	(void)state;
-	struct kd_record r, c;
-	run_lib(seed, &r);
-	record_copy(&c, &r);
+	struct pair *p = *state;
+	struct kd_record r = p->r, c = p->c;
 	assert_string_equal(c.source, "library");
 	assert_string_equal(c.scenario, "t");
 	assert_true(c.events);
@@ -308,55 +341,39 @@ static void test_record_round_trip_and_self_match(void **state)
 		assert_memory_equal(c.steps[i].have, r.steps[i].have, sizeof(r.steps[i].have));
 		assert_string_equal(c.steps[i].text, r.steps[i].text);
 	}
-	int rc;
-	char *out = compare_out(&r, &c, &rc);
-	assert_int_equal(rc, 0);
-	assert_non_null(strstr(out, "match: 6 steps"));
-	assert_non_null(strstr(out, "ratio"));
-	free(out);
-	kd_record_free(&r);
-	kd_record_free(&c);
+	expect_match(&r, &c, "match: 6 steps");
+	expect_match(&r, &c, "ratio");
+	p->c = c;
 }
 
 static void test_compare_counter_changed(void **state)
 {
-	(void)state;
-	struct kd_record r, c;
-	run_lib(seed, &r);
-	record_copy(&c, &r);
+	struct pair *p = *state;
+	struct kd_record r = p->r, c = p->c;
 	c.steps[4].ctr[KD_C_PF_FIXED]++;
 	expect_divergence(&r, &c, 5, "pf_fixed");
 	/* A counter that one side lacks is not compared. */
 	c.steps[4].have[KD_C_PF_FIXED] = false;
-	int rc;
-	char *out = compare_out(&r, &c, &rc);
-	assert_int_equal(rc, 0);
-	free(out);
-	kd_record_free(&r);
-	kd_record_free(&c);
+	expect_match(&r, &c, NULL);
+	p->c = c;
 }
 
 static void test_compare_created_page_removed(void **state)
 {
-	(void)state;
-	struct kd_record r, c;
-	run_lib(seed, &r);
-	record_copy(&c, &r);
+	struct pair *p = *state;
+	struct kd_record r = p->r, c = p->c;
 	struct kd_rstep *s = &c.steps[4];
 	assert_true(s->nev > 10);
 	memmove(&s->ev[7], &s->ev[8], (s->nev - 8) * sizeof(s->ev[0]));
 	s->nev--;
 	expect_divergence(&r, &c, 5, "created pages: kernel 305, library 304; first difference at #8");
-	kd_record_free(&r);
-	kd_record_free(&c);
+	p->c = c;
 }
 
 static void test_compare_zap_order_swapped(void **state)
 {
-	(void)state;
-	struct kd_record r, c;
-	run_lib(seed, &r);
-	record_copy(&c, &r);
+	struct pair *p = *state;
+	struct kd_record r = p->r, c = p->c;
 	struct kd_rstep *s = &c.steps[5];
 	assert_true(s->nev > 20 && s->ev[10].kind == 'z' && s->ev[11].kind == 'z');
 	assert_true(s->ev[10].gfn != s->ev[11].gfn);
@@ -366,26 +383,18 @@ static void test_compare_zap_order_swapped(void **state)
 	expect_divergence(&r, &c, 6, "zapped pages: kernel 305, library 305; first difference at #11");
 	/* Without sequences on one side, the comparison says so and compares the counters only. */
 	c.events = false;
-	int rc;
-	char *out = compare_out(&r, &c, &rc);
-	assert_int_equal(rc, 0);
-	assert_non_null(strstr(out, "sequences NOT compared"));
-	free(out);
-	kd_record_free(&r);
-	kd_record_free(&c);
+	expect_match(&r, &c, "sequences NOT compared");
+	p->c = c;
 }
 
 static void test_compare_missing_step(void **state)
 {
-	(void)state;
-	struct kd_record r, c;
-	run_lib(seed, &r);
-	record_copy(&c, &r);
+	struct pair *p = *state;
+	struct kd_record r = p->r, c = p->c;
 	free(c.steps[5].ev);
 	c.nsteps = 5;
 	expect_divergence(&r, &c, 6, "ends before it");
-	kd_record_free(&r);
-	kd_record_free(&c);
+	p->c = c;
 }
 
 static void test_record_load_errors(void **state)
@@ -509,11 +518,11 @@ int main(void)
 		cmocka_unit_test(test_lib_one_table_per_page),
 		cmocka_unit_test(test_lib_refuses_host_write_to_shadowed_table),
 		cmocka_unit_test(test_lib_guest_pte_write_is_trapped),
-		cmocka_unit_test(test_record_round_trip_and_self_match),
-		cmocka_unit_test(test_compare_counter_changed),
-		cmocka_unit_test(test_compare_created_page_removed),
-		cmocka_unit_test(test_compare_zap_order_swapped),
-		cmocka_unit_test(test_compare_missing_step),
+		cmocka_unit_test_setup_teardown(test_record_round_trip_and_self_match, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_compare_counter_changed, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_compare_created_page_removed, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_compare_zap_order_swapped, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_compare_missing_step, pair_setup, pair_teardown),
 		cmocka_unit_test(test_record_load_errors),
 		cmocka_unit_test(test_stats_parse),
 		cmocka_unit_test(test_trace_lines),
