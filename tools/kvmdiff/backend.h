@@ -71,8 +71,8 @@ int kd_stats_read(struct kd_stats *s);
 bool kd_stats_get(const struct kd_stats *s, const char *name, uint64_t *val);
 void kd_stats_close(struct kd_stats *s);
 
-/* Parse one line of tracefs' "trace": 1 and *ev for a kvm_mmu_get_page "new" (kind 'c') or a
- * kvm_mmu_prepare_zap_page (kind 'z'), else 0. */
+/* Parse one line of tracefs' "trace": 1 and *ev for a kvm_mmu_get_page "new" (kind 'c'), a
+ * kvm_mmu_prepare_zap_page (kind 'z') or a kvm_mmu_pagetable_walk (kind 'f'), else 0. */
 int kd_trace_line(const char *line, struct kd_ev *ev);
 
 #endif

@@ -134,6 +134,10 @@ int kd_compare(FILE *out, const struct kd_record *want, const struct kd_record *
 				(int64_t)(b->ctr[c] - pb));
 		}
 	if (events) {
+		size_t fa, fb;
+		nth(a, 'f', 0, &fa);
+		nth(b, 'f', 0, &fb);
+		fprintf(out, "  guest page-table walks in this step (not compared): kernel %zu, library %zu\n", fa, fb);
 		long dc = seq_diff(a, b, 'c'), dz = seq_diff(a, b, 'z');
 		if (dc >= 0)
 			seq_context(out, a, b, 'c', dc);

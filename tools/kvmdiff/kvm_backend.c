@@ -467,6 +467,13 @@ int kd_trace_line(const char *line, struct kd_ev *ev)
 		kind = 'c';
 	} else if ((p = strstr(line, "kvm_mmu_prepare_zap_page: ")) && !tr_page(p + 26, &level, &gfn, &direct)) {
 		kind = 'z';
+	} else if ((p = strstr(line, "kvm_mmu_pagetable_walk: "))) {
+		unsigned long long addr;
+		unsigned pferr;
+		if (sscanf(p + 24, "addr %llx pferr %x", &addr, &pferr) != 2)
+			return 0;
+		*ev = (struct kd_ev){ .kind = 'f', .gfn = addr, .pferr = pferr };
+		return 1;
 	} else {
 		return 0;
 	}
@@ -492,7 +499,8 @@ static int tr_collect(struct kvm *K, struct kd_rstep *rs)
 		if (sscanf(line, "# entries-in-buffer/entries-written: %llu/%llu", &in, &written) == 2 && in != written)
 			rc = kfail(K, "the trace lost %llu events (ring buffer too small)", written - in);
 		struct kd_ev ev;
-		if (kd_trace_line(line, &ev) && kd_rstep_event(rs, ev.kind, ev.level, ev.gfn, ev.direct))
+		if (kd_trace_line(line, &ev) && (ev.kind == 'f' ? kd_rstep_fault(rs, ev.gfn, ev.pferr)
+								 : kd_rstep_event(rs, ev.kind, ev.level, ev.gfn, ev.direct)))
 			rc = kfail(K, "out of memory");
 	}
 	fclose(f);

@@ -128,13 +128,18 @@ static int access_one(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, u
 	acc |= SMMU_ACC_USER;
 	for (int tries = 0; tries < 8; tries++) {
 		struct smmu_translation t;
-		if (!smmu_vcpu_translate(v, gva, acc, &t)) {
+		int r = smmu_vcpu_translate(v, gva, acc, &t);
+		if (!r) {
 			if (acc & SMMU_ACC_WRITE)
 				__atomic_store_n((uint64_t *)t.hva, val, __ATOMIC_RELAXED);
 			return 0;
 		}
+		/* The error code the hardware would give: the SMMU_ACC_* bits are PFERR's W, U and F,
+		 * and P says the translation was present but did not allow the access. */
+		if (kd_rstep_fault(L->cur, gva, acc | (r == -EACCES ? 1u : 0)))
+			return lfail(L, "out of memory");
 		struct smmu_fault_info fi;
-		int r = smmu_vcpu_fault(v, gva, acc, &fi);
+		r = smmu_vcpu_fault(v, gva, acc, &fi);
 		if (r < 0)
 			return lfail(L, "smmu_vcpu_fault(%#llx): %s", (unsigned long long)gva, strerror(-r));
 		if (r == SMMU_FAULT_MMIO)

@@ -58,6 +58,14 @@ int kd_rstep_event(struct kd_rstep *s, char kind, int level, uint64_t gfn, bool 
 	return 0;
 }
 
+int kd_rstep_fault(struct kd_rstep *s, uint64_t addr, uint32_t pferr)
+{
+	if (kd_rstep_event(s, 'f', 0, addr, false))
+		return -1;
+	s->ev[s->nev - 1].pferr = pferr;
+	return 0;
+}
+
 int kd_record_param(struct kd_record *r, const char *p)
 {
 	void *n = realloc(r->params, (r->nparams + 1) * sizeof(*r->params));
@@ -109,9 +117,13 @@ int kd_record_write(FILE *f, const struct kd_record *r)
 			else
 				fprintf(f, "ctr %s -\n", ctr_names[c]);
 		}
-		for (size_t e = 0; e < s->nev; e++)
-			fprintf(f, "%c %u %#" PRIx64 " %d\n", s->ev[e].kind, s->ev[e].level, s->ev[e].gfn,
-				s->ev[e].direct);
+		for (size_t e = 0; e < s->nev; e++) {
+			const struct kd_ev *v = &s->ev[e];
+			if (v->kind == 'f')
+				fprintf(f, "f %#" PRIx64 " %#x\n", v->gfn, v->pferr);
+			else
+				fprintf(f, "%c %u %#" PRIx64 " %d\n", v->kind, v->level, v->gfn, v->direct);
+		}
 	}
 	fprintf(f, "end\n");
 	return ferror(f) ? -1 : 0;
@@ -209,6 +221,13 @@ int kd_record_load(const char *path, struct kd_record *r, char *err, size_t errl
 			if (sscanf(arg, "%u %" SCNx64 " %d", &level, &gfn, &direct) != 3 || level < 1 || level > 5)
 				rc = bad(err, errlen, path, line, "event: expected 'c|z LEVEL GFN DIRECT'");
 			else if (kd_rstep_event(s, buf[0], (int)level, gfn, direct != 0))
+				rc = bad(err, errlen, path, line, "out of memory");
+		} else if (buf[0] == 'f' && buf[1] == ' ') {
+			uint64_t addr;
+			unsigned pferr;
+			if (sscanf(arg, "%" SCNx64 " %x", &addr, &pferr) != 2)
+				rc = bad(err, errlen, path, line, "walk: expected 'f ADDR PFERR'");
+			else if (kd_rstep_fault(s, addr, pferr))
 				rc = bad(err, errlen, path, line, "out of memory");
 		} else if (!strcmp(buf, "end")) {
 			ended = true;

@@ -14,6 +14,8 @@
  *   ctr NAME VALUE|-          value after the step; '-' = this side has no such counter
  *   c LEVEL GFN DIRECT        a shadow page created (kvm_mmu_get_page "new"), in order
  *   z LEVEL GFN DIRECT        a shadow page zapped (kvm_mmu_prepare_zap_page), in order
+ *   f ADDR PFERR              a guest page-table walk (kvm_mmu_pagetable_walk: faults, and in the
+ *                             kernel also the emulator's walks); hex; recorded, not compared
  *   end
  * Numbers are decimal except GFN (hex, 0x). Lines starting with '#' are comments.
  *
@@ -45,12 +47,13 @@ enum kd_ctr {
 
 const char *kd_ctr_name(enum kd_ctr c);
 
-/* One created or zapped shadow page. */
+/* One created or zapped shadow page, or one guest page-table walk. */
 struct kd_ev {
-	char kind;     /* 'c' created, 'z' zapped */
+	char kind;     /* 'c' created, 'z' zapped, 'f' walk (fault) */
 	uint8_t level;
 	bool direct;
-	uint64_t gfn;
+	uint32_t pferr; /* 'f': the error code (PFERR_* bits: P 1, W 2, U 4, RSVD 8, F 16) */
+	uint64_t gfn;   /* 'f': the address */
 };
 
 struct kd_rstep {
@@ -81,6 +84,8 @@ struct kd_record {
 struct kd_rstep *kd_record_step(struct kd_record *r, int line, const char *text);
 /* Append an event to @s. @return 0 or -1 (out of memory). */
 int kd_rstep_event(struct kd_rstep *s, char kind, int level, uint64_t gfn, bool direct);
+/* Append a walk ('f') of @addr with error code @pferr. @return 0 or -1 (out of memory). */
+int kd_rstep_fault(struct kd_rstep *s, uint64_t addr, uint32_t pferr);
 int kd_record_param(struct kd_record *r, const char *p);
 int kd_record_note(struct kd_record *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kd_record_free(struct kd_record *r);

@@ -187,6 +187,16 @@ static void run_lib(const char *text, struct kd_record *rec)
 	kd_scenario_free(&sc);
 }
 
+/* Index in s->ev of the @i-th event of @kind (fails the test when there is none). */
+static size_t nth_index(const struct kd_rstep *s, char kind, size_t i)
+{
+	for (size_t e = 0; e < s->nev; e++)
+		if (s->ev[e].kind == kind && i-- == 0)
+			return e;
+	fail_msg("no event %c #%zu", kind, i);
+	return 0;
+}
+
 static size_t count(const struct kd_rstep *s, char kind)
 {
 	size_t n = 0;
@@ -212,10 +222,15 @@ static void test_lib_one_table_per_page(void **state)
 	assert_int_equal(t->ctr[KD_C_PAGES_4K], 66);
 	assert_false(t->have[KD_C_MMU_UNSYNC]);
 	assert_false(t->have[KD_C_MMU_FLOODED]);
-	assert_int_equal(t->ev[0].kind, 'c');
-	assert_int_equal(t->ev[0].level, 4);
-	assert_int_equal(t->ev[0].gfn, KD_POOL_BASE >> 12); /* the root shadows CR3 */
-	assert_false(t->ev[0].direct);
+	const struct kd_ev *first = &t->ev[nth_index(t, 'c', 0)];
+	assert_int_equal(first->level, 4);
+	assert_int_equal(first->gfn, KD_POOL_BASE >> 12); /* the root shadows CR3 */
+	assert_false(first->direct);
+	/* The first walk is the program's fetch: user, fetch, not present. */
+	const struct kd_ev *walk = &t->ev[nth_index(t, 'f', 0)];
+	assert_int_equal(walk->gfn, KD_CODE_GPA);
+	assert_int_equal(walk->pferr, 4 | 16);
+	assert_int_equal(count(t, 'f'), 66);
 	/* Deleting the data slot zaps every page (today's fast zap of all). */
 	assert_int_equal(r.steps[5].ctr[KD_C_MMU_SHADOW_ZAPPED], 69);
 	assert_int_equal(count(&r.steps[5], 'z'), 69);
@@ -364,7 +379,8 @@ static void test_compare_created_page_removed(void **state)
 	struct kd_record r = p->r, c = p->c;
 	struct kd_rstep *s = &c.steps[4];
 	assert_true(s->nev > 10);
-	memmove(&s->ev[7], &s->ev[8], (s->nev - 8) * sizeof(s->ev[0]));
+	size_t at = nth_index(s, 'c', 7);
+	memmove(&s->ev[at], &s->ev[at + 1], (s->nev - at - 1) * sizeof(s->ev[0]));
 	s->nev--;
 	expect_divergence(&r, &c, 5, "created pages: kernel 305, library 304; first difference at #8");
 	p->c = c;
@@ -375,11 +391,11 @@ static void test_compare_zap_order_swapped(void **state)
 	struct pair *p = *state;
 	struct kd_record r = p->r, c = p->c;
 	struct kd_rstep *s = &c.steps[5];
-	assert_true(s->nev > 20 && s->ev[10].kind == 'z' && s->ev[11].kind == 'z');
-	assert_true(s->ev[10].gfn != s->ev[11].gfn);
-	struct kd_ev t = s->ev[10];
-	s->ev[10] = s->ev[11];
-	s->ev[11] = t;
+	size_t x = nth_index(s, 'z', 10), y = nth_index(s, 'z', 11);
+	assert_true(s->ev[x].gfn != s->ev[y].gfn);
+	struct kd_ev t = s->ev[x];
+	s->ev[x] = s->ev[y];
+	s->ev[y] = t;
 	expect_divergence(&r, &c, 6, "zapped pages: kernel 305, library 305; first difference at #11");
 	/* Without sequences on one side, the comparison says so and compares the counters only. */
 	c.events = false;
@@ -488,7 +504,10 @@ static void test_trace_lines(void **state)
 	assert_int_equal(kd_trace_line(" smmu-kvmdiff-4242 [000] ..... 13.1: tracing_mark_write: smmu-kvmdiff "
 				       "step 3 line 5: delete 1\n", &ev), 0);
 	assert_int_equal(kd_trace_line(" smmu-kvmdiff-4242 [000] ..... 13.2: kvm_mmu_pagetable_walk: addr "
-				       "40000000 pferr 4 U\n", &ev), 0);
+				       "40001000 pferr 7 P|W|U\n", &ev), 1);
+	assert_int_equal(ev.kind, 'f');
+	assert_int_equal(ev.gfn, 0x40001000);
+	assert_int_equal(ev.pferr, 7);
 }
 
 /* Here the kernel backend either works or says why not; it never passes silently. */
