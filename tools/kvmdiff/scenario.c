@@ -220,8 +220,10 @@ static int parse_step(struct parser *p, struct kd_step *st)
 	case KD_MMU_PAGES:
 		if (number(p, 1, "page count", &st->b) || options(p, 2, st, " "))
 			return -1;
-		if (st->b < 1 || st->b > (1u << 30))
-			return fail(p, "mmu_pages: %llu out of range", (unsigned long long)st->b);
+		/* kvm_vm_ioctl_set_nr_mmu_pages refuses fewer than KVM_MIN_ALLOC_MMU_PAGES. */
+		if (st->b < 64 || st->b > (1u << 30))
+			return fail(p, "mmu_pages: %llu out of range 64..2^30 (KVM refuses fewer than 64)",
+				    (unsigned long long)st->b);
 		return 0;
 	case KD_SLOT:
 		if (need(p, 4) || slot_id(p, 1, false, &st->id) || number(p, 2, "gpa", &st->a) ||

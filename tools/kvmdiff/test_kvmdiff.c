@@ -87,6 +87,7 @@ static void test_parse(void **state)
 	parse_bad("map x 0x40000000 0x2000000 1\n", 1, "unknown address space 'x'");
 	parse_bad("slot 1 0x2000000 12Q\n", 1, "is not a number");
 	parse_bad("\n# nothing\n", 0, "no steps");
+	parse_bad("mmu_pages 63\n", 1, "KVM refuses fewer than 64");
 }
 
 /* ---- the builder makes the bytes smmu_gas_map makes ---------------------------------------- */
