@@ -340,8 +340,10 @@ static int counters(struct kvm *K, struct kd_rstep *rs)
 
 static int tr_write(const struct trace *t, const char *rel, const char *val)
 {
-	char path[192];
-	snprintf(path, sizeof(path), "%s/%s", t->dir, rel);
+	char path[256];
+	int len = snprintf(path, sizeof(path), "%s/%s", t->dir, rel);
+	if (len < 0 || (size_t)len >= sizeof(path))
+		return -1;
 	int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
