@@ -48,7 +48,7 @@ bool kd_step_runs_guest(const struct kd_step *st)
 
 /* What the parser knows of a slot while it reads the file. */
 struct pslot {
-	bool live, log;
+	bool live, log, ro;
 	uint64_t gpa, size;
 };
 
@@ -235,7 +235,7 @@ static int parse_step(struct parser *p, struct kd_step *st)
 			return fail(p, "slot: gpa and size must be non-zero multiples of 4 KiB");
 		if (overlap(p, st->a, st->b, -1))
 			return -1;
-		p->slots[st->id] = (struct pslot){ true, st->log, st->a, st->b };
+		p->slots[st->id] = (struct pslot){ true, st->log, st->ro, st->a, st->b };
 		return 0;
 	case KD_DELETE:
 		if (need(p, 2) || slot_id(p, 1, true, &st->id) || options(p, 2, st, " "))
@@ -275,9 +275,14 @@ static int parse_step(struct parser *p, struct kd_step *st)
 		if (st->b < 8 || st->b > 65536)
 			return fail(p, "as: pool of %llu pages: at least 8, at most 65536", (unsigned long long)st->b);
 		if (st->a) {
-			if ((st->a & 4095) || st->a < KD_SYS_BYTES || st->a + st->b * 4096 > KD_GPA_LIMIT)
-				return fail(p, "as: 'at' gpa must be 4 KiB aligned in [%#llx, %#llx)",
-					    (unsigned long long)KD_SYS_BYTES, (unsigned long long)KD_GPA_LIMIT);
+			/* The tables must be writable guest memory: KVM sets their Accessed bits. */
+			int in = -1;
+			for (int i = 0; i <= KD_MAX_SLOT_ID && in < 0; i++)
+				if (p->slots[i].live && !p->slots[i].ro && st->a >= p->slots[i].gpa &&
+				    st->a + st->b * 4096 <= p->slots[i].gpa + p->slots[i].size)
+					in = i;
+			if ((st->a & 4095) || in < 0)
+				return fail(p, "as: 'at' gpa must be 4 KiB aligned, the pool inside one writable slot");
 		} else if (p->next_pool + st->b * 4096 > KD_SYS_BYTES) {
 			return fail(p, "as: pool of %llu pages does not fit in the system area (%llu pages left)",
 				    (unsigned long long)st->b,

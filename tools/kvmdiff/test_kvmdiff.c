@@ -88,6 +88,8 @@ static void test_parse(void **state)
 	parse_bad("slot 1 0x2000000 12Q\n", 1, "is not a number");
 	parse_bad("\n# nothing\n", 0, "no steps");
 	parse_bad("mmu_pages 63\n", 1, "KVM refuses fewer than 64");
+	parse_bad("slot 1 0x2000000 64K ro\nas a 8 at 0x2000000\n", 2, "inside one writable slot");
+	parse_bad("slot 1 0x2000000 64K\nas a 32 at 0x2000000\n", 2, "inside one writable slot");
 }
 
 /* ---- the builder makes the bytes smmu_gas_map makes ---------------------------------------- */
