@@ -1,0 +1,361 @@
+/*
+ * smmu-kvmdiff — the library backend: a scenario through libshadowmmu (today's profile).
+ *
+ * The guest is the same as the kernel backend's (scenario.h), its page tables built by the same
+ * code (gpt.c) in the shape smmu_gas_map() builds. Each guest run fetches the guest
+ * program at KD_CODE_GPA and reads the mailbox at KD_MBOX_GPA, as the real guest does, before
+ * its data accesses; every access is a CPL 3 access.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <shadowmmu/shadowmmu.h>
+
+#include "backend.h"
+#include "gpt.h"
+
+struct lib {
+	const struct kd_scenario *sc;
+	const struct kd_step *st;
+	smmu_vm *vm;
+	smmu_vcpu *vcpu[KD_MAX_VCPUS];
+	int vcpu_as[KD_MAX_VCPUS];
+	struct kd_gpt gpt[KD_MAX_AS];
+	struct kd_rstep *cur; /* where the hook records events */
+	bool oom;
+	uint64_t dirty;
+	char *err;
+	size_t errlen;
+};
+
+static int lfail(struct lib *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int lfail(struct lib *L, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	kd_step_error(L->err, L->errlen, L->sc, L->st, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Called with mmu_lock held: note created and zapped pages in order. */
+static void hook(smmu_vm *vm, enum smmu_event ev, const smmu_sp *sp, void *ctx)
+{
+	struct lib *L = ctx;
+	struct smmu_sp_info info;
+	if ((ev != SMMU_EV_PAGE_CREATED && ev != SMMU_EV_PAGE_ZAPPED) || !L->cur || !sp ||
+	    smmu_sp_get_info(vm, sp, &info))
+		return;
+	if (kd_rstep_event(L->cur, ev == SMMU_EV_PAGE_CREATED ? 'c' : 'z', info.level, info.gfn, info.direct))
+		L->oom = true;
+}
+
+/* Guest memory as the host sees it: stores behind the MMU's back, as the kernel backend's
+ * stores into the slot's mmap are. Writing a guest table that a valid shadow page shadows is
+ * refused: the kernel would not notice such a write, so the two sides would part for a reason
+ * that is the scenario's, not the MMU's. */
+static bool shadowed(smmu_vm *vm, uint64_t gfn)
+{
+	bool found = false;
+	smmu_mmu_lock(vm, SMMU_SITE_USER0);
+	for (smmu_sp *sp = smmu_hash_first(vm, gfn); sp && !found; sp = smmu_hash_next(vm, sp)) {
+		struct smmu_sp_info info;
+		found = !smmu_sp_get_info(vm, sp, &info) && info.gfn == gfn && !info.direct && !info.invalid;
+	}
+	smmu_mmu_unlock(vm);
+	return found;
+}
+
+static int mem_read(void *ctx, uint64_t gpa, uint64_t *val)
+{
+	struct lib *L = ctx;
+	uint64_t *p = smmu_gfn_to_hva(L->vm, gpa >> 12);
+	if (!p)
+		return -EFAULT;
+	*val = __atomic_load_n(p + (gpa & 4095) / 8, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static int mem_write(void *ctx, uint64_t gpa, uint64_t val)
+{
+	struct lib *L = ctx;
+	uint64_t *p = smmu_gfn_to_hva(L->vm, gpa >> 12);
+	if (!p)
+		return -EFAULT;
+	if (shadowed(L->vm, gpa >> 12))
+		return -EBUSY;
+	__atomic_store_n(p + (gpa & 4095) / 8, val, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static int mem_zero(void *ctx, uint64_t gpa)
+{
+	for (uint64_t off = 0; off < 4096; off += 8) {
+		int r = mem_write(ctx, gpa + off, 0);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static int gpt_map(void *ctx, uint64_t gva, uint64_t gfn, int level, uint32_t prot)
+{
+	return kd_gpt_map(ctx, gva, gfn, level, prot);
+}
+
+/* The host builds mappings (before the guest uses those tables). */
+static int host_map(struct lib *L, int as, const struct kd_step *st)
+{
+	int r = st ? kd_layout_map(st, gpt_map, &L->gpt[as]) : kd_layout_as(&L->sc->as[as], gpt_map, &L->gpt[as]);
+	if (r == -EBUSY)
+		return lfail(L, "it writes a guest page table that is already shadowed; the kernel would "
+				"not see that host write: let the guest do it (gpte, gunmap)");
+	if (r)
+		return lfail(L, "building the guest tables: %s%s", strerror(-r),
+			     r == -ENOSPC ? " (the address space's pool is too small)" : "");
+	return 0;
+}
+
+/* One CPL 3 access as the hardware and KVM would make it: through the sptes when they allow it,
+ * else a fault; a store to a write-protected guest table is emulated. */
+static int access_one(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, uint64_t val)
+{
+	acc |= SMMU_ACC_USER;
+	for (int tries = 0; tries < 8; tries++) {
+		struct smmu_translation t;
+		int r = smmu_vcpu_translate(v, gva, acc, &t);
+		if (!r) {
+			if (acc & SMMU_ACC_WRITE)
+				__atomic_store_n((uint64_t *)t.hva, val, __ATOMIC_RELAXED);
+			return 0;
+		}
+		/* The error code the hardware would give: the SMMU_ACC_* bits are PFERR's W, U and F,
+		 * and P says the translation was present but did not allow the access. */
+		if (kd_rstep_fault(L->cur, gva, acc | (r == -EACCES ? 1u : 0)))
+			return lfail(L, "out of memory");
+		struct smmu_fault_info fi;
+		r = smmu_vcpu_fault(v, gva, acc, &fi);
+		if (r < 0)
+			return lfail(L, "smmu_vcpu_fault(%#llx): %s", (unsigned long long)gva, strerror(-r));
+		if (r == SMMU_FAULT_MMIO)
+			return 0; /* emulated: KVM_EXIT_MMIO */
+		if (r == SMMU_FAULT_GUEST_PF)
+			return lfail(L, "the guest's tables do not allow access %#x at gva %#llx (reason %d): "
+					"the real guest would take a #PF it cannot handle", acc,
+				     (unsigned long long)gva, fi.pf_reason);
+		if (r == SMMU_FAULT_MAPPED && fi.emulated_write) {
+			r = smmu_guest_write(L->vm, (fi.gfn << 12) | (gva & 4095), &val, sizeof(val));
+			return r ? lfail(L, "emulated store at %#llx: %s", (unsigned long long)gva, strerror(-r)) : 0;
+		}
+	}
+	return lfail(L, "no progress at gva %#llx after 8 faults", (unsigned long long)gva);
+}
+
+/* A guest run: vcpu_enter_guest, fetch the program, read the mailbox, then the step's work. */
+static int guest_enter(struct lib *L, int v)
+{
+	if (L->vcpu_as[v] < 0)
+		return lfail(L, "vcpu %d has no cr3 yet", v);
+	int r = smmu_vcpu_enter(L->vcpu[v]);
+	if (r)
+		return lfail(L, "smmu_vcpu_enter: %s", strerror(-r));
+	if (access_one(L, L->vcpu[v], KD_CODE_GPA, SMMU_ACC_EXEC, 0) ||
+	    access_one(L, L->vcpu[v], KD_MBOX_GPA, SMMU_ACC_READ, 0))
+		return -1;
+	return 0;
+}
+
+/* The guest stores into its own page table through its pool window. */
+static int guest_pte_store(struct lib *L, const struct kd_step *st)
+{
+	const struct kd_as *as = &L->sc->as[st->id];
+	uint64_t gva, val;
+	if (L->vcpu_as[st->vcpu] != st->id)
+		return lfail(L, "vcpu %d does not run in address space '%s' (cr3 first)", st->vcpu, as->name);
+	if (kd_guest_store(&L->gpt[st->id], as, st, &gva, &val))
+		return lfail(L, "gva %#llx has no such entry in '%s'", (unsigned long long)st->a, as->name);
+	if (guest_enter(L, st->vcpu))
+		return -1;
+	return access_one(L, L->vcpu[st->vcpu], gva, SMMU_ACC_WRITE, val);
+}
+
+static int step(struct lib *L, const struct kd_step *st)
+{
+	int r = 0;
+	struct smmu_memslot_info mi;
+	switch (st->op) {
+	case KD_VCPUS:
+		return 0; /* created up front */
+	case KD_MMU_PAGES:
+		r = smmu_vm_set_max_mmu_pages(L->vm, st->b);
+		break;
+	case KD_SLOT:
+		r = smmu_memslot_create(L->vm, st->id, st->a >> 12, st->b >> 12,
+					(st->log ? SMMU_MEM_LOG_DIRTY_PAGES : 0) | (st->ro ? SMMU_MEM_READONLY : 0));
+		break;
+	case KD_DELETE:
+		r = smmu_memslot_delete(L->vm, st->id);
+		break;
+	case KD_MOVE:
+		r = smmu_memslot_move(L->vm, st->id, st->a >> 12);
+		break;
+	case KD_FLAGS:
+		if (!(r = smmu_memslot_get(L->vm, st->id, &mi)))
+			r = smmu_memslot_set_flags(L->vm, st->id, (mi.flags & ~(uint32_t)SMMU_MEM_LOG_DIRTY_PAGES) |
+								   (st->log ? SMMU_MEM_LOG_DIRTY_PAGES : 0));
+		break;
+	case KD_AS: {
+		struct kd_mem mem = { L, mem_read, mem_write, mem_zero };
+		if ((r = kd_gpt_init(&L->gpt[st->id], &mem, st->a >> 12, st->b)))
+			break;
+		return host_map(L, st->id, NULL);
+	}
+	case KD_MAP:
+		return host_map(L, st->id, st);
+	case KD_CR3:
+		r = smmu_vcpu_set_cr3(L->vcpu[st->vcpu], L->sc->as[st->id].pool_gpa);
+		if (!r)
+			L->vcpu_as[st->vcpu] = st->id;
+		break;
+	case KD_TOUCH:
+		if (guest_enter(L, st->vcpu))
+			return -1;
+		for (uint64_t i = 0; i < st->b; i++)
+			if (access_one(L, L->vcpu[st->vcpu], st->a + i * st->c,
+				       st->write ? SMMU_ACC_WRITE : SMMU_ACC_READ, 0))
+				return -1;
+		return 0;
+	case KD_GPTE:
+	case KD_GCLEAR:
+		return guest_pte_store(L, st);
+	case KD_INVALIDATE:
+		if (!(r = smmu_memslot_get(L->vm, st->id, &mi))) {
+			char *start = (char *)mi.hva + st->a;
+			int64_t n = smmu_mmu_notifier_invalidate_range(L->vm, start, start + st->b);
+			r = n < 0 ? (int)n : 0;
+		}
+		break;
+	case KD_DIRTYLOG: {
+		if ((r = smmu_memslot_get(L->vm, st->id, &mi)))
+			break;
+		size_t words = (mi.npages + 63) / 64;
+		uint64_t *bm = calloc(words, sizeof(*bm));
+		if (!bm)
+			return lfail(L, "out of memory");
+		int64_t n = smmu_memslot_get_dirty_log(L->vm, st->id, bm, words);
+		free(bm);
+		if (n >= 0)
+			L->dirty = (uint64_t)n;
+		r = n < 0 ? (int)n : 0;
+		break;
+	}
+	}
+	return r ? lfail(L, "%s", strerror(-r)) : 0;
+}
+
+/* The counters after a step, by KVM's names; the library has no unsync pages and no flood
+ * detection, so mmu_unsync and mmu_flooded stay absent. */
+static void counters(struct lib *L, struct kd_rstep *s)
+{
+	struct smmu_vm_counters c;
+	smmu_vm_get_counters(L->vm, &c);
+	uint64_t pages_4k = 0;
+	smmu_mmu_lock(L->vm, SMMU_SITE_USER0);
+	for (smmu_sp *sp = smmu_active_first(L->vm); sp; sp = smmu_active_next(L->vm, sp)) {
+		struct smmu_sp_info info;
+		if (!smmu_sp_get_info(L->vm, sp, &info) && info.level == 1)
+			pages_4k += info.n_present; /* every spte of a level-1 table is a 4 KiB leaf */
+	}
+	smmu_mmu_unlock(L->vm);
+	const struct {
+		enum kd_ctr c;
+		uint64_t v;
+	} have[] = {
+		{ KD_C_MMU_CACHE_MISS, c.pages_created }, { KD_C_MMU_SHADOW_ZAPPED, c.pages_zapped },
+		{ KD_C_MMU_RECYCLED, c.pages_recycled },  { KD_C_PF_FIXED, c.faults_fixed },
+		{ KD_C_PAGES_4K, pages_4k },              { KD_C_PAGES_2M, c.lpages },
+		{ KD_C_MMU_PTE_WRITE, c.pte_writes },     { KD_C_REMOTE_TLB_FLUSH, c.remote_tlb_flushes },
+		{ KD_C_DIRTY_PAGES, L->dirty },
+	};
+	for (size_t i = 0; i < sizeof(have) / sizeof(have[0]); i++) {
+		s->ctr[have[i].c] = have[i].v;
+		s->have[have[i].c] = true;
+	}
+}
+
+static int audit(struct lib *L)
+{
+	struct smmu_violation v[8];
+	struct smmu_audit_report rep = { .v = v, .cap = 8 };
+	long n = smmu_audit(L->vm, &rep);
+	if (n < 0)
+		return lfail(L, "smmu_audit: %s", strerror((int)-n));
+	if (n > 0) {
+		smmu_audit_print(stderr, &rep);
+		return lfail(L, "the audit found %ld violation(s) after this step", n);
+	}
+	return 0;
+}
+
+int kd_lib_run(const struct kd_scenario *sc, struct kd_record *rec, bool do_audit, char *err, size_t errlen)
+{
+	struct lib L = { .sc = sc, .err = err, .errlen = errlen };
+	struct smmu_vm_config cfg;
+	int r, rc = -1;
+
+	memset(rec, 0, sizeof(*rec));
+	kd_record_header(rec, "library", sc->name);
+	rec->events = true; /* the hook sees every page created and zapped */
+	kd_record_note(rec, "libshadowmmu %d.%d.%d, shadow mode, profile linux-today, flush fast-zap",
+		       SMMU_VERSION_MAJOR, SMMU_VERSION_MINOR, SMMU_VERSION_PATCH);
+	smmu_vm_config_default(&cfg);
+	cfg.mode = SMMU_MODE_SHADOW;
+	cfg.profile = SMMU_PROFILE_LINUX_TODAY;
+	cfg.flush_strategy = SMMU_FLUSH_FAST_ZAP; /* kvm_mmu_zap_all_fast: today's slot flush */
+	if ((r = smmu_vm_create(&cfg, &L.vm)))
+		return lfail(&L, "smmu_vm_create: %s", strerror(-r));
+	if ((r = smmu_memslot_create(L.vm, KD_SYS_SLOT, 0, KD_SYS_BYTES >> 12, 0))) {
+		lfail(&L, "system slot: %s", strerror(-r));
+		goto out;
+	}
+	for (int v = 0; v < sc->nvcpus; v++) {
+		L.vcpu_as[v] = -1;
+		if ((r = smmu_vcpu_create(L.vm, &L.vcpu[v]))) {
+			lfail(&L, "smmu_vcpu_create: %s", strerror(-r));
+			goto out;
+		}
+	}
+	smmu_set_hook(L.vm, hook, &L);
+	for (size_t i = 0; i < sc->nsteps; i++) {
+		L.st = &sc->steps[i];
+		if (!(L.cur = kd_record_step(rec, L.st->line, L.st->text))) {
+			lfail(&L, "out of memory");
+			goto out;
+		}
+		uint64_t t0 = kd_now_ns();
+		r = step(&L, L.st);
+		L.cur->ns = kd_now_ns() - t0;
+		if (r)
+			goto out;
+		if (L.oom) {
+			lfail(&L, "out of memory recording events");
+			goto out;
+		}
+		counters(&L, L.cur);
+		if (do_audit && audit(&L))
+			goto out;
+	}
+	rc = 0;
+out:
+	L.cur = NULL;
+	smmu_set_hook(L.vm, NULL, NULL);
+	smmu_vm_destroy(L.vm);
+	if (rc)
+		kd_record_free(rec);
+	return rc;
+}

@@ -1,0 +1,242 @@
+/*
+ * smmu-kvmdiff — does libshadowmmu do what this kernel's shadow MMU does?
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: smmu-kvmdiff [options] SCENARIO...\n"
+		"Runs each scenario on this kernel's KVM (a real guest on /dev/kvm) and through libshadowmmu,\n"
+		"and compares them step by step: KVM's stat counters, the shadow pages created and zapped.\n"
+		"\n"
+		"  (no option)      live: kernel and library now, compared\n"
+		"  --record DIR     also save the kernel's results as DIR/NAME.rec (golden records)\n"
+		"  --golden DIR     compare the library with DIR/NAME.rec instead of a live kernel run;\n"
+		"                   with --live, also compare a live kernel run with the record\n"
+		"  --live           with --golden: rerun on the kernel too\n"
+		"  --library        run the library only (no comparison); with --audit, audit every step\n"
+		"  --audit          audit the library's state after every step (any violation fails)\n"
+		"  --dump FILE      write the library's record to FILE (one scenario)\n"
+		"  --compare A B    compare two record files (A as the kernel's) and exit\n"
+		"  --check          say whether the kernel backend and its tracing can run here, and exit\n"
+		"                   (0 both, 77 not)\n"
+		"  --help\n"
+		"\n"
+		"Exit status: 0 every comparison matched; 1 a divergence or an error; 77 nothing could be\n"
+		"compared here (no usable /dev/kvm, no golden record), with the reason on stdout.\n"
+		"Scenario format, record format and what is compared: tools/kvmdiff/README.md.\n");
+}
+
+struct opts {
+	const char *record_dir, *golden_dir, *dump;
+	bool live, library, audit;
+};
+
+struct tally {
+	int compared, matched, skipped, failed;
+};
+
+/* Compare and count. @return 1 on a divergence, else 0. */
+static int tally_compare(struct tally *t, const struct kd_record *want, const struct kd_record *got)
+{
+	t->compared++;
+	if (kd_compare(stdout, want, got))
+		return 1;
+	t->matched++;
+	return 0;
+}
+
+static void rec_path(char *buf, size_t len, const char *dir, const char *name)
+{
+	snprintf(buf, len, "%s/%s.rec", dir, name);
+}
+
+static int one(const struct opts *o, const char *path, struct tally *t)
+{
+	char err[2048];
+	struct kd_scenario sc;
+	struct kd_record lib = { 0 }, kern = { 0 }, gold = { 0 };
+	int rc = 0;
+	if (kd_scenario_load(path, &sc, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		t->failed++;
+		return 1;
+	}
+	if (kd_lib_run(&sc, &lib, o->audit, err, sizeof(err))) {
+		fprintf(stderr, "library: %s\n", err);
+		t->failed++;
+		rc = 1;
+		goto out;
+	}
+	if (o->dump && kd_record_save(o->dump, &lib)) {
+		fprintf(stderr, "%s: %s\n", o->dump, strerror(errno));
+		t->failed++;
+		rc = 1;
+		goto out;
+	}
+	if (o->library) {
+		const struct kd_rstep *s = &lib.steps[lib.nsteps - 1];
+		printf("%s: library ran %zu steps%s; at the end %" PRIu64 " pages created, %" PRIu64
+		       " zapped, %" PRIu64 " pf_fixed\n",
+		       sc.name, lib.nsteps, o->audit ? ", audit clean after each" : "", s->ctr[KD_C_MMU_CACHE_MISS],
+		       s->ctr[KD_C_MMU_SHADOW_ZAPPED], s->ctr[KD_C_PF_FIXED]);
+		goto out;
+	}
+	bool want_kernel = !o->golden_dir || o->live;
+	bool have_kernel = false;
+	if (want_kernel) {
+		int r = kd_kvm_run(&sc, &kern, err, sizeof(err));
+		if (r == KD_EXIT_SKIP) {
+			printf("%s: SKIP live run: %s\n", sc.name, err);
+		} else if (r) {
+			fprintf(stderr, "kernel: %s\n", err);
+			t->failed++;
+			rc = 1;
+			goto out;
+		} else {
+			have_kernel = true;
+			for (size_t i = 0; i < kern.nnotes; i++)
+				printf("%s: kernel note: %s\n", sc.name, kern.notes[i]);
+		}
+	}
+	if (have_kernel && o->record_dir) {
+		char rp[1024];
+		rec_path(rp, sizeof(rp), o->record_dir, sc.name);
+		if (kd_record_save(rp, &kern)) {
+			fprintf(stderr, "%s: %s\n", rp, strerror(errno));
+			t->failed++;
+			rc = 1;
+			goto out;
+		}
+		printf("%s: recorded %s\n", sc.name, rp);
+	}
+	bool have_gold = false;
+	if (o->golden_dir) {
+		char rp[1024];
+		rec_path(rp, sizeof(rp), o->golden_dir, sc.name);
+		int r = kd_record_load(rp, &gold, err, sizeof(err));
+		if (r == -2) {
+			printf("%s: SKIP: no golden record: none taken on a kernel with a usable /dev/kvm yet "
+			       "(%s)\n", sc.name, rp);
+		} else if (r) {
+			fprintf(stderr, "%s\n", err);
+			t->failed++;
+			rc = 1;
+			goto out;
+		} else {
+			have_gold = true;
+		}
+	}
+	if (have_gold)
+		rc |= tally_compare(t, &gold, &lib);
+	if (have_kernel) {
+		rc |= tally_compare(t, &kern, &lib);
+		if (have_gold) {
+			printf("%s: live kernel against the golden record:\n", sc.name);
+			rc |= tally_compare(t, &gold, &kern);
+		}
+	}
+	if (!have_gold && !have_kernel)
+		t->skipped++;
+out:
+	kd_record_free(&lib);
+	kd_record_free(&kern);
+	kd_record_free(&gold);
+	kd_scenario_free(&sc);
+	return rc;
+}
+
+static int compare_files(const char *a, const char *b)
+{
+	char err[1024];
+	struct kd_record ra, rb;
+	if (kd_record_load(a, &ra, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (kd_record_load(b, &rb, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		kd_record_free(&ra);
+		return 1;
+	}
+	int r = kd_compare(stdout, &ra, &rb);
+	kd_record_free(&ra);
+	kd_record_free(&rb);
+	return r ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "record", required_argument, 0, 'r' }, { "golden", required_argument, 0, 'g' },
+		{ "live", no_argument, 0, 'l' },         { "library", no_argument, 0, 'L' },
+		{ "audit", no_argument, 0, 'a' },        { "dump", required_argument, 0, 'd' },
+		{ "compare", no_argument, 0, 'c' },      { "help", no_argument, 0, 'h' },
+		{ "check", no_argument, 0, 'k' },
+		{ 0, 0, 0, 0 },
+	};
+	struct opts o = { 0 };
+	bool compare = false, check = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'r': o.record_dir = optarg; break;
+		case 'g': o.golden_dir = optarg; break;
+		case 'l': o.live = true; break;
+		case 'L': o.library = true; break;
+		case 'a': o.audit = true; break;
+		case 'd': o.dump = optarg; break;
+		case 'c': compare = true; break;
+		case 'k': check = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (check) {
+		char why[1024], tr[512];
+		int k = kd_kvm_probe(why, sizeof(why));
+		int t = kd_trace_check(tr, sizeof(tr));
+		printf("kernel backend: %s\n", k ? why : why[0] ? why : "usable");
+		printf("tracing: %s\n", tr);
+		return k || t ? KD_EXIT_SKIP : 0;
+	}
+	if (compare) {
+		if (argc - optind != 2) {
+			fprintf(stderr, "--compare takes two record files\n");
+			return 1;
+		}
+		return compare_files(argv[optind], argv[optind + 1]);
+	}
+	if (optind == argc) {
+		usage(stderr);
+		return 1;
+	}
+	if (o.dump && argc - optind != 1) {
+		fprintf(stderr, "--dump takes one scenario\n");
+		return 1;
+	}
+	if (o.record_dir && o.golden_dir) {
+		fprintf(stderr, "--record and --golden do not go together\n");
+		return 1;
+	}
+	struct tally t = { 0 };
+	int rc = 0;
+	for (int i = optind; i < argc; i++)
+		rc |= one(&o, argv[i], &t);
+	if (!o.library)
+		printf("smmu-kvmdiff: %d scenario(s): %d compared, %d matched, %d skipped, %d failed to run\n",
+		       argc - optind, t.compared, t.matched, t.skipped, t.failed);
+	if (rc)
+		return 1;
+	return !o.library && t.compared == 0 ? KD_EXIT_SKIP : 0;
+}
