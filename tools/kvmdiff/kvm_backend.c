@@ -316,6 +316,7 @@ static int counters(struct kvm *K, struct kd_rstep *rs)
 		{ KD_C_PAGES_2M, "pages_2m" },             { KD_C_MMU_PTE_WRITE, "mmu_pte_write" },
 		{ KD_C_MMU_UNSYNC, "mmu_unsync" },         { KD_C_MMU_FLOODED, "mmu_flooded" },
 		{ KD_C_REMOTE_TLB_FLUSH, "remote_tlb_flush" },
+		{ KD_C_REMOTE_TLB_FLUSH_REQUESTS, "remote_tlb_flush_requests" },
 	};
 	if (kd_stats_read(&K->vmstats))
 		return kfail(K, "reading the VM's binary stats failed");

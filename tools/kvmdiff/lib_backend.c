@@ -279,7 +279,11 @@ static void counters(struct lib *L, struct kd_rstep *s)
 		{ KD_C_MMU_CACHE_MISS, c.pages_created }, { KD_C_MMU_SHADOW_ZAPPED, c.pages_zapped },
 		{ KD_C_MMU_RECYCLED, c.pages_recycled },  { KD_C_PF_FIXED, c.faults_fixed },
 		{ KD_C_PAGES_4K, pages_4k },              { KD_C_PAGES_2M, c.lpages },
-		{ KD_C_MMU_PTE_WRITE, c.pte_writes },     { KD_C_REMOTE_TLB_FLUSH, c.remote_tlb_flushes },
+		{ KD_C_MMU_PTE_WRITE, c.pte_writes },
+		/* The library counts every kvm_flush_remote_tlbs call: KVM's remote_tlb_flush_requests.
+		 * KVM's remote_tlb_flush counts only the calls that kicked a vCPU in guest mode, which
+		 * the library does not count: absent. */
+		{ KD_C_REMOTE_TLB_FLUSH_REQUESTS, c.remote_tlb_flushes },
 		{ KD_C_DIRTY_PAGES, L->dirty },
 	};
 	for (size_t i = 0; i < sizeof(have) / sizeof(have[0]); i++) {

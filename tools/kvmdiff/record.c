@@ -17,6 +17,7 @@ static const char *const ctr_names[KD_NCTR] = {
 	[KD_C_PAGES_4K] = "pages_4k",             [KD_C_PAGES_2M] = "pages_2m",
 	[KD_C_MMU_PTE_WRITE] = "mmu_pte_write",   [KD_C_MMU_UNSYNC] = "mmu_unsync",
 	[KD_C_MMU_FLOODED] = "mmu_flooded",       [KD_C_REMOTE_TLB_FLUSH] = "remote_tlb_flush",
+	[KD_C_REMOTE_TLB_FLUSH_REQUESTS] = "remote_tlb_flush_requests",
 	[KD_C_DIRTY_PAGES] = "dirty_pages",
 };
 

@@ -40,7 +40,8 @@ enum kd_ctr {
 	KD_C_MMU_PTE_WRITE,
 	KD_C_MMU_UNSYNC,
 	KD_C_MMU_FLOODED,
-	KD_C_REMOTE_TLB_FLUSH,
+	KD_C_REMOTE_TLB_FLUSH, /* kvm_flush_remote_tlbs calls that kicked a vCPU in guest mode */
+	KD_C_REMOTE_TLB_FLUSH_REQUESTS, /* kvm_flush_remote_tlbs calls */
 	KD_C_DIRTY_PAGES,     /* pages the last dirtylog step returned (the harness's) */
 	KD_NCTR
 };
