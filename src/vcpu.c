@@ -22,6 +22,19 @@ void vcpu_tlb_flush(struct smmu_vcpu *v)
 	v->stat.tlb_flushes++;
 }
 
+/* The smallest id no vCPU of @vm has: ids stay fixed for life, as kvm_vcpu.vcpu_id does, and
+ * are reused after a destroy. Caller holds mmu_lock (which protects the vCPU array). */
+static int lowest_free_id(const struct smmu_vm *vm)
+{
+	uint64_t used[SMMU_MAX_VCPUS / 64] = { 0 };
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		used[vm->vcpus[i]->id / 64] |= 1ull << (vm->vcpus[i]->id % 64);
+	int id = 0;
+	while (used[id / 64] & (1ull << (id % 64)))
+		id++;
+	return id;
+}
+
 SMMU_API int smmu_vcpu_create(smmu_vm *vm, smmu_vcpu **out)
 {
 	if (!vm || !out)
@@ -42,7 +55,7 @@ SMMU_API int smmu_vcpu_create(smmu_vm *vm, smmu_vcpu **out)
 	if (vm->nr_vcpus == SMMU_MAX_VCPUS) {
 		r = -ENOSPC;
 	} else {
-		v->id = vm->nr_vcpus;
+		v->id = lowest_free_id(vm);
 		vm->vcpus[vm->nr_vcpus++] = v;
 	}
 	vm_unlock(vm);
@@ -67,8 +80,8 @@ SMMU_API void smmu_vcpu_destroy(smmu_vcpu *v)
 	kvm_mmu_commit_zap_page(vm, &invalid_list);
 	for (int i = 0; i < vm->nr_vcpus; i++) {
 		if (vm->vcpus[i] == v) {
+			/* The last one takes the slot; ids do not change (kvm_vcpu.vcpu_id is fixed). */
 			vm->vcpus[i] = vm->vcpus[--vm->nr_vcpus];
-			vm->vcpus[i]->id = i;
 			break;
 		}
 	}

@@ -22,7 +22,11 @@ SMMU_API int smmu_vcpu_create(smmu_vm *vm, smmu_vcpu **out);
 /** Drop the vCPU's root and free it (kvm_arch_vcpu_destroy). NULL is ignored. */
 SMMU_API void smmu_vcpu_destroy(smmu_vcpu *vcpu);
 
-/** The vCPU's index in its VM (0, 1, ...). -EINVAL for NULL. */
+/**
+ * The vCPU's id in its VM: the smallest id (0, 1, ...) no other vCPU had when it was created;
+ * fixed for the vCPU's life (kvm_vcpu.vcpu_id), other vCPUs' destruction does not change it.
+ * @return the id, or -EINVAL for NULL.
+ */
 SMMU_API int smmu_vcpu_id(const smmu_vcpu *vcpu);
 
 /**
