@@ -5,6 +5,17 @@
  * are posted to it by other threads and processed at its next entry: the start of its next
  * fault, access or smmu_vcpu_enter().
  *
+ * Guest mode (kvm_vcpu.mode): a vCPU is in guest mode while smmu_vcpu_read/write use its TLB,
+ * from the entry (requests processed, then checked again after the mode is set, as
+ * vcpu_enter_guest does) to the end of the copy. Faults run outside it, and so does a walk of
+ * the shadow root (it takes mmu_lock in this model); the vCPU enters again before the walk lets
+ * the lock go, so that the walk and the access through it are one step, as in hardware. A
+ * request from another thread (every TLB flush and MMU reload, made under mmu_lock) kicks each
+ * vCPU in guest mode and waits until it has left guest mode, as KVM's IPI with
+ * KVM_REQUEST_WAIT does: when the flush returns, no vCPU uses a TLB entry it removed. A vCPU
+ * outside guest mode is not waited for. The time spent waiting is the request_wait figure of
+ * smmu_site_stats.
+ *
  * SPDX-License-Identifier: MIT
  */
 #ifndef SHADOWMMU_VCPU_H
@@ -101,9 +112,9 @@ SMMU_API int smmu_vcpu_translate(smmu_vcpu *vcpu, smmu_gva_t addr, uint32_t acce
 				 struct smmu_translation *out);
 
 /**
- * Access guest memory as the vCPU would: process requests, look up the vCPU's TLB, else walk
- * the shadow root and fill the TLB, else fault and retry; a write to a write-protected guest
- * page table is emulated through smmu_guest_write. May cross pages.
+ * Access guest memory as the vCPU would: process requests, enter guest mode and look up the
+ * vCPU's TLB, else walk the shadow root and fill the TLB, else fault and retry; a write to a
+ * write-protected guest page table is emulated through smmu_guest_write. May cross pages.
  * @return 0; -EINVAL (NULL vcpu or buffer, a range the vCPU cannot address: non-canonical or no
  *         CR3 in shadow mode, beyond 2^52 in direct mode; nothing counted); -EFAULT (the guest's
  *         tables deny it, or MMIO); -ENOMEM; -EAGAIN (no progress after repeated faults).
