@@ -113,7 +113,7 @@ static smmu_vm *two_vcpus(bool log, smmu_vcpu **v, smmu_vcpu **idle)
 
 enum requester { REQ_FLUSH, REQ_RELOAD, REQ_DIRTY_LOG };
 
-/* Make one request of @kind while vCPU @v is held in guest mode; @site is where it is counted. */
+/* Make one request of @kind; returns the lock site it is counted at. */
 static enum smmu_site make_request(smmu_vm *vm, enum requester kind)
 {
 	uint64_t bm[1];
