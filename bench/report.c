@@ -123,6 +123,7 @@ static void write_json(FILE *f, const struct run_result *x)
 	json_u64(f, "remote_flushes", x->remote_flushes);
 	json_u64(f, "site_remote_flushes", x->site_flushes);
 	json_u64(f, "site_remote_flush_ns", x->site_flush_ns);
+	json_hist(f, "site_request_wait_ns", &x->request_wait, false);
 	json_u64(f, "reload_requests", x->reload_requests);
 	json_u64(f, "vcpu_faults", x->faults_during);
 	json_u64(f, "vcpu_faults_mapped", x->mapped_during);

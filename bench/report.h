@@ -52,6 +52,7 @@ struct run_result {
 	uint64_t remote_flushes; /* counters.remote_tlb_flushes delta */
 	uint64_t site_flushes;   /* flushes made while the zapping site held the lock */
 	uint64_t site_flush_ns;  /* the time those flushes took */
+	struct hist5 request_wait; /* the zapping site's requests that waited for vCPUs in guest mode */
 	uint64_t reload_requests;
 	uint64_t faults_during, mapped_during, created_during, retries_during, errors_during;
 	uint64_t sp_bytes, rmap_bytes, lpage_bytes;

@@ -145,6 +145,7 @@ static void fill_site(struct run_result *x, const struct smmu_site_stats *s)
 	x->handoffs = s->handoffs;
 	x->site_flushes = s->remote_flushes;
 	x->site_flush_ns = s->remote_flush_ns;
+	x->request_wait = to_hist5(&s->request_wait);
 }
 
 static void fill_vcpus(struct run_result *x, smmu_vm *vm, const struct contention *c)

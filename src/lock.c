@@ -95,6 +95,7 @@ void mmu_lock_stats_reset(struct mmu_lock *l)
 		l->sites[i].handoffs = 0;
 		l->sites[i].remote_flushes = 0;
 		l->sites[i].remote_flush_ns = 0;
+		hist_reset(&l->sites[i].request_wait);
 	}
 }
 

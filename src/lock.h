@@ -29,6 +29,9 @@ struct lock_site {
 	uint64_t breaks, handoffs;
 	uint64_t remote_flushes; /* counted by the MMU, which flushes only under the lock */
 	uint64_t remote_flush_ns;
+	/* Remote requests made while the site held the lock that waited for vCPUs in guest mode:
+	 * the time from the kicks to the last acknowledgment (recorded by the MMU). */
+	struct histogram request_wait;
 };
 
 struct mmu_lock {

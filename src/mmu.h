@@ -111,6 +111,15 @@ struct smmu_sp {
 #define KVM_REQ_TLB_FLUSH (1u << 0)
 #define KVM_REQ_MMU_RELOAD (1u << 1)
 
+/*
+ * vcpu->mode (kvm_vcpu.mode). The low two bits are the mode; the bits above count the vCPU's
+ * exits from guest mode, so that a requester can tell a kicked vCPU has left guest mode even if
+ * it has entered again since (the acknowledgment of KVM's IPI). Only the vCPU's own thread
+ * enters and exits; another thread only turns IN_GUEST_MODE into EXITING_GUEST_MODE (the kick).
+ */
+enum { OUTSIDE_GUEST_MODE = 0, IN_GUEST_MODE = 1, EXITING_GUEST_MODE = 2, VCPU_MODE_MASK = 3 };
+#define VCPU_MODE_EXIT_SHIFT 2
+
 #define MMU_CACHE_CAP 40
 struct mmu_cache {
 	int n;
@@ -130,8 +139,10 @@ struct tlb_entry {
 
 struct smmu_vcpu {
 	smmu_vm *vm;
-	int id;
+	int id;                     /* fixed for life (kvm_vcpu.vcpu_id) */
 	_Atomic uint32_t requests;
+	_Atomic uint32_t mode;      /* OUTSIDE/IN/EXITING_GUEST_MODE and the exit count, see above */
+	uint32_t kick_mode;         /* mode word a requester's kick saw; protected by mmu_lock */
 	smmu_gpa_t cr3;
 	bool has_cr3;
 	struct smmu_sp *root;       /* root_hpa; protected by mmu_lock */
@@ -170,6 +181,10 @@ struct smmu_vm {
 	struct table_pool tables;
 	smmu_hook_fn hook;
 	void *hook_ctx;
+	/* Test hook: called by a vCPU's thread in guest mode, before each access through its TLB.
+	 * Set at a quiescent point; it must not take mmu_lock (a requester may hold it and wait). */
+	void (*guest_mode_hook)(struct smmu_vcpu *v, void *ctx);
+	void *guest_mode_hook_ctx;
 	bool audit_every_op;
 	bool destroying;
 	struct smmu_vm_counters stat;   /* counters; live fields computed on read */

@@ -6,6 +6,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 
 #include "mmu.h"
@@ -315,7 +316,65 @@ smmu_gfn_t kvm_mmu_page_get_gfn(const struct smmu_sp *sp, int index)
 
 void vcpu_make_request(struct smmu_vcpu *v, uint32_t req)
 {
-	atomic_fetch_or_explicit(&v->requests, req, memory_order_release);
+	/* Sequentially consistent, as the mode read that follows: the vCPU stores its mode, then
+	 * reads its requests (vcpu_enter_guest), so one of the two sides sees the other. */
+	atomic_fetch_or_explicit(&v->requests, req, memory_order_seq_cst);
+}
+
+/* kvm_vcpu_exiting_guest_mode: the kick. IN_GUEST_MODE becomes EXITING_GUEST_MODE; returns the
+ * mode word found. */
+static uint32_t kvm_vcpu_exiting_guest_mode(struct smmu_vcpu *v)
+{
+	uint32_t m = atomic_load_explicit(&v->mode, memory_order_seq_cst);
+	while ((m & VCPU_MODE_MASK) == IN_GUEST_MODE &&
+	       !atomic_compare_exchange_weak_explicit(&v->mode, &m, (m & ~(uint32_t)VCPU_MODE_MASK) | EXITING_GUEST_MODE,
+						      memory_order_seq_cst, memory_order_seq_cst))
+		;
+	return m;
+}
+
+/* Wait for the IPI's acknowledgment: the vCPU has left guest mode since the kick saw @kicked. */
+static void vcpu_wait_exit(struct smmu_vcpu *v, uint32_t kicked)
+{
+	unsigned spins = 0;
+	while ((atomic_load_explicit(&v->mode, memory_order_acquire) >> VCPU_MODE_EXIT_SHIFT) ==
+	       kicked >> VCPU_MODE_EXIT_SHIFT) {
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause();
+#endif
+		if ((++spins & 127) == 0)
+			sched_yield(); /* the vCPU's thread may need this core */
+	}
+}
+
+/*
+ * kvm_make_all_cpus_request with KVM_REQUEST_WAIT (today), make_all_cpus_request (3.11, which
+ * always waits): post @req to every vCPU, kick those in guest mode (or already exiting it), then
+ * wait until each of them has left guest mode. A vCPU outside guest mode is not waited for: it
+ * sees the request before it enters again. Both eras wait for TLB flushes and MMU reloads.
+ */
+static void kvm_make_all_cpus_request(struct smmu_vm *vm, uint32_t req, struct lock_site *site)
+{
+	bool kicked = false;
+	for (int i = 0; i < vm->nr_vcpus; i++) {
+		struct smmu_vcpu *v = vm->vcpus[i];
+		vcpu_make_request(v, req);
+		v->kick_mode = kvm_vcpu_exiting_guest_mode(v);
+		kicked |= (v->kick_mode & VCPU_MODE_MASK) != OUTSIDE_GUEST_MODE;
+	}
+	if (!kicked)
+		return;
+#if SMMU_LOCK_STATS
+	uint64_t t0 = smmu_now_ns();
+#endif
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		if ((vm->vcpus[i]->kick_mode & VCPU_MODE_MASK) != OUTSIDE_GUEST_MODE)
+			vcpu_wait_exit(vm->vcpus[i], vm->vcpus[i]->kick_mode);
+#if SMMU_LOCK_STATS
+	hist_record(&site->request_wait, smmu_now_ns() - t0);
+#else
+	(void)site;
+#endif
 }
 
 void kvm_flush_remote_tlbs(struct smmu_vm *vm, uint32_t skip_point)
@@ -329,8 +388,7 @@ void kvm_flush_remote_tlbs(struct smmu_vm *vm, uint32_t skip_point)
 #endif
 	atomic_fetch_add_explicit(&vm->remote_flushes, 1, memory_order_relaxed);
 	site->remote_flushes++;
-	for (int i = 0; i < vm->nr_vcpus; i++)
-		vcpu_make_request(vm->vcpus[i], KVM_REQ_TLB_FLUSH);
+	kvm_make_all_cpus_request(vm, KVM_REQ_TLB_FLUSH, site);
 #if SMMU_LOCK_STATS
 	site->remote_flush_ns += smmu_now_ns() - t0;
 #endif
@@ -338,7 +396,7 @@ void kvm_flush_remote_tlbs(struct smmu_vm *vm, uint32_t skip_point)
 
 void kvm_reload_remote_mmus(struct smmu_vm *vm)
 {
+	lockdep_assert_held(&vm->mmu_lock);
 	atomic_fetch_add_explicit(&vm->reload_requests, 1, memory_order_relaxed);
-	for (int i = 0; i < vm->nr_vcpus; i++)
-		vcpu_make_request(vm->vcpus[i], KVM_REQ_MMU_RELOAD);
+	kvm_make_all_cpus_request(vm, KVM_REQ_MMU_RELOAD, &vm->mmu_lock.sites[vm->mmu_lock.site]);
 }

@@ -27,6 +27,7 @@ SMMU_API int smmu_stats_get(const smmu_vm *vm, enum smmu_site site, struct smmu_
 	out->handoffs = s->handoffs;
 	out->remote_flushes = s->remote_flushes;
 	out->remote_flush_ns = s->remote_flush_ns;
+	hist_summarize(&s->request_wait, &out->request_wait);
 	return 0;
 }
 

@@ -22,6 +22,19 @@ void vcpu_tlb_flush(struct smmu_vcpu *v)
 	v->stat.tlb_flushes++;
 }
 
+/* The smallest id no vCPU of @vm has: ids stay fixed for life, as kvm_vcpu.vcpu_id does, and
+ * are reused after a destroy. Caller holds mmu_lock (which protects the vCPU array). */
+static int lowest_free_id(const struct smmu_vm *vm)
+{
+	uint64_t used[SMMU_MAX_VCPUS / 64] = { 0 };
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		used[vm->vcpus[i]->id / 64] |= 1ull << (vm->vcpus[i]->id % 64);
+	int id = 0;
+	while (used[id / 64] & (1ull << (id % 64)))
+		id++;
+	return id;
+}
+
 SMMU_API int smmu_vcpu_create(smmu_vm *vm, smmu_vcpu **out)
 {
 	if (!vm || !out)
@@ -42,7 +55,7 @@ SMMU_API int smmu_vcpu_create(smmu_vm *vm, smmu_vcpu **out)
 	if (vm->nr_vcpus == SMMU_MAX_VCPUS) {
 		r = -ENOSPC;
 	} else {
-		v->id = vm->nr_vcpus;
+		v->id = lowest_free_id(vm);
 		vm->vcpus[vm->nr_vcpus++] = v;
 	}
 	vm_unlock(vm);
@@ -67,8 +80,8 @@ SMMU_API void smmu_vcpu_destroy(smmu_vcpu *v)
 	kvm_mmu_commit_zap_page(vm, &invalid_list);
 	for (int i = 0; i < vm->nr_vcpus; i++) {
 		if (vm->vcpus[i] == v) {
+			/* The last one takes the slot; ids do not change (kvm_vcpu.vcpu_id is fixed). */
 			vm->vcpus[i] = vm->vcpus[--vm->nr_vcpus];
-			vm->vcpus[i]->id = i;
 			break;
 		}
 	}
@@ -105,6 +118,42 @@ void vcpu_process_requests(struct smmu_vcpu *v)
 	}
 	if (req & (KVM_REQ_TLB_FLUSH | KVM_REQ_MMU_RELOAD))
 		vcpu_tlb_flush(v);
+}
+
+/* The vCPU leaves guest mode (the VM exit): OUTSIDE_GUEST_MODE, one more exit counted. The
+ * release pairs with a requester waiting for this exit: what the vCPU did in guest mode happens
+ * before the requester goes on. */
+static void vcpu_guest_exit(struct smmu_vcpu *v)
+{
+	uint32_t m = atomic_load_explicit(&v->mode, memory_order_relaxed);
+	uint32_t exits = (m >> VCPU_MODE_EXIT_SHIFT) + 1;
+	atomic_store_explicit(&v->mode, (exits << VCPU_MODE_EXIT_SHIFT) | OUTSIDE_GUEST_MODE, memory_order_release);
+}
+
+/*
+ * The entry (vcpu_enter_guest, after its requests): set IN_GUEST_MODE, then read the requests
+ * again; if one arrived meanwhile (or a kick), go back outside and return false. The store of
+ * the mode and the read of the requests are sequentially consistent, as a requester's post and
+ * its read of the mode are: either the requester sees IN_GUEST_MODE and waits for this vCPU's
+ * exit, or the vCPU sees the request before it touches its TLB.
+ */
+static bool vcpu_try_enter(struct smmu_vcpu *v)
+{
+	uint32_t m = atomic_load_explicit(&v->mode, memory_order_relaxed) & ~(uint32_t)VCPU_MODE_MASK;
+	atomic_store_explicit(&v->mode, m | IN_GUEST_MODE, memory_order_seq_cst);
+	if (!atomic_load_explicit(&v->requests, memory_order_seq_cst) &&
+	    (atomic_load_explicit(&v->mode, memory_order_relaxed) & VCPU_MODE_MASK) == IN_GUEST_MODE)
+		return true;
+	vcpu_guest_exit(v);
+	return false;
+}
+
+/* vcpu_enter_guest: process the requests, enter; again while requests keep coming. */
+static void vcpu_guest_enter(struct smmu_vcpu *v)
+{
+	do
+		vcpu_process_requests(v);
+	while (!vcpu_try_enter(v));
 }
 
 SMMU_API int smmu_vcpu_enter(smmu_vcpu *v)
@@ -206,44 +255,70 @@ static void copy_bytes(uint8_t *hva, uint8_t *rbuf, const uint8_t *wbuf, size_t 
 	}
 }
 
-/* Try the access as the hardware would, through the TLB or a walk of the root; true if done. */
+/* The access itself, in guest mode, after the test hook. */
+static void copy_at(struct smmu_vcpu *v, uint64_t hfn, smmu_gva_t addr, uint8_t *rbuf, const uint8_t *wbuf,
+		    size_t len)
+{
+	if (v->vm->guest_mode_hook)
+		v->vm->guest_mode_hook(v, v->vm->guest_mode_hook_ctx);
+	copy_bytes((uint8_t *)(uintptr_t)((hfn << SMMU_PAGE_SHIFT) | (addr & (SMMU_PAGE_SIZE - 1))), rbuf, wbuf, len);
+}
+
+/*
+ * Try the access as the hardware would, in guest mode: through the TLB, else through a walk of
+ * the root that fills the TLB. True if done; false if the access needs a fault.
+ *
+ * The model's walk takes mmu_lock, so it cannot run in guest mode (a requester holding the lock
+ * waits for the vCPUs in guest mode). The vCPU leaves guest mode for the walk and enters again
+ * before it lets the lock go: walk and use are then one step, as the hardware's walk in guest
+ * mode is. A request made before that entry is pending there (requests are made under the
+ * lock): the vCPU processes it and walks again; one made after kicks it and waits for the copy.
+ */
 static bool access_hw(struct smmu_vcpu *v, smmu_gva_t addr, uint32_t access, uint8_t *rbuf, const uint8_t *wbuf,
 		      size_t len)
 {
 	uint64_t vpn = addr >> SMMU_PAGE_SHIFT;
-	uint8_t *hva = NULL;
+	vcpu_guest_enter(v);
 	struct tlb_entry *e = tlb_lookup(v, vpn);
 	if (e && (access & ~e->access) == 0) {
 		v->stat.tlb_hits++;
-		hva = (uint8_t *)(uintptr_t)((e->hfn << SMMU_PAGE_SHIFT) | (addr & (SMMU_PAGE_SIZE - 1)));
-	} else {
-		v->stat.tlb_misses++;
+		copy_at(v, e->hfn, addr, rbuf, wbuf, len);
+		vcpu_guest_exit(v);
+		return true;
+	}
+	vcpu_guest_exit(v);
+	v->stat.tlb_misses++;
+	for (int tries = 0; tries < ACCESS_TRIES; tries++) {
 		struct smmu_translation t;
 		vm_lock(v->vm, SMMU_SITE_VCPU);
 		int r = shadow_translate(v, addr, &t);
+		bool ok = !r && (access & ~t.access) == 0, entered = ok && vcpu_try_enter(v);
 		vm_unlock(v->vm);
-		if (!r && (access & ~t.access) == 0) {
-			tlb_fill(v, vpn, (uintptr_t)t.hva >> SMMU_PAGE_SHIFT, t.access);
-			hva = t.hva;
+		if (!ok)
+			return false;
+		if (entered) {
+			uint64_t hfn = (uintptr_t)t.hva >> SMMU_PAGE_SHIFT;
+			tlb_fill(v, vpn, hfn, t.access);
+			copy_at(v, hfn, addr, rbuf, wbuf, len);
+			vcpu_guest_exit(v);
+			return true;
 		}
+		vcpu_process_requests(v);
 	}
-	if (hva)
-		copy_bytes(hva, rbuf, wbuf, len);
-	return hva != NULL;
+	return false;
 }
 
 /*
- * One access within a 4 KiB page. The TLB lookup and the copy run inside the srcu read section,
- * after the requests are processed: a slot being deleted has posted its flushes before it waits
- * for readers, and its backing is unmapped only after, so a stale entry never reaches unmapped
- * memory (KVM gets the same from kicking vCPUs out of guest mode).
+ * One access within a 4 KiB page. The TLB lookup and the copy run in guest mode inside the srcu
+ * read section, after the requests are processed: a flush kicks the vCPU and waits until it left
+ * guest mode, so no stale entry is used once the flush returned; a slot being deleted has
+ * flushed before it waits for readers, and its backing is unmapped only after.
  */
 static int access_page(struct smmu_vcpu *v, smmu_gva_t addr, uint32_t access, uint8_t *rbuf, const uint8_t *wbuf,
 		       size_t len)
 {
 	for (int tries = 0; tries < ACCESS_TRIES; tries++) {
 		pthread_rwlock_rdlock(&v->vm->srcu);
-		vcpu_process_requests(v);
 		bool done = access_hw(v, addr, access, rbuf, wbuf, len);
 		pthread_rwlock_unlock(&v->vm->srcu);
 		if (done)

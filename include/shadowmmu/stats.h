@@ -56,7 +56,16 @@ struct smmu_site_stats {
 	uint64_t breaks;   /**< cond_resched_lock calls that released the lock */
 	uint64_t handoffs; /**< breaks during which a waiting thread took the lock */
 	uint64_t remote_flushes; /**< kvm_flush_remote_tlbs calls made while this site held the lock */
-	uint64_t remote_flush_ns; /**< time those calls took: posting a flush request to every vCPU */
+	uint64_t remote_flush_ns; /**< time those calls took: posting a flush request to every vCPU
+				       and waiting for the vCPUs in guest mode to acknowledge it */
+	/**
+	 * Request wait: one sample per remote request (TLB flush or MMU reload, KVM_REQUEST_WAIT)
+	 * made while this site held the lock that found a vCPU in guest mode: the time from kicking
+	 * those vCPUs out of guest mode to the last one's acknowledgment (it left guest mode and
+	 * will see the request before it enters again). Requests that found every vCPU outside
+	 * guest mode wait for nobody and are not sampled. Part of the holder's hold time.
+	 */
+	struct smmu_hist_summary request_wait;
 };
 
 /**

@@ -93,9 +93,12 @@ SMMU_API int smmu_zap_oldest(smmu_vm *vm, struct smmu_invalid_list *list);
 SMMU_API uint64_t smmu_mmu_valid_gen(const smmu_vm *vm);
 /** mmu_valid_gen++: every page becomes obsolete at once. @return the new generation. */
 SMMU_API uint64_t smmu_bump_gen(smmu_vm *vm);
-/** kvm_reload_remote_mmus: ask every vCPU to drop its root at its next entry. */
+/** kvm_reload_remote_mmus: ask every vCPU to drop its root at its next entry; wait until each
+ * vCPU in guest mode has left it (see vcpu.h). Caller holds mmu_lock. */
 SMMU_API void smmu_reload_remote_mmus(smmu_vm *vm);
-/** kvm_flush_remote_tlbs: ask every vCPU to flush its TLB at its next entry. */
+/** kvm_flush_remote_tlbs: ask every vCPU to flush its TLB at its next entry; wait until each
+ * vCPU in guest mode has left it, so that none uses a stale entry once this returns. Caller
+ * holds mmu_lock. */
 SMMU_API void smmu_flush_remote_tlbs(smmu_vm *vm);
 
 /* ---- memslots, rmaps, lpage_info ------------------------------------------------------------ */

@@ -5,6 +5,17 @@
  * are posted to it by other threads and processed at its next entry: the start of its next
  * fault, access or smmu_vcpu_enter().
  *
+ * Guest mode (kvm_vcpu.mode): a vCPU is in guest mode while smmu_vcpu_read/write use its TLB,
+ * from the entry (requests processed, then checked again after the mode is set, as
+ * vcpu_enter_guest does) to the end of the copy. Faults run outside it, and so does a walk of
+ * the shadow root (it takes mmu_lock in this model); the vCPU enters again before the walk lets
+ * the lock go, so that the walk and the access through it are one step, as in hardware. A
+ * request from another thread (every TLB flush and MMU reload, made under mmu_lock) kicks each
+ * vCPU in guest mode and waits until it has left guest mode, as KVM's IPI with
+ * KVM_REQUEST_WAIT does: when the flush returns, no vCPU uses a TLB entry it removed. A vCPU
+ * outside guest mode is not waited for. The time spent waiting is the request_wait figure of
+ * smmu_site_stats.
+ *
  * SPDX-License-Identifier: MIT
  */
 #ifndef SHADOWMMU_VCPU_H
@@ -22,7 +33,11 @@ SMMU_API int smmu_vcpu_create(smmu_vm *vm, smmu_vcpu **out);
 /** Drop the vCPU's root and free it (kvm_arch_vcpu_destroy). NULL is ignored. */
 SMMU_API void smmu_vcpu_destroy(smmu_vcpu *vcpu);
 
-/** The vCPU's index in its VM (0, 1, ...). -EINVAL for NULL. */
+/**
+ * The vCPU's id in its VM: the smallest id (0, 1, ...) no other vCPU had when it was created;
+ * fixed for the vCPU's life (kvm_vcpu.vcpu_id), other vCPUs' destruction does not change it.
+ * @return the id, or -EINVAL for NULL.
+ */
 SMMU_API int smmu_vcpu_id(const smmu_vcpu *vcpu);
 
 /**
@@ -99,10 +114,11 @@ SMMU_API int smmu_vcpu_translate(smmu_vcpu *vcpu, smmu_gva_t addr, uint32_t acce
 				 struct smmu_translation *out);
 
 /**
- * Access guest memory as the vCPU would: process requests, look up the vCPU's TLB, else walk
- * the shadow root and fill the TLB, else fault and retry; a write to a write-protected guest
- * page table is emulated through smmu_guest_write. May cross pages. A @p len of 0 accesses
- * nothing and returns 0 once @p addr itself is one the vCPU can use (@p buf may then be NULL).
+ * Access guest memory as the vCPU would: process requests, enter guest mode and look up the
+ * vCPU's TLB, else walk the shadow root and fill the TLB, else fault and retry; a write to a
+ * write-protected guest page table is emulated through smmu_guest_write. May cross pages. A
+ * @p len of 0 accesses nothing and returns 0 once @p addr itself is one the vCPU can use
+ * (@p buf may then be NULL).
  * @return 0; -EINVAL (NULL vcpu, NULL buffer with len > 0, a range the vCPU cannot address:
  *         non-canonical or no CR3 in shadow mode, reaching 2^48 in direct mode; nothing
  *         counted); -EFAULT (the guest's tables deny it, or MMIO); -ENOMEM; -EAGAIN (no progress

@@ -194,7 +194,8 @@ SMMU_API int smmu_memslot_get(const smmu_vm *vm, int id, struct smmu_memslot_inf
 
 /**
  * Read and clear a slot's dirty bitmap (KVM_GET_DIRTY_LOG): bit i of @p bitmap is gfn
- * base_gfn + i; write-protects the pages that were dirty again.
+ * base_gfn + i; write-protects the pages that were dirty again and flushes every vCPU's TLB,
+ * waiting for the vCPUs in guest mode: a write that this log does not show shows in a later one.
  * @param words length of @p bitmap in uint64_t; at least (npages + 63) / 64.
  * @return number of dirty pages; -EINVAL (NULL, too short); -ENOENT; -ENODATA (logging off).
  */
