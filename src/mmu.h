@@ -36,6 +36,10 @@ struct memslot {
 	uintptr_t *rmap[SMMU_NR_PAGE_SIZES];  /* rmap heads per level, gfn_to_index order */
 	int32_t *lpage[SMMU_NR_PAGE_SIZES - 1]; /* disallow_lpage for levels 2 and 3 */
 	uint64_t nr_entries[SMMU_NR_PAGE_SIZES]; /* entries of rmap[] / lpage[] per level */
+	/* The base_gfn rmap[] and lpage[] were laid out for (kvm_arch_create_memslot): base_gfn,
+	 * except after a move that kept them (rules->move_keeps_arch). lpage_info's edge entries
+	 * describe this layout. */
+	smmu_gfn_t arch_base_gfn;
 	_Atomic uint64_t *dirty_bitmap; /* with LOG_DIRTY_PAGES */
 };
 
@@ -58,6 +62,8 @@ struct memslot *gfn_to_memslot(const struct memslots *s, smmu_gfn_t gfn); /* any
 struct memslot *gfn_to_valid_memslot(const struct memslots *s, smmu_gfn_t gfn);
 int memslot_alloc(struct memslot **out, int id, smmu_gfn_t base_gfn, uint64_t npages, uint32_t flags);
 int memslot_alloc_arch(struct memslot *slot, smmu_gfn_t base_gfn); /* rmap + lpage_info */
+/* Whether @slot's arrays have an entry for every gfn of it at @base_gfn, at every level. */
+bool memslot_arch_fits(const struct memslot *slot, smmu_gfn_t base_gfn);
 void memslot_free_arch(struct memslot *slot);
 void memslot_free(struct memslot *slot); /* arch + backing + bitmap */
 int memslots_insert(struct memslots *s, struct memslot *slot); /* -EEXIST on overlap */

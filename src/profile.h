@@ -20,6 +20,14 @@ struct smmu_rules {
 	enum smmu_hash_fn hash_fn;
 	/* KVM_NUM_MMU_PAGES_HASH... : 1 << KVM_MMU_HASH_SHIFT, 10 (3.11) or 12 (today) */
 	uint32_t hash_buckets;
+	/* __kvm_set_memory_region, KVM_MR_MOVE. 3.11 calls kvm_arch_create_memslot for KVM_MR_CREATE
+	 * only: the moved slot keeps old.arch, the rmap and lpage_info arrays laid out for the old
+	 * base, with whatever counts the flush left in them. Today kvm_arch_prepare_memory_region →
+	 * kvm_alloc_memslot_metadata allocates fresh ones for CREATE and MOVE (the 2020 fix "KVM: x86:
+	 * Allocate new rmap and large page tracking when moving memslot"). Where the new base needs
+	 * more entries than the kept arrays hold, 3.11 indexes past their end; the model cannot, and
+	 * allocates fresh arrays there as today's KVM does. */
+	bool move_keeps_arch;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

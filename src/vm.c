@@ -349,8 +349,10 @@ SMMU_API int smmu_memslot_move(smmu_vm *vm, int id, smmu_gfn_t new_base_gfn)
 		r = -EINVAL;
 	else if (memslots_overlap(&vm->slots, new_base_gfn, slot->npages, slot))
 		r = -EEXIST;
+	/* 3.11 keeps old.arch (rules->move_keeps_arch), where the arrays are long enough. */
+	bool keep = !r && vm->rules->move_keeps_arch && memslot_arch_fits(slot, new_base_gfn);
 	struct memslot fresh = { 0 };
-	if (!r) {
+	if (!r && !keep) {
 		fresh.npages = slot->npages;
 		r = memslot_alloc_arch(&fresh, new_base_gfn);
 	}
@@ -361,13 +363,17 @@ SMMU_API int smmu_memslot_move(smmu_vm *vm, int id, smmu_gfn_t new_base_gfn)
 	invalidate_and_flush(vm, slot);
 	slots_publish_begin(vm);
 	memslots_remove(&vm->slots, slot);
-	memslot_free_arch(slot);
-	memcpy(slot->rmap, fresh.rmap, sizeof(slot->rmap));
-	memcpy(slot->lpage, fresh.lpage, sizeof(slot->lpage));
-	memcpy(slot->nr_entries, fresh.nr_entries, sizeof(slot->nr_entries));
+	if (!keep) { /* kvm_alloc_memslot_metadata, old arrays freed */
+		memslot_free_arch(slot);
+		memcpy(slot->rmap, fresh.rmap, sizeof(slot->rmap));
+		memcpy(slot->lpage, fresh.lpage, sizeof(slot->lpage));
+		memcpy(slot->nr_entries, fresh.nr_entries, sizeof(slot->nr_entries));
+		slot->arch_base_gfn = fresh.arch_base_gfn;
+	}
 	slot->base_gfn = new_base_gfn;
 	slot->flags &= ~KVM_MEMSLOT_INVALID;
-	lpage_info_init(slot);
+	if (!keep)
+		lpage_info_init(slot);
 	memslots_insert(&vm->slots, slot);
 	slots_publish_end(vm);
 	pthread_mutex_unlock(&vm->slots_lock);

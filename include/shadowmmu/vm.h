@@ -154,8 +154,10 @@ SMMU_API int smmu_memslot_create(smmu_vm *vm, int id, smmu_gfn_t base_gfn, uint6
 SMMU_API int smmu_memslot_delete(smmu_vm *vm, int id);
 
 /**
- * Move a slot to @p new_base_gfn keeping its backing (KVM_MR_MOVE): flushes like delete, then
- * rebuilds lpage_info for the new alignment.
+ * Move a slot to @p new_base_gfn keeping its backing (KVM_MR_MOVE): flushes like delete. The
+ * today profile then gives the slot fresh rmaps and lpage_info for the new alignment; the 3.11
+ * profile keeps the old ones as KVM 3.11 did (edge entries of the old layout and any count the
+ * flush left behind), unless the new alignment needs more entries than they have.
  * @return 0; -EINVAL (NULL, range beyond the address space); -ENOENT; -EEXIST (overlap);
  *         -ENOMEM. On error nothing changed.
  */

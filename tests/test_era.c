@@ -1,0 +1,166 @@
+/*
+ * The two eras' own rules (profile.h): each test runs the same sequence under the 3.11 and the
+ * today profile, asserts where they differ, and ends with the audit.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "testlib.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mmu.h"
+
+#define RW_USER (SMMU_PROT_WRITE | SMMU_PROT_USER)
+#define GIB_PAGES (1ull << 18)
+
+static const enum smmu_profile eras[2] = { SMMU_PROFILE_LINUX_3_11, SMMU_PROFILE_LINUX_TODAY };
+
+static smmu_vm *era_vm(enum smmu_profile p, enum smmu_mmu_mode mode, enum smmu_flush_strategy s)
+{
+	struct smmu_vm_config cfg;
+	smmu_vm_config_default(&cfg);
+	cfg.profile = p;
+	cfg.mode = mode;
+	cfg.flush_strategy = s;
+	return tl_vm_cfg(&cfg);
+}
+
+static int32_t disallow(smmu_vm *vm, int id, smmu_gfn_t gfn, int level)
+{
+	int32_t d = -1;
+	smmu_mmu_lock(vm, SMMU_SITE_USER0);
+	assert_int_equal(smmu_lpage_disallow(vm, id, gfn, level, &d), 0);
+	smmu_mmu_unlock(vm);
+	return d;
+}
+
+/* ---- 1. KVM_MR_MOVE keeps the old rmap and lpage_info arrays in 3.11 -------------------------- */
+
+/* A shadow guest whose page tables (at gfn 10..) lie in slot 0 [0, 512); slot 1 holds nothing. */
+struct move_guest {
+	smmu_vm *vm;
+	smmu_gas *gas;
+	smmu_vcpu *v;
+	long shadowed; /* valid indirect pages, all with gfns in slot 0 */
+};
+
+static void move_guest_init(struct move_guest *g, enum smmu_profile p, enum smmu_flush_strategy s)
+{
+	g->vm = era_vm(p, SMMU_MODE_SHADOW, s);
+	assert_int_equal(smmu_memslot_create(g->vm, 0, 0, 512, 0), 0);
+	assert_int_equal(smmu_gas_create(g->vm, 10, 16, &g->gas), 0);
+	assert_int_equal(smmu_vcpu_create(g->vm, &g->v), 0);
+	assert_int_equal(smmu_vcpu_set_cr3(g->v, smmu_gas_cr3(g->gas)), 0);
+	assert_int_equal(smmu_gas_map(g->gas, 0x400000, 100, SMMU_LEVEL_4K, RW_USER), 0);
+	assert_int_equal(smmu_gas_map(g->gas, 0x40000000, 101, SMMU_LEVEL_4K, RW_USER), 0);
+	assert_int_equal(smmu_vcpu_fault(g->v, 0x400000, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
+	assert_int_equal(smmu_vcpu_fault(g->v, 0x40000000, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
+	struct smmu_vm_counters c;
+	assert_int_equal(smmu_vm_get_counters(g->vm, &c), 0);
+	g->shadowed = (long)c.indirect_shadow_pages;
+	assert_true(g->shadowed >= 4); /* root, L3, two L2 ... */
+	assert_int_equal(disallow(g->vm, 0, 0, SMMU_LEVEL_2M), g->shadowed); /* no edge bit */
+	tl_assert_audit_clean(g->vm);
+}
+
+static void move_guest_fini(struct move_guest *g)
+{
+	smmu_vcpu_destroy(g->v);
+	smmu_gas_destroy(g->gas);
+	smmu_vm_destroy(g->vm);
+}
+
+/* The seed thread's question: the v4 patch (rmap-only flush) leaves the counts of shadowed tables
+ * no rmap reaches. 3.11's move keeps the array that holds them, so they now disallow large pages
+ * at the slot's new place (and no page will ever take them back): the audit reports them. Today's
+ * move starts from fresh arrays. In both, the pages outlived their gfns' slot. */
+static void test_move_keeps_stale_lpage_count(void **state)
+{
+	(void)state;
+	long lpage_violations[2], lifetime[2];
+	int32_t d2m[2];
+	for (int e = 0; e < 2; e++) {
+		struct move_guest g;
+		move_guest_init(&g, eras[e], SMMU_FLUSH_RMAP_ONLY);
+		int32_t *before = g.vm->slots.by_id[0]->lpage[0];
+		assert_int_equal(smmu_memslot_move(g.vm, 0, GIB_PAGES), 0); /* same layout, 1 GiB up */
+		assert_true((g.vm->slots.by_id[0]->lpage[0] == before) == (eras[e] == SMMU_PROFILE_LINUX_3_11));
+		d2m[e] = disallow(g.vm, 0, GIB_PAGES, SMMU_LEVEL_2M);
+		lpage_violations[e] = tl_audit_count(g.vm, SMMU_INV_LPAGE_COUNT, NULL);
+		lifetime[e] = tl_audit_count(g.vm, SMMU_INV_SLOT_LIFETIME, NULL);
+		printf("%s: after an rmap-only move, disallow_lpage(2M) = %d, %ld lpage_info violations\n",
+		       eras[e] == SMMU_PROFILE_LINUX_3_11 ? "3.11" : "today", d2m[e], lpage_violations[e]);
+		move_guest_fini(&g);
+	}
+	assert_true(d2m[0] > 0);          /* 3.11: the stale counts moved with the slot */
+	assert_int_equal(d2m[1], 0);      /* today: fresh, aligned: nothing disallowed */
+	assert_int_equal(lpage_violations[0], 2); /* the 2M and the 1G entry hold counts of no page */
+	assert_int_equal(lpage_violations[1], 0);
+	assert_true(lifetime[0] > 0 && lifetime[0] == lifetime[1]);
+}
+
+/* With 3.11's own flush (the fast zap) every count is gone before the move, and the kept arrays
+ * are exactly right for a layout-preserving move: the audit is clean in both eras. */
+static void test_move_fast_zap_clean(void **state)
+{
+	(void)state;
+	for (int e = 0; e < 2; e++) {
+		struct move_guest g;
+		move_guest_init(&g, eras[e], SMMU_FLUSH_FAST_ZAP);
+		assert_int_equal(smmu_memslot_move(g.vm, 0, GIB_PAGES), 0);
+		assert_int_equal(disallow(g.vm, 0, GIB_PAGES, SMMU_LEVEL_2M), 0);
+		tl_assert_audit_clean(g.vm);
+		move_guest_fini(&g);
+	}
+}
+
+/* A move that changes the alignment: 3.11 keeps the edge entries of the old layout (the audit
+ * accepts them, since they are what KVM 3.11 leaves); today's are recomputed. Where the new
+ * layout needs more entries than the kept arrays hold, 3.11 would index past their end: the model
+ * gives fresh arrays in both eras. */
+static void test_move_changes_alignment(void **state)
+{
+	(void)state;
+	int32_t d[2];
+	for (int e = 0; e < 2; e++) {
+		smmu_vm *vm = era_vm(eras[e], SMMU_MODE_DIRECT, SMMU_FLUSH_FAST_ZAP);
+		smmu_vcpu *v;
+		assert_int_equal(smmu_memslot_create(vm, 0, 0, 768, 0), 0);     /* 2M entries: 2 */
+		assert_int_equal(smmu_memslot_create(vm, 1, 4096, 1024, 0), 0); /* 2M entries: 2 */
+		assert_int_equal(smmu_vcpu_create(vm, &v), 0);
+		for (smmu_gfn_t gfn = 0; gfn < 768; gfn += 97)
+			assert_int_equal(smmu_vcpu_fault(v, gfn << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
+		assert_int_equal(smmu_vcpu_fault(v, 4096ull << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
+		assert_int_equal(disallow(vm, 0, 0, SMMU_LEVEL_2M), 0);
+		int32_t *kept0 = vm->slots.by_id[0]->lpage[0], *kept1 = vm->slots.by_id[1]->lpage[0];
+
+		assert_int_equal(smmu_memslot_move(vm, 0, 256), 0);  /* [256, 1024): still 2 entries */
+		assert_int_equal(smmu_memslot_move(vm, 1, 4352), 0); /* [4352, 5376): needs 3 */
+		bool old = eras[e] == SMMU_PROFILE_LINUX_3_11;
+		assert_true((vm->slots.by_id[0]->lpage[0] == kept0) == old);
+		assert_true(vm->slots.by_id[1]->lpage[0] != kept1);
+		d[e] = disallow(vm, 0, 256, SMMU_LEVEL_2M);
+		/* The guest runs on: faults map 4K pages (never a large page across the slot's edge). */
+		struct smmu_fault_info fi;
+		assert_int_equal(smmu_vcpu_fault(v, 300ull << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
+		assert_int_equal(fi.level, SMMU_LEVEL_4K);
+		assert_int_equal(smmu_vcpu_fault(v, 4400ull << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
+		tl_assert_audit_clean(vm);
+		smmu_vcpu_destroy(v);
+		smmu_vm_destroy(vm);
+	}
+	assert_int_equal(d[0], 0); /* the old layout's first entry: base 0 was aligned */
+	assert_int_equal(d[1], 1); /* the new layout's: base 256 is not */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_move_keeps_stale_lpage_count),
+		cmocka_unit_test(test_move_fast_zap_clean),
+		cmocka_unit_test(test_move_changes_alignment),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
