@@ -245,13 +245,15 @@ void kvm_mmu_commit_zap_page(struct smmu_vm *vm, struct list_node *invalid_list)
 	table_free_batch(&vm->tables, &tables);
 }
 
-/* prepare_zap_oldest_mmu_page: the oldest page that can still be zapped. Zapped roots still in
- * use are passed over (3.11 zaps them again, which only moves them to the head). */
+/* prepare_zap_oldest_mmu_page (3.11) / kvm_mmu_zap_oldest_mmu_pages (today): the oldest page
+ * that can still be zapped. Zapped roots still in use are passed over (3.11 zaps them again, which
+ * only moves them to the head); today's passes over every root in use
+ * (rules->zap_oldest_skips_roots). */
 bool prepare_zap_oldest_mmu_page(struct smmu_vm *vm, struct list_node *invalid_list)
 {
 	for (struct list_node *n = vm->active_mmu_pages.prev; n != &vm->active_mmu_pages; n = n->prev) {
 		struct smmu_sp *sp = container_of(n, struct smmu_sp, link);
-		if (sp->role.invalid)
+		if (sp->role.invalid || (sp->root_count && vm->rules->zap_oldest_skips_roots))
 			continue;
 		kvm_mmu_prepare_zap_page(vm, sp, invalid_list);
 		return true;

@@ -12,6 +12,7 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.hash_fn = SMMU_HASH_MASK,
 	.hash_buckets = 1024,
 	.move_keeps_arch = true,
+	.zap_oldest_skips_roots = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -19,6 +20,7 @@ const struct smmu_rules smmu_rules_today = {
 	.hash_fn = SMMU_HASH_HASH64,
 	.hash_buckets = 4096,
 	.move_keeps_arch = false,
+	.zap_oldest_skips_roots = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

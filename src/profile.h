@@ -28,6 +28,11 @@ struct smmu_rules {
 	 * more entries than the kept arrays hold, 3.11 indexes past their end; the model cannot, and
 	 * allocates fresh arrays there as today's KVM does. */
 	bool move_keeps_arch;
+	/* Reclaiming the oldest page (kvm_mmu_change_mmu_pages, make_mmu_pages_available): 3.11's
+	 * prepare_zap_oldest_mmu_page zaps the tail page even when it is a root in use (it is only
+	 * marked invalid and every vCPU reloads); today's kvm_mmu_zap_oldest_mmu_pages passes over
+	 * roots in use ("zapping it will just force vCPUs to realloc and reload"). */
+	bool zap_oldest_skips_roots;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

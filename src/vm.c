@@ -85,15 +85,20 @@ void vm_recompute_max_pages(struct smmu_vm *vm)
 	vm->n_max_mmu_pages = n < KVM_MIN_ALLOC_MMU_PAGES ? KVM_MIN_ALLOC_MMU_PAGES : n;
 }
 
-/* kvm_mmu_change_mmu_pages: zap the oldest while more than the budget is used. Lock held. */
+/* kvm_mmu_change_mmu_pages: zap the oldest while more than the budget is used, then (both eras)
+ * the budget becomes the pages still in use, which exceeds the goal where only roots in use are
+ * left. Lock held. */
 static void change_mmu_pages_locked(struct smmu_vm *vm)
 {
+	if (vm->n_used_mmu_pages <= vm->n_max_mmu_pages)
+		return;
 	struct list_node invalid_list;
 	list_init(&invalid_list);
 	while (vm->n_used_mmu_pages > vm->n_max_mmu_pages)
 		if (!prepare_zap_oldest_mmu_page(vm, &invalid_list))
 			break;
 	kvm_mmu_commit_zap_page(vm, &invalid_list);
+	vm->n_max_mmu_pages = vm->n_used_mmu_pages;
 }
 
 /* ---- VM ------------------------------------------------------------------------------------- */

@@ -155,12 +155,66 @@ static void test_move_changes_alignment(void **state)
 	assert_int_equal(d[1], 1); /* the new layout's: base 256 is not */
 }
 
+/* ---- 6. kvm_mmu_change_mmu_pages ------------------------------------------------------------- */
+
+/* Two vCPUs on two guest address spaces (two roots in use), then a budget of one page. Both eras
+ * zap the oldest pages and then set the budget to the pages still in use. 3.11 zaps the roots in
+ * use as well (they stay, invalid, and every vCPU must reload); today's passes over them. */
+static void test_change_mmu_pages(void **state)
+{
+	(void)state;
+	uint64_t reloads[2], used[2];
+	for (int e = 0; e < 2; e++) {
+		smmu_vm *vm = era_vm(eras[e], SMMU_MODE_SHADOW, SMMU_FLUSH_FAST_ZAP);
+		assert_int_equal(smmu_memslot_create(vm, 0, 0, 1024, 0), 0);
+		smmu_gas *gas[2];
+		smmu_vcpu *v[2];
+		for (int i = 0; i < 2; i++) {
+			assert_int_equal(smmu_gas_create(vm, 16 + 32 * (smmu_gfn_t)i, 32, &gas[i]), 0);
+			assert_int_equal(smmu_vcpu_create(vm, &v[i]), 0);
+			assert_int_equal(smmu_vcpu_set_cr3(v[i], smmu_gas_cr3(gas[i])), 0);
+			for (smmu_gva_t a = 0; a < 4; a++) {
+				smmu_gva_t gva = 0x40000000ull * (a + 1);
+				assert_int_equal(smmu_gas_map(gas[i], gva, 200 + a, SMMU_LEVEL_4K, RW_USER), 0);
+				assert_int_equal(smmu_vcpu_fault(v[i], gva, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
+			}
+		}
+		struct smmu_vm_counters c0, c1;
+		assert_int_equal(smmu_vm_get_counters(vm, &c0), 0);
+		assert_true(c0.n_used_mmu_pages > 8);
+		assert_int_equal(smmu_vm_set_max_mmu_pages(vm, 1), 0);
+		assert_int_equal(smmu_vm_get_counters(vm, &c1), 0);
+		used[e] = c1.n_used_mmu_pages;
+		reloads[e] = c1.reload_requests - c0.reload_requests;
+		/* kvm_mmu_change_mmu_pages: goal_nr_mmu_pages = n_used_mmu_pages after the loop. */
+		assert_int_equal(c1.n_max_mmu_pages, c1.n_used_mmu_pages);
+		assert_int_equal(used[e], 2); /* the two roots, in use */
+		for (int i = 0; i < 2; i++) {
+			bool valid = !v[i]->root->role.invalid;
+			assert_true(valid == (eras[e] == SMMU_PROFILE_LINUX_TODAY));
+		}
+		tl_assert_audit_clean(vm);
+		/* The vCPUs run on: 3.11's reload their roots first. */
+		for (int i = 0; i < 2; i++)
+			assert_int_equal(smmu_vcpu_fault(v[i], 0x40000000ull, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
+		tl_assert_audit_clean(vm);
+		for (int i = 0; i < 2; i++) {
+			smmu_vcpu_destroy(v[i]);
+			smmu_gas_destroy(gas[i]);
+		}
+		smmu_vm_destroy(vm);
+	}
+	assert_true(reloads[0] > 0);
+	assert_int_equal(reloads[1], 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_move_keeps_stale_lpage_count),
 		cmocka_unit_test(test_move_fast_zap_clean),
 		cmocka_unit_test(test_move_changes_alignment),
+		cmocka_unit_test(test_change_mmu_pages),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
