@@ -13,6 +13,9 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.hash_buckets = 1024,
 	.move_keeps_arch = true,
 	.zap_oldest_skips_roots = false,
+	.fault_checks_stale_root = false,
+	.fault_invalid_slot_retries = false,
+	.fault_level_after_fetch = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -21,6 +24,9 @@ const struct smmu_rules smmu_rules_today = {
 	.hash_buckets = 4096,
 	.move_keeps_arch = false,
 	.zap_oldest_skips_roots = true,
+	.fault_checks_stale_root = true,
+	.fault_invalid_slot_retries = true,
+	.fault_level_after_fetch = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

@@ -33,6 +33,19 @@ struct smmu_rules {
 	 * marked invalid and every vCPU reloads); today's kvm_mmu_zap_oldest_mmu_pages passes over
 	 * roots in use ("zapping it will just force vCPUs to realloc and reload"). */
 	bool zap_oldest_skips_roots;
+	/* Page fault, once mmu_lock is taken: today's is_page_fault_stale retries a fault whose root
+	 * was zapped or made obsolete since the vCPU loaded it (the reload request is pending); 3.11's
+	 * FNAME(page_fault) / tdp_page_fault have no such check and map under that root. */
+	bool fault_checks_stale_root;
+	/* A fault on a gfn of a slot being deleted or moved (KVM_MEMSLOT_INVALID): today's
+	 * kvm_faultin_pfn retries it; in 3.11 __gfn_to_hva_many gives KVM_HVA_ERR_BAD, so the pfn is
+	 * KVM_PFN_NOSLOT and the gfn is treated as MMIO (handle_abnormal_pfn, set_mmio_spte). */
+	bool fault_invalid_slot_retries;
+	/* Shadow paging's leaf size. 3.11's FNAME(page_fault) picks it before FNAME(fetch) (mapping_level
+	 * on the walked gfn), so a table shadowed by that very fetch may lie inside the large page:
+	 * set_spte then refuses a writable large spte where has_wrprotected_page (the guest refaults).
+	 * Today's FNAME(fetch) calls kvm_mmu_hugepage_adjust after the indirect pages are made. */
+	bool fault_level_after_fetch;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

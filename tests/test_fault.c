@@ -509,16 +509,16 @@ static void test_large_1g(void **state)
 /*
  * The 2M region a guest 2M page maps also holds the guest tables that the same fault shadows
  * for the first time: the leaf level must be chosen after fetch() created those indirect pages
- * (today's KVM: kvm_mmu_hugepage_adjust after them; 3.11: set_spte's has_wrprotected_page check),
- * or a large spte lands where lpage_info disallows it (audit invariant 6). Regression test: this
- * failed before commit ea02ad2.
+ * (today's KVM: kvm_mmu_hugepage_adjust after them; 3.11 refuses the large spte in set_spte and
+ * the guest refaults: test_era), or a large spte lands where lpage_info disallows it (audit
+ * invariant 6). Regression test: this failed before commit ea02ad2.
  * Layout: pool at gfn 508: root 508, L3 509, L2 510, L1 511 (region 0) for the first mapping,
  * then L3' 512, L2' 513 (region 1) for a 2M page at another 512 GiB slot mapping region 1.
  */
 static void test_large_refused_for_tables_shadowed_by_same_fault(void **state)
 {
 	(void)state;
-	smmu_vm *vm = shadow_vm_cfg(SMMU_PROFILE_LINUX_3_11);
+	smmu_vm *vm = shadow_vm_cfg(SMMU_PROFILE_LINUX_TODAY);
 	assert_int_equal(smmu_memslot_create(vm, 0, 0, 16 * MIB2_PAGES, 0), 0);
 	smmu_gas *ga;
 	smmu_vcpu *va;
