@@ -141,23 +141,23 @@ SMMU_API const char *smmu_flush_strategy_name(enum smmu_flush_strategy s)
 	return (unsigned)s < SMMU_FLUSH_STRATEGY_COUNT ? names[s] : "?";
 }
 
-/* kvm_mmu_slot_remove_write_access, for dirty logging: every 4K spte of the slot read-only, and
- * every large spte dropped, so that writes fault and get logged at 4K. */
+/* kvm_mmu_slot_remove_write_access, for dirty logging: every spte of the slot read-only (3.11
+ * drops the writable large ones), so that writes fault and get logged at 4K. One flush at the end
+ * in both eras (today's comes from kvm_mmu_slot_apply_flags, after the walk); 3.11 also flushes
+ * before every lock break (rules->slot_wrprot_flush_at_break). */
 void kvm_mmu_slot_remove_write_access(struct smmu_vm *vm, struct memslot *slot)
 {
-	struct smmu_zap_report rep = { 0 };
-	bool flush = false;
 	vm_lock(vm, SMMU_SITE_MEMSLOT);
 	for (int level = 1; level <= SMMU_NR_PAGE_SIZES; level++) {
 		for (uint64_t idx = 0; idx < slot->nr_entries[level - 1]; idx++) {
 			uintptr_t *head = &slot->rmap[level - 1][idx];
-			if (*head) {
-				if (level == SMMU_LEVEL_4K)
-					flush |= __rmap_write_protect(vm, head, false);
-				else
-					flush |= kvm_unmap_rmapp(vm, head) > 0;
+			if (*head)
+				__rmap_write_protect(vm, head, false);
+			if (mmu_lock_needbreak(&vm->mmu_lock)) {
+				if (vm->rules->slot_wrprot_flush_at_break)
+					kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_WRPROT);
+				vm_cond_resched(vm);
 			}
-			rmap_walk_break(vm, &flush, SMMU_SKIP_FLUSH_WRPROT, &rep);
 		}
 	}
 	kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_WRPROT);

@@ -244,8 +244,8 @@ void rmap_remove(struct smmu_vm *vm, uint64_t *spte);
 void drop_spte(struct smmu_vm *vm, uint64_t *sptep);
 /* kvm_unmap_rmapp: drop every spte of one rmap head; returns how many. */
 int kvm_unmap_rmapp(struct smmu_vm *vm, uintptr_t *head);
-/* __rmap_write_protect: make every spte of a head read-only; large sptes are dropped when
- * @pt_protect (as for a shadowed table). Returns true when a TLB flush is needed. */
+/* __rmap_write_protect: make every spte of a head read-only; 3.11 drops writable large ones
+ * (rules->wrprot_drops_large_spte). Returns true when a TLB flush is needed. */
 bool __rmap_write_protect(struct smmu_vm *vm, uintptr_t *head, bool pt_protect);
 bool rmap_write_protect(struct smmu_vm *vm, smmu_gfn_t gfn);
 

@@ -16,6 +16,8 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.fault_checks_stale_root = false,
 	.fault_invalid_slot_retries = false,
 	.fault_level_after_fetch = false,
+	.wrprot_drops_large_spte = true,
+	.slot_wrprot_flush_at_break = true,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -27,6 +29,8 @@ const struct smmu_rules smmu_rules_today = {
 	.fault_checks_stale_root = true,
 	.fault_invalid_slot_retries = true,
 	.fault_level_after_fetch = true,
+	.wrprot_drops_large_spte = false,
+	.slot_wrprot_flush_at_break = false,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

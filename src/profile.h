@@ -46,6 +46,15 @@ struct smmu_rules {
 	 * set_spte then refuses a writable large spte where has_wrprotected_page (the guest refaults).
 	 * Today's FNAME(fetch) calls kvm_mmu_hugepage_adjust after the indirect pages are made. */
 	bool fault_level_after_fetch;
+	/* spte_write_protect on a writable large spte (shadowing a guest table: rmap_write_protect;
+	 * dirty logging: kvm_mmu_slot_remove_write_access): 3.11 drops it (__drop_large_spte); today's
+	 * clears its W bit like any other spte. Neither touches a read-only large spte. */
+	bool wrprot_drops_large_spte;
+	/* kvm_mmu_slot_remove_write_access (dirty logging turned on): 3.11 flushes remote TLBs before
+	 * every lock break, whether anything changed since the last flush or not, and once at the end;
+	 * today's walk_slot_rmaps(..., flush_on_yield = false) never flushes at a break, and
+	 * kvm_mmu_slot_apply_flags flushes once after the walk. */
+	bool slot_wrprot_flush_at_break;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

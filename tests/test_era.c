@@ -7,6 +7,8 @@
 #include "testlib.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -313,6 +315,112 @@ static void test_fault_level_before_fetch(void **state)
 	assert_int_equal(r[1], SMMU_FAULT_MAPPED);
 }
 
+/* ---- 4. write protection of a large spte ------------------------------------------------------ */
+
+/* A writable 2M spte, then dirty logging on: 3.11 drops it (__drop_large_spte), today's makes it
+ * read-only. Either way a write faults and is logged at 4K. */
+static void test_wrprot_large_spte(void **state)
+{
+	(void)state;
+	uint64_t lpages[2];
+	int level[2];
+	for (int e = 0; e < 2; e++) {
+		smmu_vm *vm = era_vm(eras[e], SMMU_MODE_DIRECT, SMMU_FLUSH_FAST_ZAP);
+		smmu_vcpu *v;
+		assert_int_equal(smmu_memslot_create(vm, 0, 0, 1024, 0), 0);
+		assert_int_equal(smmu_vcpu_create(vm, &v), 0);
+		const smmu_gpa_t gpa = (512ull + 5) << SMMU_PAGE_SHIFT;
+		struct smmu_fault_info fi;
+		assert_int_equal(smmu_vcpu_fault(v, gpa, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
+		assert_int_equal(fi.level, SMMU_LEVEL_2M);
+		assert_int_equal(smmu_memslot_set_flags(vm, 0, SMMU_MEM_LOG_DIRTY_PAGES), 0);
+		struct smmu_vm_counters c;
+		assert_int_equal(smmu_vm_get_counters(vm, &c), 0);
+		lpages[e] = c.lpages;
+		struct smmu_translation t;
+		int r = smmu_vcpu_translate(v, gpa, 0, &t);
+		level[e] = r == 0 ? t.level : 0;
+		if (r == 0)
+			assert_int_equal(t.access & SMMU_ACC_WRITE, 0);
+		assert_int_equal(smmu_vcpu_translate(v, gpa, SMMU_ACC_WRITE, &t), r == 0 ? -EACCES : r);
+		tl_assert_audit_clean(vm);
+		assert_int_equal(smmu_vcpu_fault(v, gpa, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
+		assert_int_equal(fi.level, SMMU_LEVEL_4K);
+		uint64_t bm[16] = { 0 };
+		assert_int_equal(smmu_memslot_get_dirty_log(vm, 0, bm, 16), 1);
+		assert_int_equal(bm[(512 + 5) / 64], 1ull << ((512 + 5) % 64));
+		tl_assert_audit_clean(vm);
+		smmu_vcpu_destroy(v);
+		smmu_vm_destroy(vm);
+	}
+	assert_int_equal(lpages[0], 0);
+	assert_int_equal(level[0], 0);
+	assert_int_equal(lpages[1], 1);
+	assert_int_equal(level[1], SMMU_LEVEL_2M);
+}
+
+/* ---- 5. kvm_mmu_slot_remove_write_access: flushes at the lock breaks -------------------------- */
+
+/* Once dirty logging is on for slot 1 (so only the write-protect walk's holds count), on every
+ * hold of the main thread: queue the waiter (one ticket), so the walk's next check breaks. */
+struct break_feeder {
+	struct tl_waiter w;
+	struct memslot *slot;
+};
+
+static void feed_breaks(smmu_vm *vm, enum smmu_event ev, const smmu_sp *sp, void *ctx)
+{
+	(void)sp;
+	struct break_feeder *f = ctx;
+	if ((ev != SMMU_EV_LOCK_TAKEN && ev != SMMU_EV_LOCK_BROKEN) || !pthread_equal(pthread_self(), f->w.zapper) ||
+	    !(f->slot->flags & SMMU_MEM_LOG_DIRTY_PAGES) || atomic_load(&f->w.tickets) >= f->w.want)
+		return;
+	atomic_fetch_add(&f->w.tickets, 1);
+	while (!smmu_needbreak(vm))
+		sched_yield();
+}
+
+static void test_slot_wrprot_flush_at_break(void **state)
+{
+	(void)state;
+	enum { BREAKS = 5 };
+	uint64_t flushes[2], breaks[2];
+	for (int e = 0; e < 2; e++) {
+		smmu_vm *vm = era_vm(eras[e], SMMU_MODE_DIRECT, SMMU_FLUSH_FAST_ZAP);
+		smmu_vcpu *v;
+		assert_int_equal(smmu_memslot_create(vm, 1, 0, 1024, 0), 0);
+		assert_int_equal(smmu_vcpu_create(vm, &v), 0);
+		/* One 2M spte at [512, 1024): the breaks come at the first, empty, 4K rmap heads. */
+		assert_int_equal(smmu_vcpu_fault(v, 600ull << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
+		struct break_feeder f = { .w = { .vm = vm, .zapper = pthread_self(), .want = BREAKS },
+					  .slot = vm->slots.by_id[1] };
+		pthread_t t;
+		assert_int_equal(pthread_create(&t, NULL, tl_waiter_main, &f.w), 0);
+		assert_int_equal(smmu_set_hook(vm, feed_breaks, &f), 0);
+		struct smmu_vm_counters c0, c1;
+		struct smmu_site_stats s0, s1;
+		assert_int_equal(smmu_vm_get_counters(vm, &c0), 0);
+		assert_int_equal(smmu_stats_get(vm, SMMU_SITE_MEMSLOT, &s0), 0);
+		assert_int_equal(smmu_memslot_set_flags(vm, 1, SMMU_MEM_LOG_DIRTY_PAGES), 0);
+		assert_int_equal(smmu_vm_get_counters(vm, &c1), 0);
+		assert_int_equal(smmu_stats_get(vm, SMMU_SITE_MEMSLOT, &s1), 0);
+		pthread_join(t, NULL);
+		assert_int_equal(smmu_set_hook(vm, NULL, NULL), 0);
+		flushes[e] = c1.remote_tlb_flushes - c0.remote_tlb_flushes;
+		breaks[e] = s1.breaks - s0.breaks;
+		printf("%s: dirty-log enable with %llu lock breaks: %llu remote flushes\n",
+		       eras[e] == SMMU_PROFILE_LINUX_3_11 ? "3.11" : "today", (unsigned long long)breaks[e],
+		       (unsigned long long)flushes[e]);
+		tl_assert_audit_clean(vm);
+		smmu_vcpu_destroy(v);
+		smmu_vm_destroy(vm);
+	}
+	assert_int_equal(breaks[0], BREAKS);
+	assert_int_equal(breaks[1], BREAKS);
+	assert_int_equal(flushes[0], BREAKS + 1); /* before every break, nothing changed, and at the end */
+	assert_int_equal(flushes[1], 1);          /* once, after the walk */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -323,6 +431,8 @@ int main(void)
 		cmocka_unit_test(test_fault_stale_root),
 		cmocka_unit_test(test_fault_invalid_slot),
 		cmocka_unit_test(test_fault_level_before_fetch),
+		cmocka_unit_test(test_wrprot_large_spte),
+		cmocka_unit_test(test_slot_wrprot_flush_at_break),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
