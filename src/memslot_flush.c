@@ -191,14 +191,20 @@ SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *sta
 	return (int64_t)dropped;
 }
 
-/* kvm_mmu_notifier_release → kvm_arch_flush_shadow_all → kvm_mmu_zap_all. */
+/* kvm_mmu_notifier_release → kvm_arch_flush_shadow_all: kvm_mmu_invalidate_zap_all_pages (3.11)
+ * or kvm_mmu_zap_all (today), rules->release_fast_zaps. */
 SMMU_API int smmu_mmu_notifier_release(smmu_vm *vm)
 {
 	if (!vm)
 		return -EINVAL;
 	struct smmu_zap_report rep = { 0 };
 	vm_lock(vm, SMMU_SITE_MMU_NOTIFIER);
-	kvm_mmu_zap_all_locked(vm, &rep);
+	if (vm->rules->release_fast_zaps) {
+		fast_zap_bump_locked(vm);
+		kvm_zap_obsolete_pages(vm, &rep);
+	} else {
+		kvm_mmu_zap_all_locked(vm, &rep);
+	}
 	vm_unlock(vm);
 	vm_audit_point(vm, "mmu_notifier_release");
 	return 0;

@@ -18,6 +18,7 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.fault_level_after_fetch = false,
 	.wrprot_drops_large_spte = true,
 	.slot_wrprot_flush_at_break = true,
+	.release_fast_zaps = true,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -31,6 +32,7 @@ const struct smmu_rules smmu_rules_today = {
 	.fault_level_after_fetch = true,
 	.wrprot_drops_large_spte = false,
 	.slot_wrprot_flush_at_break = false,
+	.release_fast_zaps = false,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

@@ -55,6 +55,10 @@ struct smmu_rules {
 	 * today's walk_slot_rmaps(..., flush_on_yield = false) never flushes at a break, and
 	 * kvm_mmu_slot_apply_flags flushes once after the walk. */
 	bool slot_wrprot_flush_at_break;
+	/* kvm_mmu_notifier_release → kvm_arch_flush_shadow_all: 3.11's is the fast invalidate
+	 * (kvm_mmu_invalidate_zap_all_pages: bump, reload, drain the obsolete pages); today's is
+	 * kvm_mmu_zap_all. */
+	bool release_fast_zaps;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

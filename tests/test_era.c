@@ -421,6 +421,36 @@ static void test_slot_wrprot_flush_at_break(void **state)
 	assert_int_equal(flushes[1], 1);          /* once, after the walk */
 }
 
+/* ---- 2. kvm_mmu_notifier_release ------------------------------------------------------------ */
+
+/* 3.11 releases through the fast invalidate (a new generation, a reload request, the obsolete
+ * pages drained); today's through kvm_mmu_zap_all. Every page goes in both. */
+static void test_notifier_release(void **state)
+{
+	(void)state;
+	uint64_t gens[2], reloads[2];
+	for (int e = 0; e < 2; e++) {
+		struct move_guest g;
+		move_guest_init(&g, eras[e], SMMU_FLUSH_FAST_ZAP);
+		struct smmu_vm_counters c0, c1;
+		assert_int_equal(smmu_vm_get_counters(g.vm, &c0), 0);
+		assert_int_equal(smmu_mmu_notifier_release(g.vm), 0);
+		assert_int_equal(smmu_vm_get_counters(g.vm, &c1), 0);
+		gens[e] = c1.mmu_valid_gen - c0.mmu_valid_gen;
+		reloads[e] = c1.reload_requests - c0.reload_requests;
+		assert_int_equal(c1.indirect_shadow_pages, 0);
+		assert_int_equal(c1.n_used_mmu_pages, 1); /* the vCPU's root, zapped, until it reloads */
+		tl_assert_audit_clean(g.vm);
+		assert_int_equal(smmu_vcpu_enter(g.v), 0);
+		tl_assert_audit_clean(g.vm);
+		move_guest_fini(&g);
+	}
+	assert_int_equal(gens[0], 1);
+	assert_int_equal(gens[1], 0);
+	assert_int_equal(reloads[0], 1);
+	assert_int_equal(reloads[1], 1); /* zapping the root in use asks for it */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -433,6 +463,7 @@ int main(void)
 		cmocka_unit_test(test_fault_level_before_fetch),
 		cmocka_unit_test(test_wrprot_large_spte),
 		cmocka_unit_test(test_slot_wrprot_flush_at_break),
+		cmocka_unit_test(test_notifier_release),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -208,7 +208,8 @@ SMMU_API void *smmu_gfn_to_hva(const smmu_vm *vm, smmu_gfn_t gfn);
 SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *start,
 						    const void *end);
 
-/** The host address space is going away (kvm_mmu_notifier_release): zaps all. @return 0/-EINVAL. */
+/** The host address space is going away (kvm_mmu_notifier_release): zaps all, with the fast
+ *  invalidate in the 3.11 profile, with kvm_mmu_zap_all in today's. @return 0/-EINVAL. */
 SMMU_API int smmu_mmu_notifier_release(smmu_vm *vm);
 
 /* ---- guest memory ------------------------------------------------------------------------ */
