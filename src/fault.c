@@ -300,6 +300,8 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		memset(&w, 0, sizeof(w));
 	}
 	info->gfn = gfn;
+	/* mmu_seq, sampled before the pfn is looked up (mmu_notifier_retry checks it under the lock). */
+	uint64_t mmu_seq = atomic_load_explicit(&vm->mmu_notifier_seq, memory_order_acquire);
 	struct memslot *slot = gfn_to_memslot(&vm->slots, gfn);
 	if (slot && (slot->flags & KVM_MEMSLOT_INVALID)) {
 		if (vm->rules->fault_invalid_slot_retries) {
@@ -318,6 +320,9 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 	uint64_t created = vm->stat.pages_created;
 	if (vm->rules->fault_checks_stale_root && v->root && (v->root->role.invalid || is_obsolete_sp(vm, v->root))) {
 		/* is_page_fault_stale: the root was zapped; the reload request is pending. */
+		r = SMMU_FAULT_RETRY;
+	} else if (vm->mmu_notifier_count || atomic_load_explicit(&vm->mmu_notifier_seq, memory_order_relaxed) != mmu_seq) {
+		/* mmu_notifier_retry: an invalidation is in progress or ended since the sample. */
 		r = SMMU_FAULT_RETRY;
 	} else {
 		make_mmu_pages_available(vm);

@@ -189,6 +189,11 @@ struct smmu_vm {
 	/* kmem_caches, reused by mmu_topup_memory_caches: headers (with the gfns array they had, if
 	 * any) and spare gfns arrays. */
 	struct obj_cache hdr_cache, gfns_cache;
+	/* The MMU notifier's retry protocol (kvm->mmu_notifier_count / mmu_notifier_seq, today's
+	 * mmu_invalidate_in_progress / _seq): count is protected by mmu_lock; seq changes under it
+	 * and a fault samples it before taking it (mmu_notifier_retry). */
+	uint64_t mmu_notifier_count;
+	_Atomic uint64_t mmu_notifier_seq;
 };
 
 /* kvm_page_table_hashfn: gfn & mask (3.11) or hash_64 (today: multiply by GOLDEN_RATIO_64). */

@@ -19,6 +19,7 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.wrprot_drops_large_spte = true,
 	.slot_wrprot_flush_at_break = true,
 	.release_fast_zaps = true,
+	.notifier_unmap_breaks_lock = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -33,6 +34,7 @@ const struct smmu_rules smmu_rules_today = {
 	.wrprot_drops_large_spte = false,
 	.slot_wrprot_flush_at_break = false,
 	.release_fast_zaps = false,
+	.notifier_unmap_breaks_lock = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

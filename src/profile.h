@@ -59,6 +59,11 @@ struct smmu_rules {
 	 * (kvm_mmu_invalidate_zap_all_pages: bump, reload, drain the obsolete pages); today's is
 	 * kvm_mmu_zap_all. */
 	bool release_fast_zaps;
+	/* The MMU notifier's range unmap: 3.11's kvm_unmap_hva_range (kvm_handle_hva_range) walks the
+	 * rmaps without ever breaking mmu_lock; today's kvm_unmap_gfn_range →
+	 * __kvm_rmap_zap_gfn_range(..., can_yield = range->may_block) yields on contention, flushing
+	 * what it dropped first. */
+	bool notifier_unmap_breaks_lock;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;
