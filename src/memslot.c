@@ -157,6 +157,7 @@ int memslot_alloc(struct memslot **out, int id, smmu_gfn_t base_gfn, uint64_t np
 	slot->base_gfn = base_gfn;
 	slot->npages = npages;
 	slot->flags = flags;
+	slot->host_level = SMMU_LEVEL_1G;
 	int r = memslot_alloc_arch(slot, base_gfn);
 	if (r)
 		goto fail;

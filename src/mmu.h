@@ -40,6 +40,11 @@ struct memslot {
 	 * except after a move that kept them (rules->move_keeps_arch). lpage_info's edge entries
 	 * describe this layout. */
 	smmu_gfn_t arch_base_gfn;
+	/* The largest page the host maps the backing with (host_mapping_level in 3.11: the vma's
+	 * page size, raised to 2M by transparent_hugepage_adjust; host_pfn_mapping_level today: the
+	 * host page tables). SMMU_LEVEL_1G by default: the model treats the backing as if 1 GiB
+	 * pages (hugetlbfs) backed it, so only lpage_info limits the level. Internal. */
+	int host_level;
 	_Atomic uint64_t *dirty_bitmap; /* with LOG_DIRTY_PAGES */
 };
 

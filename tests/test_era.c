@@ -574,6 +574,31 @@ static void test_notifier_unmap_lock_breaks(void **state)
 	assert_int_equal(breaks[1], WANT);
 }
 
+/* ---- 8. the host page size bounds the level --------------------------------------------------- */
+
+/* The backing's host page size (internal: slot->host_level, 1G by default) caps the leaf in both
+ * eras (3.11: host_mapping_level; today: host_pfn_mapping_level): 4K-backed memory gets 4K
+ * sptes, THP-sized 2M ones, 1G-backed 1G ones where lpage_info allows. */
+static void test_host_page_size(void **state)
+{
+	(void)state;
+	for (int e = 0; e < 2; e++) {
+		for (int host = SMMU_LEVEL_4K; host <= SMMU_LEVEL_1G; host++) {
+			smmu_vm *vm = era_vm(eras[e], SMMU_MODE_DIRECT, SMMU_FLUSH_FAST_ZAP);
+			smmu_vcpu *v;
+			assert_int_equal(smmu_memslot_create(vm, 0, 0, GIB_PAGES, 0), 0);
+			assert_int_equal(smmu_vcpu_create(vm, &v), 0);
+			vm->slots.by_id[0]->host_level = host;
+			struct smmu_fault_info fi;
+			assert_int_equal(smmu_vcpu_fault(v, 0x12345000, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
+			assert_int_equal(fi.level, host);
+			tl_assert_audit_clean(vm);
+			smmu_vcpu_destroy(v);
+			smmu_vm_destroy(vm);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -589,6 +614,7 @@ int main(void)
 		cmocka_unit_test(test_notifier_release),
 		cmocka_unit_test(test_notifier_retry_protocol),
 		cmocka_unit_test(test_notifier_unmap_lock_breaks),
+		cmocka_unit_test(test_host_page_size),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
