@@ -29,6 +29,28 @@ static smmu_vm *era_vm(enum smmu_profile p, enum smmu_mmu_mode mode, enum smmu_f
 	return tl_vm_cfg(&cfg);
 }
 
+/* A direct-mode VM of profile @p with slot @id of @npages at gfn 0 and one vCPU. */
+struct dvm {
+	smmu_vm *vm;
+	smmu_vcpu *v;
+};
+
+static struct dvm dvm_init(enum smmu_profile p, int id, uint64_t npages)
+{
+	struct dvm d = { .vm = era_vm(p, SMMU_MODE_DIRECT, SMMU_FLUSH_FAST_ZAP) };
+	assert_int_equal(smmu_memslot_create(d.vm, id, 0, npages, 0), 0);
+	assert_int_equal(smmu_vcpu_create(d.vm, &d.v), 0);
+	return d;
+}
+
+/* Ends with the audit. */
+static void dvm_fini(struct dvm *d)
+{
+	tl_assert_audit_clean(d->vm);
+	smmu_vcpu_destroy(d->v);
+	smmu_vm_destroy(d->vm);
+}
+
 static int32_t disallow(smmu_vm *vm, int id, smmu_gfn_t gfn, int level)
 {
 	int32_t d = -1;
@@ -125,13 +147,12 @@ static void test_move_fast_zap_clean(void **state)
 static void test_move_changes_alignment(void **state)
 {
 	(void)state;
-	int32_t d[2];
+	int32_t first[2];
 	for (int e = 0; e < 2; e++) {
-		smmu_vm *vm = era_vm(eras[e], SMMU_MODE_DIRECT, SMMU_FLUSH_FAST_ZAP);
-		smmu_vcpu *v;
-		assert_int_equal(smmu_memslot_create(vm, 0, 0, 768, 0), 0);     /* 2M entries: 2 */
+		struct dvm d = dvm_init(eras[e], 0, 768); /* 2M entries: 2 */
+		smmu_vm *vm = d.vm;
+		smmu_vcpu *v = d.v;
 		assert_int_equal(smmu_memslot_create(vm, 1, 4096, 1024, 0), 0); /* 2M entries: 2 */
-		assert_int_equal(smmu_vcpu_create(vm, &v), 0);
 		for (smmu_gfn_t gfn = 0; gfn < 768; gfn += 97)
 			assert_int_equal(smmu_vcpu_fault(v, gfn << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
 		assert_int_equal(smmu_vcpu_fault(v, 4096ull << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
@@ -143,18 +164,16 @@ static void test_move_changes_alignment(void **state)
 		bool old = eras[e] == SMMU_PROFILE_LINUX_3_11;
 		assert_true((vm->slots.by_id[0]->lpage[0] == kept0) == old);
 		assert_true(vm->slots.by_id[1]->lpage[0] != kept1);
-		d[e] = disallow(vm, 0, 256, SMMU_LEVEL_2M);
+		first[e] = disallow(vm, 0, 256, SMMU_LEVEL_2M);
 		/* The guest runs on: faults map 4K pages (never a large page across the slot's edge). */
 		struct smmu_fault_info fi;
 		assert_int_equal(smmu_vcpu_fault(v, 300ull << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
 		assert_int_equal(fi.level, SMMU_LEVEL_4K);
 		assert_int_equal(smmu_vcpu_fault(v, 4400ull << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
-		tl_assert_audit_clean(vm);
-		smmu_vcpu_destroy(v);
-		smmu_vm_destroy(vm);
+		dvm_fini(&d);
 	}
-	assert_int_equal(d[0], 0); /* the old layout's first entry: base 0 was aligned */
-	assert_int_equal(d[1], 1); /* the new layout's: base 256 is not */
+	assert_int_equal(first[0], 0); /* the old layout's first entry: base 0 was aligned */
+	assert_int_equal(first[1], 1); /* the new layout's: base 256 is not */
 }
 
 /* ---- 6. kvm_mmu_change_mmu_pages ------------------------------------------------------------- */
@@ -232,10 +251,9 @@ static void test_fault_stale_root(void **state)
 	(void)state;
 	int r[2];
 	for (int e = 0; e < 2; e++) {
-		smmu_vm *vm = era_vm(eras[e], SMMU_MODE_DIRECT, SMMU_FLUSH_FAST_ZAP);
-		smmu_vcpu *v;
-		assert_int_equal(smmu_memslot_create(vm, 0, 0, 1024, 0), 0);
-		assert_int_equal(smmu_vcpu_create(vm, &v), 0);
+		struct dvm d = dvm_init(eras[e], 0, 1024);
+		smmu_vm *vm = d.vm;
+		smmu_vcpu *v = d.v;
 		assert_int_equal(smmu_vcpu_fault(v, 0x1000, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
 		int armed = 1;
 		assert_int_equal(smmu_set_hook(vm, bump_on_lock, &armed), 0);
@@ -245,9 +263,7 @@ static void test_fault_stale_root(void **state)
 		tl_assert_audit_clean(vm); /* the reload is pending: the obsolete root is allowed */
 		assert_int_equal(smmu_vcpu_enter(v), 0);
 		assert_int_equal(smmu_vcpu_fault(v, 0x2000, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
-		tl_assert_audit_clean(vm);
-		smmu_vcpu_destroy(v);
-		smmu_vm_destroy(vm);
+		dvm_fini(&d);
 	}
 	assert_int_equal(r[0], SMMU_FAULT_MAPPED);
 	assert_int_equal(r[1], SMMU_FAULT_RETRY);
@@ -260,11 +276,10 @@ static void test_fault_invalid_slot(void **state)
 	(void)state;
 	int r[2];
 	for (int e = 0; e < 2; e++) {
-		smmu_vm *vm = era_vm(eras[e], SMMU_MODE_DIRECT, SMMU_FLUSH_FAST_ZAP);
-		smmu_vcpu *v;
-		assert_int_equal(smmu_memslot_create(vm, 0, 0, 1024, 0), 0);
+		struct dvm d = dvm_init(eras[e], 0, 1024);
+		smmu_vm *vm = d.vm;
+		smmu_vcpu *v = d.v;
 		assert_int_equal(smmu_memslot_create(vm, 1, 4096, 1024, 0), 0);
-		assert_int_equal(smmu_vcpu_create(vm, &v), 0);
 		struct memslot *slot = vm->slots.by_id[1];
 		slot->flags |= KVM_MEMSLOT_INVALID;
 		struct smmu_fault_info fi;
@@ -272,9 +287,7 @@ static void test_fault_invalid_slot(void **state)
 		assert_int_equal((int)fi.outcome, r[e]);
 		slot->flags &= ~KVM_MEMSLOT_INVALID;
 		assert_int_equal(smmu_vcpu_fault(v, 4100ull << SMMU_PAGE_SHIFT, 0, NULL), SMMU_FAULT_MAPPED);
-		tl_assert_audit_clean(vm);
-		smmu_vcpu_destroy(v);
-		smmu_vm_destroy(vm);
+		dvm_fini(&d);
 	}
 	assert_int_equal(r[0], SMMU_FAULT_MMIO);
 	assert_int_equal(r[1], SMMU_FAULT_RETRY);
@@ -325,10 +338,9 @@ static void test_wrprot_large_spte(void **state)
 	uint64_t lpages[2];
 	int level[2];
 	for (int e = 0; e < 2; e++) {
-		smmu_vm *vm = era_vm(eras[e], SMMU_MODE_DIRECT, SMMU_FLUSH_FAST_ZAP);
-		smmu_vcpu *v;
-		assert_int_equal(smmu_memslot_create(vm, 0, 0, 1024, 0), 0);
-		assert_int_equal(smmu_vcpu_create(vm, &v), 0);
+		struct dvm d = dvm_init(eras[e], 0, 1024);
+		smmu_vm *vm = d.vm;
+		smmu_vcpu *v = d.v;
 		const smmu_gpa_t gpa = (512ull + 5) << SMMU_PAGE_SHIFT;
 		struct smmu_fault_info fi;
 		assert_int_equal(smmu_vcpu_fault(v, gpa, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
@@ -349,9 +361,7 @@ static void test_wrprot_large_spte(void **state)
 		uint64_t bm[16] = { 0 };
 		assert_int_equal(smmu_memslot_get_dirty_log(vm, 0, bm, 16), 1);
 		assert_int_equal(bm[(512 + 5) / 64], 1ull << ((512 + 5) % 64));
-		tl_assert_audit_clean(vm);
-		smmu_vcpu_destroy(v);
-		smmu_vm_destroy(vm);
+		dvm_fini(&d);
 	}
 	assert_int_equal(lpages[0], 0);
 	assert_int_equal(level[0], 0);
@@ -361,23 +371,31 @@ static void test_wrprot_large_spte(void **state)
 
 /* ---- 5. kvm_mmu_slot_remove_write_access: flushes at the lock breaks -------------------------- */
 
-/* Once dirty logging is on for slot 1 (so only the write-protect walk's holds count), on every
- * hold of the main thread: queue the waiter (one ticket), so the walk's next check breaks. */
-struct break_feeder {
+/* Contention on one thread's holds: on each acquisition or retake of mmu_lock by w.zapper (once
+ * @only logs dirty pages, if set), queue the waiter for one more ticket, so that the next
+ * needbreak() check sees it. Afterwards, tickets = want lets the waiter finish. */
+struct hold_feeder {
 	struct tl_waiter w;
-	struct memslot *slot;
+	const struct memslot *only;
 };
 
-static void feed_breaks(smmu_vm *vm, enum smmu_event ev, const smmu_sp *sp, void *ctx)
+static void feed_holds(smmu_vm *vm, enum smmu_event ev, const smmu_sp *sp, void *ctx)
 {
 	(void)sp;
-	struct break_feeder *f = ctx;
+	struct hold_feeder *f = ctx;
 	if ((ev != SMMU_EV_LOCK_TAKEN && ev != SMMU_EV_LOCK_BROKEN) || !pthread_equal(pthread_self(), f->w.zapper) ||
-	    !(f->slot->flags & SMMU_MEM_LOG_DIRTY_PAGES) || atomic_load(&f->w.tickets) >= f->w.want)
+	    (f->only && !(f->only->flags & SMMU_MEM_LOG_DIRTY_PAGES)) || atomic_load(&f->w.tickets) >= f->w.want)
 		return;
 	atomic_fetch_add(&f->w.tickets, 1);
 	while (!smmu_needbreak(vm))
 		sched_yield();
+}
+
+static void feed_end(smmu_vm *vm, struct hold_feeder *f, pthread_t t)
+{
+	atomic_store(&f->w.tickets, f->w.want);
+	pthread_join(t, NULL);
+	assert_int_equal(smmu_set_hook(vm, NULL, NULL), 0);
 }
 
 static void test_slot_wrprot_flush_at_break(void **state)
@@ -386,17 +404,16 @@ static void test_slot_wrprot_flush_at_break(void **state)
 	enum { BREAKS = 5 };
 	uint64_t flushes[2], breaks[2];
 	for (int e = 0; e < 2; e++) {
-		smmu_vm *vm = era_vm(eras[e], SMMU_MODE_DIRECT, SMMU_FLUSH_FAST_ZAP);
-		smmu_vcpu *v;
-		assert_int_equal(smmu_memslot_create(vm, 1, 0, 1024, 0), 0);
-		assert_int_equal(smmu_vcpu_create(vm, &v), 0);
+		struct dvm d = dvm_init(eras[e], 1, 1024);
+		smmu_vm *vm = d.vm;
+		smmu_vcpu *v = d.v;
 		/* One 2M spte at [512, 1024): the breaks come at the first, empty, 4K rmap heads. */
 		assert_int_equal(smmu_vcpu_fault(v, 600ull << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
-		struct break_feeder f = { .w = { .vm = vm, .zapper = pthread_self(), .want = BREAKS },
-					  .slot = vm->slots.by_id[1] };
+		struct hold_feeder f = { .w = { .vm = vm, .zapper = pthread_self(), .want = BREAKS },
+					 .only = vm->slots.by_id[1] };
 		pthread_t t;
+		assert_int_equal(smmu_set_hook(vm, feed_holds, &f), 0);
 		assert_int_equal(pthread_create(&t, NULL, tl_waiter_main, &f.w), 0);
-		assert_int_equal(smmu_set_hook(vm, feed_breaks, &f), 0);
 		struct smmu_vm_counters c0, c1;
 		struct smmu_site_stats s0, s1;
 		assert_int_equal(smmu_vm_get_counters(vm, &c0), 0);
@@ -404,16 +421,13 @@ static void test_slot_wrprot_flush_at_break(void **state)
 		assert_int_equal(smmu_memslot_set_flags(vm, 1, SMMU_MEM_LOG_DIRTY_PAGES), 0);
 		assert_int_equal(smmu_vm_get_counters(vm, &c1), 0);
 		assert_int_equal(smmu_stats_get(vm, SMMU_SITE_MEMSLOT, &s1), 0);
-		pthread_join(t, NULL);
-		assert_int_equal(smmu_set_hook(vm, NULL, NULL), 0);
+		feed_end(vm, &f, t);
 		flushes[e] = c1.remote_tlb_flushes - c0.remote_tlb_flushes;
 		breaks[e] = s1.breaks - s0.breaks;
 		printf("%s: dirty-log enable with %llu lock breaks: %llu remote flushes\n",
 		       eras[e] == SMMU_PROFILE_LINUX_3_11 ? "3.11" : "today", (unsigned long long)breaks[e],
 		       (unsigned long long)flushes[e]);
-		tl_assert_audit_clean(vm);
-		smmu_vcpu_destroy(v);
-		smmu_vm_destroy(vm);
+		dvm_fini(&d);
 	}
 	assert_int_equal(breaks[0], BREAKS);
 	assert_int_equal(breaks[1], BREAKS);
@@ -471,10 +485,9 @@ static void test_notifier_retry_protocol(void **state)
 {
 	(void)state;
 	for (int e = 0; e < 2; e++) {
-		smmu_vm *vm = era_vm(eras[e], SMMU_MODE_DIRECT, SMMU_FLUSH_FAST_ZAP);
-		smmu_vcpu *v;
-		assert_int_equal(smmu_memslot_create(vm, 0, 0, 1024, 0), 0);
-		assert_int_equal(smmu_vcpu_create(vm, &v), 0);
+		struct dvm d = dvm_init(eras[e], 0, 1024);
+		smmu_vm *vm = d.vm;
+		smmu_vcpu *v = d.v;
 		vm->mmu_notifier_count = 1; /* a range_start in progress on another thread */
 		assert_int_equal(smmu_vcpu_fault(v, 0x5000, SMMU_ACC_WRITE, NULL), SMMU_FAULT_RETRY);
 		vm->mmu_notifier_count = 0;
@@ -491,44 +504,8 @@ static void test_notifier_retry_protocol(void **state)
 		assert_int_equal(smmu_mmu_notifier_invalidate_range(vm, info.hva, (char *)info.hva + 0x10000), 1);
 		assert_int_equal(vm->mmu_notifier_count, 0);
 		assert_int_equal(atomic_load(&vm->mmu_notifier_seq), seq + 1);
-		tl_assert_audit_clean(vm);
-		smmu_vcpu_destroy(v);
-		smmu_vm_destroy(vm);
+		dvm_fini(&d);
 	}
-}
-
-/* A waiter queued on each hold of the notifying thread, up to @want tickets. */
-struct notifier_waiter {
-	smmu_vm *vm;
-	pthread_t notifier;
-	atomic_uint want, tickets, served;
-};
-
-static void *notifier_waiter_main(void *arg)
-{
-	struct notifier_waiter *w = arg;
-	while (atomic_load(&w->served) < atomic_load(&w->want)) {
-		if (atomic_load(&w->tickets) == atomic_load(&w->served)) {
-			sched_yield();
-			continue;
-		}
-		smmu_mmu_lock(w->vm, SMMU_SITE_USER1);
-		smmu_mmu_unlock(w->vm);
-		atomic_fetch_add(&w->served, 1);
-	}
-	return NULL;
-}
-
-static void notifier_feed(smmu_vm *vm, enum smmu_event ev, const smmu_sp *sp, void *ctx)
-{
-	(void)sp;
-	struct notifier_waiter *w = ctx;
-	if ((ev != SMMU_EV_LOCK_TAKEN && ev != SMMU_EV_LOCK_BROKEN) || !pthread_equal(pthread_self(), w->notifier) ||
-	    atomic_load(&w->tickets) >= atomic_load(&w->want))
-		return;
-	atomic_fetch_add(&w->tickets, 1);
-	while (!smmu_needbreak(vm))
-		sched_yield();
 }
 
 /* kvm_unmap_hva_range with a vCPU waiting for mmu_lock: 3.11 never lets it in before the end;
@@ -540,33 +517,27 @@ static void test_notifier_unmap_lock_breaks(void **state)
 	uint64_t breaks[2];
 	int64_t dropped[2];
 	for (int e = 0; e < 2; e++) {
-		smmu_vm *vm = era_vm(eras[e], SMMU_MODE_DIRECT, SMMU_FLUSH_FAST_ZAP);
-		smmu_vcpu *v;
-		assert_int_equal(smmu_memslot_create(vm, 0, 0, 2048, 0), 0);
-		assert_int_equal(smmu_vcpu_create(vm, &v), 0);
+		struct dvm d = dvm_init(eras[e], 0, 2048);
+		smmu_vm *vm = d.vm;
+		smmu_vcpu *v = d.v;
 		for (smmu_gfn_t gfn = 0; gfn < 2048; gfn += 512)
 			assert_int_equal(smmu_vcpu_fault(v, (gfn + 7) << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
 		struct smmu_memslot_info info;
 		assert_int_equal(smmu_memslot_get(vm, 0, &info), 0);
-		struct notifier_waiter w = { .vm = vm, .notifier = pthread_self() };
-		atomic_store(&w.want, WANT);
+		struct hold_feeder f = { .w = { .vm = vm, .zapper = pthread_self(), .want = WANT } };
 		pthread_t t;
-		assert_int_equal(pthread_create(&t, NULL, notifier_waiter_main, &w), 0);
-		assert_int_equal(smmu_set_hook(vm, notifier_feed, &w), 0);
+		assert_int_equal(smmu_set_hook(vm, feed_holds, &f), 0);
+		assert_int_equal(pthread_create(&t, NULL, tl_waiter_main, &f.w), 0);
 		struct smmu_site_stats s0, s1;
 		assert_int_equal(smmu_stats_get(vm, SMMU_SITE_MMU_NOTIFIER, &s0), 0);
 		dropped[e] = smmu_mmu_notifier_invalidate_range(vm, info.hva, (char *)info.hva + (2048ull << SMMU_PAGE_SHIFT));
 		assert_int_equal(smmu_stats_get(vm, SMMU_SITE_MMU_NOTIFIER, &s1), 0);
-		assert_int_equal(smmu_set_hook(vm, NULL, NULL), 0);
-		atomic_store(&w.want, atomic_load(&w.tickets)); /* no more holds to feed: let it finish */
-		pthread_join(t, NULL);
+		feed_end(vm, &f, t);
 		breaks[e] = s1.breaks - s0.breaks;
 		printf("%s: notifier unmap of %lld sptes with a waiter: %llu lock breaks\n",
 		       eras[e] == SMMU_PROFILE_LINUX_3_11 ? "3.11" : "today", (long long)dropped[e],
 		       (unsigned long long)breaks[e]);
-		tl_assert_audit_clean(vm);
-		smmu_vcpu_destroy(v);
-		smmu_vm_destroy(vm);
+		dvm_fini(&d);
 	}
 	assert_int_equal(dropped[0], 4);
 	assert_int_equal(dropped[1], 4);
@@ -584,17 +555,14 @@ static void test_host_page_size(void **state)
 	(void)state;
 	for (int e = 0; e < 2; e++) {
 		for (int host = SMMU_LEVEL_4K; host <= SMMU_LEVEL_1G; host++) {
-			smmu_vm *vm = era_vm(eras[e], SMMU_MODE_DIRECT, SMMU_FLUSH_FAST_ZAP);
-			smmu_vcpu *v;
-			assert_int_equal(smmu_memslot_create(vm, 0, 0, GIB_PAGES, 0), 0);
-			assert_int_equal(smmu_vcpu_create(vm, &v), 0);
+			struct dvm d = dvm_init(eras[e], 0, GIB_PAGES);
+			smmu_vm *vm = d.vm;
+			smmu_vcpu *v = d.v;
 			vm->slots.by_id[0]->host_level = host;
 			struct smmu_fault_info fi;
 			assert_int_equal(smmu_vcpu_fault(v, 0x12345000, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
 			assert_int_equal(fi.level, host);
-			tl_assert_audit_clean(vm);
-			smmu_vcpu_destroy(v);
-			smmu_vm_destroy(vm);
+			dvm_fini(&d);
 		}
 	}
 }
