@@ -120,7 +120,9 @@ SMMU_API int smmu_vm_get_config(const smmu_vm *vm, struct smmu_vm_config *out);
 SMMU_API int smmu_vm_set_flush_strategy(smmu_vm *vm, enum smmu_flush_strategy s);
 
 /**
- * Set n_max_mmu_pages (kvm_mmu_change_mmu_pages): zaps the oldest pages while more are used.
+ * Set n_max_mmu_pages (kvm_mmu_change_mmu_pages): zaps the oldest pages while more are used; if
+ * it had to zap, the budget becomes the pages still in use (more than @p limit where only roots
+ * in use are left: the 3.11 profile zaps those too, today's passes over them).
  * @return 0, or -EINVAL for NULL or a limit below 1.
  */
 SMMU_API int smmu_vm_set_max_mmu_pages(smmu_vm *vm, uint64_t limit);
@@ -201,8 +203,10 @@ SMMU_API void *smmu_gfn_to_hva(const smmu_vm *vm, smmu_gfn_t gfn);
 
 /**
  * The host unmapped [@p start, @p end) of slot backing (kvm_mmu_notifier_invalidate_range_start
- * → kvm_unmap_hva_range): drops every spte whose frame lies in the range, through the rmaps of
- * the gfns behind it, and flushes TLBs.
+ * → kvm_unmap_hva_range, then _range_end): drops every spte whose frame lies in the range,
+ * through the rmaps of the gfns behind it, and flushes TLBs. Faults that race with it retry
+ * (mmu_notifier_count / mmu_notifier_seq). The 3.11 profile holds mmu_lock for the whole unmap;
+ * today's breaks it when a thread waits.
  * @return the number of sptes dropped, or -EINVAL (NULL, start > end).
  */
 SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *start,
