@@ -621,6 +621,12 @@ static void audit_leaf(struct audit *a, const struct smmu_sp *sp, uint32_t idx, 
 		       (int64_t)gfn, "large spte maps a gfn not aligned to its size");
 		return;
 	}
+	/* KVM keeps no *writable* large spte where a large page is disallowed or dirty-logged:
+	 * set_spte refuses one where has_wrprotected_page, and write protection drops (3.11) or
+	 * write-protects (today) a large spte. A read-only one may stay over a shadowed table: 3.11
+	 * maps one when it chose the level before the fetch, and neither era removes it. */
+	if (!is_writable_pte(spte))
+		return;
 	int32_t disallow = slot->lpage[level - 2] ? *lpage_info_slot(slot, gfn, level) : 0;
 	if (disallow)
 		report(a, SMMU_INV_LARGE_SPTE, SPOT(.sp = sp, .sptep = sptep, .slot = slot, .gfn = gfn), 0, disallow,

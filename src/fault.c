@@ -177,6 +177,10 @@ static int fetch(struct smmu_vcpu *v, smmu_gva_t addr, const struct guest_walker
 	struct smmu_vm *vm = v->vm;
 	uint64_t *table = v->root->spt;
 	int level = PT64_ROOT_LEVEL;
+	/* 3.11: the leaf size is chosen before the indirect pages (rules->fault_level_after_fetch). */
+	int hlevel = SMMU_LEVEL_4K;
+	if (!vm->rules->fault_level_after_fetch && w->level > SMMU_LEVEL_4K)
+		hlevel = mapping_level(vm, w->gfn, w->level);
 
 	if (gpte_changed(vm, w, PT64_ROOT_LEVEL))
 		return SMMU_FAULT_RETRY;
@@ -193,9 +197,10 @@ static int fetch(struct smmu_vcpu *v, smmu_gva_t addr, const struct guest_walker
 			link_shadow_page(vm, &v->caches.desc, sptep, child);
 		table = spte_to_child_spt(*sptep);
 	}
-	/* Only now choose the leaf size (kvm_mmu_hugepage_adjust after the indirect pages, as
-	 * today's KVM does): the tables just shadowed may lie inside the guest's large page. */
-	int hlevel = w->level > SMMU_LEVEL_4K ? mapping_level(vm, w->gfn, w->level) : SMMU_LEVEL_4K;
+	/* Today: only now choose the leaf size (kvm_mmu_hugepage_adjust after the indirect pages):
+	 * the tables just shadowed may lie inside the guest's large page. */
+	if (vm->rules->fault_level_after_fetch && w->level > SMMU_LEVEL_4K)
+		hlevel = mapping_level(vm, w->gfn, w->level);
 	/* A guest large page mapped with smaller sptes: direct pages split it. */
 	uint32_t direct_access = w->pte_access;
 	for (; level > hlevel; level--) {
@@ -215,6 +220,10 @@ static int fetch(struct smmu_vcpu *v, smmu_gva_t addr, const struct guest_walker
 		}
 		table = spte_to_child_spt(*sptep);
 	}
+	/* set_spte: no writable large spte where a table is shadowed now (3.11 can get here, having
+	 * chosen the level before the fetch); the spte stays unset and the guest refaults. */
+	if (hlevel > SMMU_LEVEL_4K && (w->pte_access & SMMU_ACC_WRITE) && has_wrprotected_page(vm, w->gfn, hlevel))
+		return SMMU_FAULT_RETRY;
 	smmu_gfn_t gfn = w->gfn & ~(KVM_PAGES_PER_HPAGE(hlevel) - 1);
 	info->emulated_write = mmu_set_spte(v, &table[PT64_INDEX(addr, hlevel)], w->pte_access, write_fault,
 					    hlevel, gfn, slot);
@@ -294,10 +303,15 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		memset(&w, 0, sizeof(w));
 	}
 	info->gfn = gfn;
+	/* mmu_seq, sampled before the pfn is looked up (mmu_notifier_retry checks it under the lock). */
+	uint64_t mmu_seq = atomic_load_explicit(&vm->mmu_notifier_seq, memory_order_acquire);
 	struct memslot *slot = gfn_to_memslot(&vm->slots, gfn);
 	if (slot && (slot->flags & KVM_MEMSLOT_INVALID)) {
-		r = info->outcome = SMMU_FAULT_RETRY;
-		goto out_srcu;
+		if (vm->rules->fault_invalid_slot_retries) {
+			r = info->outcome = SMMU_FAULT_RETRY;
+			goto out_srcu;
+		}
+		slot = NULL; /* 3.11: KVM_PFN_NOSLOT, an MMIO access */
 	}
 	if (!slot || ((access & SMMU_ACC_WRITE) && (slot->flags & SMMU_MEM_READONLY))) {
 		r = info->outcome = SMMU_FAULT_MMIO;
@@ -307,8 +321,11 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 	vm_lock(vm, SMMU_SITE_FAULT);
 	vm->stat.faults++;
 	uint64_t created = vm->stat.pages_created;
-	if (v->root && (v->root->role.invalid || is_obsolete_sp(vm, v->root))) {
+	if (vm->rules->fault_checks_stale_root && v->root && (v->root->role.invalid || is_obsolete_sp(vm, v->root))) {
 		/* is_page_fault_stale: the root was zapped; the reload request is pending. */
+		r = SMMU_FAULT_RETRY;
+	} else if (vm->mmu_notifier_count || atomic_load_explicit(&vm->mmu_notifier_seq, memory_order_relaxed) != mmu_seq) {
+		/* mmu_notifier_retry: an invalidation is in progress or ended since the sample. */
 		r = SMMU_FAULT_RETRY;
 	} else {
 		make_mmu_pages_available(vm);

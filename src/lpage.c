@@ -7,16 +7,19 @@
  */
 #include "mmu.h"
 
+/* For the layout the arrays were made for (arch_base_gfn): after a 3.11 move that kept them,
+ * the edge entries still describe the old base, as KVM 3.11 leaves them. */
 int32_t lpage_edge_value(const struct memslot *slot, int level, uint64_t idx)
 {
 	uint64_t mask = KVM_PAGES_PER_HPAGE(level) - 1;
 	uint64_t last = slot->nr_entries[level - 1] - 1;
+	smmu_gfn_t base = slot->arch_base_gfn;
 	smmu_gfn_t ugfn = (uintptr_t)slot->hva >> SMMU_PAGE_SHIFT;
-	if ((slot->base_gfn ^ ugfn) & mask)
+	if ((base ^ ugfn) & mask)
 		return 1; /* host and guest disagree on alignment: no large page anywhere */
-	if (idx == 0 && (slot->base_gfn & mask))
+	if (idx == 0 && (base & mask))
 		return 1;
-	if (idx == last && ((slot->base_gfn + slot->npages) & mask))
+	if (idx == last && ((base + slot->npages) & mask))
 		return 1;
 	return 0;
 }
@@ -88,10 +91,20 @@ int mapping_level(struct smmu_vm *vm, smmu_gfn_t gfn, int max_level)
 	struct memslot *slot = gfn_to_valid_memslot(&vm->slots, gfn);
 	if (!slot || (slot->flags & SMMU_MEM_LOG_DIRTY_PAGES)) /* mapping_level_dirty_bitmap */
 		return SMMU_LEVEL_4K;
+	if (max_level > slot->host_level) /* host_mapping_level / host_pfn_mapping_level */
+		max_level = slot->host_level;
 	int level;
-	for (level = SMMU_LEVEL_2M; level <= max_level; level++)
+	for (level = SMMU_LEVEL_2M; level <= max_level; level++) {
 		if (has_wrprotected_page(vm, gfn, level))
 			break;
+		/* The edge entries of lpage_info keep a large page inside its slot. After a 3.11
+		 * move that kept them (rules->move_keeps_arch) they describe the old base, and KVM
+		 * 3.11 could map across the slot's edge; the model stops here, so that no spte
+		 * maps memory outside a slot's backing. */
+		smmu_gfn_t first = gfn & ~(KVM_PAGES_PER_HPAGE(level) - 1);
+		if (first < slot->base_gfn || first + KVM_PAGES_PER_HPAGE(level) > slot->base_gfn + slot->npages)
+			break;
+	}
 	return level - 1;
 }
 

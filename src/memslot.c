@@ -83,6 +83,7 @@ void memslots_remove(struct memslots *s, struct memslot *slot)
 int memslot_alloc_arch(struct memslot *slot, smmu_gfn_t base_gfn)
 {
 	smmu_gfn_t last = base_gfn + slot->npages - 1;
+	slot->arch_base_gfn = base_gfn;
 	memset(slot->rmap, 0, sizeof(slot->rmap));
 	memset(slot->lpage, 0, sizeof(slot->lpage));
 	for (int level = 1; level <= SMMU_NR_PAGE_SIZES; level++) {
@@ -101,6 +102,14 @@ int memslot_alloc_arch(struct memslot *slot, smmu_gfn_t base_gfn)
 fail:
 	memslot_free_arch(slot);
 	return -ENOMEM;
+}
+
+bool memslot_arch_fits(const struct memslot *slot, smmu_gfn_t base_gfn)
+{
+	for (int level = 1; level <= SMMU_NR_PAGE_SIZES; level++)
+		if (gfn_to_index(base_gfn + slot->npages - 1, base_gfn, level) >= slot->nr_entries[level - 1])
+			return false;
+	return true;
 }
 
 void memslot_free_arch(struct memslot *slot)
@@ -148,6 +157,7 @@ int memslot_alloc(struct memslot **out, int id, smmu_gfn_t base_gfn, uint64_t np
 	slot->base_gfn = base_gfn;
 	slot->npages = npages;
 	slot->flags = flags;
+	slot->host_level = SMMU_LEVEL_1G;
 	int r = memslot_alloc_arch(slot, base_gfn);
 	if (r)
 		goto fail;

@@ -24,9 +24,10 @@ static void rmap_walk_break(struct smmu_vm *vm, bool *flush, uint32_t skip_point
 	}
 }
 
-/* kvm_unmap_rmapp over every rmap head of [gfn_start, gfn_end) of @slot, every level. */
-static uint64_t unmap_gfn_range(struct smmu_vm *vm, struct memslot *slot, smmu_gfn_t gfn_start, smmu_gfn_t gfn_end,
-				struct smmu_zap_report *rep)
+/* kvm_unmap_rmapp over every rmap head of [gfn_start, gfn_end) of @slot, every level; breaking
+ * the lock on contention unless @no_break (3.11's kvm_unmap_hva_range). */
+static uint64_t unmap_gfn_range_break(struct smmu_vm *vm, struct memslot *slot, smmu_gfn_t gfn_start,
+				      smmu_gfn_t gfn_end, bool no_break, struct smmu_zap_report *rep)
 {
 	bool flush = false;
 	uint64_t dropped = 0;
@@ -40,13 +41,20 @@ static uint64_t unmap_gfn_range(struct smmu_vm *vm, struct memslot *slot, smmu_g
 				dropped += (uint64_t)n;
 				flush |= n > 0;
 			}
-			rmap_walk_break(vm, &flush, SMMU_SKIP_FLUSH_RMAP_UNMAP, rep);
+			if (!no_break)
+				rmap_walk_break(vm, &flush, SMMU_SKIP_FLUSH_RMAP_UNMAP, rep);
 		}
 	}
 	if (flush)
 		kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_RMAP_UNMAP);
 	rep->sptes_dropped += dropped;
 	return dropped;
+}
+
+static uint64_t unmap_gfn_range(struct smmu_vm *vm, struct memslot *slot, smmu_gfn_t gfn_start, smmu_gfn_t gfn_end,
+				struct smmu_zap_report *rep)
+{
+	return unmap_gfn_range_break(vm, slot, gfn_start, gfn_end, false, rep);
 }
 
 /* Gleb's proposal: every valid indirect page whose gfn is in the slot, found through
@@ -141,30 +149,33 @@ SMMU_API const char *smmu_flush_strategy_name(enum smmu_flush_strategy s)
 	return (unsigned)s < SMMU_FLUSH_STRATEGY_COUNT ? names[s] : "?";
 }
 
-/* kvm_mmu_slot_remove_write_access, for dirty logging: every 4K spte of the slot read-only, and
- * every large spte dropped, so that writes fault and get logged at 4K. */
+/* kvm_mmu_slot_remove_write_access, for dirty logging: every spte of the slot read-only (3.11
+ * drops the writable large ones), so that writes fault and get logged at 4K. One flush at the end
+ * in both eras (today's comes from kvm_mmu_slot_apply_flags, after the walk); 3.11 also flushes
+ * before every lock break (rules->slot_wrprot_flush_at_break). */
 void kvm_mmu_slot_remove_write_access(struct smmu_vm *vm, struct memslot *slot)
 {
-	struct smmu_zap_report rep = { 0 };
-	bool flush = false;
 	vm_lock(vm, SMMU_SITE_MEMSLOT);
 	for (int level = 1; level <= SMMU_NR_PAGE_SIZES; level++) {
 		for (uint64_t idx = 0; idx < slot->nr_entries[level - 1]; idx++) {
 			uintptr_t *head = &slot->rmap[level - 1][idx];
-			if (*head) {
-				if (level == SMMU_LEVEL_4K)
-					flush |= __rmap_write_protect(vm, head, false);
-				else
-					flush |= kvm_unmap_rmapp(vm, head) > 0;
+			if (*head)
+				__rmap_write_protect(vm, head, false);
+			if (mmu_lock_needbreak(&vm->mmu_lock)) {
+				if (vm->rules->slot_wrprot_flush_at_break)
+					kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_WRPROT);
+				vm_cond_resched(vm);
 			}
-			rmap_walk_break(vm, &flush, SMMU_SKIP_FLUSH_WRPROT, &rep);
 		}
 	}
 	kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_WRPROT);
 	vm_unlock(vm);
 }
 
-/* kvm_mmu_notifier_invalidate_range_start → kvm_unmap_hva_range. */
+/* kvm_mmu_notifier_invalidate_range_start → kvm_unmap_hva_range, then _range_end: the count is
+ * raised for the unmap and the sequence bumped when it ends, so that a fault that raced with it
+ * retries (mmu_notifier_retry). 3.11 never breaks the lock in the unmap
+ * (rules->notifier_unmap_breaks_lock). */
 SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *start, const void *end)
 {
 	if (!vm || (uintptr_t)start > (uintptr_t)end)
@@ -173,6 +184,7 @@ SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *sta
 	uint64_t dropped = 0;
 	pthread_rwlock_rdlock(&vm->srcu);
 	vm_lock(vm, SMMU_SITE_MMU_NOTIFIER);
+	vm->mmu_notifier_count++;
 	for (int i = 0; i < vm->slots.n; i++) {
 		struct memslot *slot = vm->slots.sorted[i];
 		uintptr_t s0 = (uintptr_t)slot->hva, s1 = s0 + (slot->npages << SMMU_PAGE_SHIFT);
@@ -183,22 +195,33 @@ SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *sta
 		/* The gfns of every page that intersects [hs, he). */
 		smmu_gfn_t g0 = slot->base_gfn + ((hs - s0) >> SMMU_PAGE_SHIFT);
 		smmu_gfn_t g1 = slot->base_gfn + ((he - s0 + SMMU_PAGE_SIZE - 1) >> SMMU_PAGE_SHIFT);
-		dropped += unmap_gfn_range(vm, slot, g0, g1, &rep);
+		dropped += unmap_gfn_range_break(vm, slot, g0, g1, !vm->rules->notifier_unmap_breaks_lock, &rep);
 	}
 	vm_unlock(vm);
 	pthread_rwlock_unlock(&vm->srcu);
+	/* kvm_mmu_notifier_invalidate_range_end: the host's change is done. */
+	vm_lock(vm, SMMU_SITE_MMU_NOTIFIER);
+	atomic_fetch_add_explicit(&vm->mmu_notifier_seq, 1, memory_order_release);
+	vm->mmu_notifier_count--;
+	vm_unlock(vm);
 	vm_audit_point(vm, "mmu_notifier_invalidate_range");
 	return (int64_t)dropped;
 }
 
-/* kvm_mmu_notifier_release → kvm_arch_flush_shadow_all → kvm_mmu_zap_all. */
+/* kvm_mmu_notifier_release → kvm_arch_flush_shadow_all: kvm_mmu_invalidate_zap_all_pages (3.11)
+ * or kvm_mmu_zap_all (today), rules->release_fast_zaps. */
 SMMU_API int smmu_mmu_notifier_release(smmu_vm *vm)
 {
 	if (!vm)
 		return -EINVAL;
 	struct smmu_zap_report rep = { 0 };
 	vm_lock(vm, SMMU_SITE_MMU_NOTIFIER);
-	kvm_mmu_zap_all_locked(vm, &rep);
+	if (vm->rules->release_fast_zaps) {
+		fast_zap_bump_locked(vm);
+		kvm_zap_obsolete_pages(vm, &rep);
+	} else {
+		kvm_mmu_zap_all_locked(vm, &rep);
+	}
 	vm_unlock(vm);
 	vm_audit_point(vm, "mmu_notifier_release");
 	return 0;

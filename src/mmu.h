@@ -36,6 +36,15 @@ struct memslot {
 	uintptr_t *rmap[SMMU_NR_PAGE_SIZES];  /* rmap heads per level, gfn_to_index order */
 	int32_t *lpage[SMMU_NR_PAGE_SIZES - 1]; /* disallow_lpage for levels 2 and 3 */
 	uint64_t nr_entries[SMMU_NR_PAGE_SIZES]; /* entries of rmap[] / lpage[] per level */
+	/* The base_gfn rmap[] and lpage[] were laid out for (kvm_arch_create_memslot): base_gfn,
+	 * except after a move that kept them (rules->move_keeps_arch). lpage_info's edge entries
+	 * describe this layout. */
+	smmu_gfn_t arch_base_gfn;
+	/* The largest page the host maps the backing with (host_mapping_level in 3.11: the vma's
+	 * page size, raised to 2M by transparent_hugepage_adjust; host_pfn_mapping_level today: the
+	 * host page tables). SMMU_LEVEL_1G by default: the model treats the backing as if 1 GiB
+	 * pages (hugetlbfs) backed it, so only lpage_info limits the level. Internal. */
+	int host_level;
 	_Atomic uint64_t *dirty_bitmap; /* with LOG_DIRTY_PAGES */
 };
 
@@ -58,6 +67,8 @@ struct memslot *gfn_to_memslot(const struct memslots *s, smmu_gfn_t gfn); /* any
 struct memslot *gfn_to_valid_memslot(const struct memslots *s, smmu_gfn_t gfn);
 int memslot_alloc(struct memslot **out, int id, smmu_gfn_t base_gfn, uint64_t npages, uint32_t flags);
 int memslot_alloc_arch(struct memslot *slot, smmu_gfn_t base_gfn); /* rmap + lpage_info */
+/* Whether @slot's arrays have an entry for every gfn of it at @base_gfn, at every level. */
+bool memslot_arch_fits(const struct memslot *slot, smmu_gfn_t base_gfn);
 void memslot_free_arch(struct memslot *slot);
 void memslot_free(struct memslot *slot); /* arch + backing + bitmap */
 int memslots_insert(struct memslots *s, struct memslot *slot); /* -EEXIST on overlap */
@@ -199,6 +210,11 @@ struct smmu_vm {
 	/* kmem_caches, reused by mmu_topup_memory_caches: headers (with the gfns array they had, if
 	 * any) and spare gfns arrays. */
 	struct obj_cache hdr_cache, gfns_cache;
+	/* The MMU notifier's retry protocol (kvm->mmu_notifier_count / mmu_notifier_seq, today's
+	 * mmu_invalidate_in_progress / _seq): count is protected by mmu_lock; seq changes under it
+	 * and a fault samples it before taking it (mmu_notifier_retry). */
+	uint64_t mmu_notifier_count;
+	_Atomic uint64_t mmu_notifier_seq;
 };
 
 /* kvm_page_table_hashfn: gfn & mask (3.11) or hash_64 (today: multiply by GOLDEN_RATIO_64). */
@@ -269,8 +285,8 @@ void rmap_remove(struct smmu_vm *vm, uint64_t *spte);
 void drop_spte(struct smmu_vm *vm, uint64_t *sptep);
 /* kvm_unmap_rmapp: drop every spte of one rmap head; returns how many. */
 int kvm_unmap_rmapp(struct smmu_vm *vm, uintptr_t *head);
-/* __rmap_write_protect: make every spte of a head read-only; large sptes are dropped when
- * @pt_protect (as for a shadowed table). Returns true when a TLB flush is needed. */
+/* __rmap_write_protect: make every spte of a head read-only; 3.11 drops writable large ones
+ * (rules->wrprot_drops_large_spte). Returns true when a TLB flush is needed. */
 bool __rmap_write_protect(struct smmu_vm *vm, uintptr_t *head, bool pt_protect);
 bool rmap_write_protect(struct smmu_vm *vm, smmu_gfn_t gfn);
 
@@ -318,8 +334,12 @@ void mmu_spte_set(struct smmu_vm *vm, uint64_t *sptep, uint64_t spte);
 bool mmu_page_zap_pte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *spte);
 int kvm_mmu_prepare_zap_page(struct smmu_vm *vm, struct smmu_sp *sp, struct list_node *invalid_list);
 void kvm_mmu_commit_zap_page(struct smmu_vm *vm, struct list_node *invalid_list);
-uint64_t kvm_mmu_zap_oldest_mmu_pages(struct smmu_vm *vm, uint64_t nr_to_zap,
-				      struct list_node *invalid_list);
+/* Zap the oldest pages onto @invalid_list until at most @target are in use, by the profile's
+ * rule zap_oldest_skips_roots: today's kvm_mmu_zap_oldest_mmu_pages (roots in use passed over,
+ * the pages zapped counted in mmu_recycled) or 3.11's prepare_zap_oldest_mmu_page steps (each
+ * counted in mmu_recycled when @count_steps: make_mmu_pages_available does, 3.11's
+ * kvm_mmu_change_mmu_pages does not). Lock held. */
+void zap_oldest_to(struct smmu_vm *vm, uint64_t target, bool count_steps, struct list_node *invalid_list);
 bool prepare_zap_oldest_mmu_page(struct smmu_vm *vm, struct list_node *invalid_list);
 void make_mmu_pages_available(struct smmu_vm *vm);
 smmu_gfn_t kvm_mmu_page_get_gfn(const struct smmu_sp *sp, int index);

@@ -246,8 +246,9 @@ void kvm_mmu_commit_zap_page(struct smmu_vm *vm, struct list_node *invalid_list)
 	table_free_batch(&vm->tables, &tables);
 }
 
-/* prepare_zap_oldest_mmu_page: the oldest page that can still be zapped. Zapped roots still in
- * use are passed over (3.11 zaps them again, which only moves them to the head). */
+/* prepare_zap_oldest_mmu_page (3.11): zap the oldest page that can still be zapped, a root in use
+ * included. Zapped roots still in use are passed over (3.11 zaps them again, which only moves
+ * them to the head). */
 bool prepare_zap_oldest_mmu_page(struct smmu_vm *vm, struct list_node *invalid_list)
 {
 	for (struct list_node *n = vm->active_mmu_pages.prev; n != &vm->active_mmu_pages; n = n->prev) {
@@ -260,17 +261,11 @@ bool prepare_zap_oldest_mmu_page(struct smmu_vm *vm, struct list_node *invalid_l
 	return false; /* only zapped roots in use are left: nothing to reclaim */
 }
 
-static uint64_t kvm_mmu_available_pages(const struct smmu_vm *vm)
-{
-	return vm->n_max_mmu_pages > vm->n_used_mmu_pages ? vm->n_max_mmu_pages - vm->n_used_mmu_pages : 0;
-}
-
 /* kvm_mmu_zap_oldest_mmu_pages (today): walk from the oldest end, pass over pages in use as
- * roots, stop once @nr_to_zap pages went to @invalid_list. Returns the pages zapped. */
-uint64_t kvm_mmu_zap_oldest_mmu_pages(struct smmu_vm *vm, uint64_t nr_to_zap,
-				      struct list_node *invalid_list)
+ * roots, stop once @nr_to_zap pages went to @invalid_list; mmu_recycled counts them. */
+static void kvm_mmu_zap_oldest_mmu_pages(struct smmu_vm *vm, uint64_t nr_to_zap,
+					 struct list_node *invalid_list)
 {
-	lockdep_assert_held(&vm->mmu_lock);
 	uint64_t total = 0;
 	struct list_node *n = vm->active_mmu_pages.prev;
 	while (n != &vm->active_mmu_pages && total < nr_to_zap) {
@@ -281,29 +276,37 @@ uint64_t kvm_mmu_zap_oldest_mmu_pages(struct smmu_vm *vm, uint64_t nr_to_zap,
 		/* Children are only unlinked (no unsync pages to zap with it): the walk stays stable. */
 		total += (uint64_t)kvm_mmu_prepare_zap_page(vm, sp, invalid_list);
 	}
-	return total;
+	vm->stat.pages_recycled += total;
+}
+
+void zap_oldest_to(struct smmu_vm *vm, uint64_t target, bool count_steps, struct list_node *invalid_list)
+{
+	lockdep_assert_held(&vm->mmu_lock);
+	if (vm->rules->zap_oldest_skips_roots) {
+		if (vm->n_used_mmu_pages > target)
+			kvm_mmu_zap_oldest_mmu_pages(vm, vm->n_used_mmu_pages - target, invalid_list);
+		return;
+	}
+	while (vm->n_used_mmu_pages > target && prepare_zap_oldest_mmu_page(vm, invalid_list))
+		if (count_steps)
+			vm->stat.pages_recycled++;
+}
+
+static uint64_t kvm_mmu_available_pages(const struct smmu_vm *vm)
+{
+	return vm->n_max_mmu_pages > vm->n_used_mmu_pages ? vm->n_max_mmu_pages - vm->n_used_mmu_pages : 0;
 }
 
 /* make_mmu_pages_available: below KVM_MIN_FREE_MMU_PAGES free, zap the oldest pages until
- * KVM_REFILL_PAGES are free, by the profile's rule (profile.h: recycle_skips_roots). */
+ * KVM_REFILL_PAGES are free (3.11 counts each step in mmu_recycled, a root's included). */
 void make_mmu_pages_available(struct smmu_vm *vm)
 {
 	struct list_node invalid_list;
-	uint64_t avail = kvm_mmu_available_pages(vm);
-	if (avail >= KVM_MIN_FREE_MMU_PAGES)
+	if (kvm_mmu_available_pages(vm) >= KVM_MIN_FREE_MMU_PAGES)
 		return;
 	list_init(&invalid_list);
-	if (vm->rules->recycle_skips_roots) {
-		vm->stat.pages_recycled += kvm_mmu_zap_oldest_mmu_pages(vm, KVM_REFILL_PAGES - avail,
-									&invalid_list);
-	} else {
-		/* 3.11: one prepare_zap_oldest_mmu_page a step, each step counted. */
-		while (kvm_mmu_available_pages(vm) < KVM_REFILL_PAGES) {
-			if (!prepare_zap_oldest_mmu_page(vm, &invalid_list))
-				break;
-			vm->stat.pages_recycled++;
-		}
-	}
+	uint64_t max = vm->n_max_mmu_pages;
+	zap_oldest_to(vm, max > KVM_REFILL_PAGES ? max - KVM_REFILL_PAGES : 0, true, &invalid_list);
 	kvm_mmu_commit_zap_page(vm, &invalid_list);
 }
 

@@ -11,14 +11,30 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.name = "linux-3.11",
 	.hash_fn = SMMU_HASH_MASK,
 	.hash_buckets = 1024,
-	.recycle_skips_roots = false,
+	.move_keeps_arch = true,
+	.zap_oldest_skips_roots = false,
+	.fault_checks_stale_root = false,
+	.fault_invalid_slot_retries = false,
+	.fault_level_after_fetch = false,
+	.wrprot_drops_large_spte = true,
+	.slot_wrprot_flush_at_break = true,
+	.release_fast_zaps = true,
+	.notifier_unmap_breaks_lock = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
 	.name = "linux-today",
 	.hash_fn = SMMU_HASH_HASH64,
 	.hash_buckets = 4096,
-	.recycle_skips_roots = true,
+	.move_keeps_arch = false,
+	.zap_oldest_skips_roots = true,
+	.fault_checks_stale_root = true,
+	.fault_invalid_slot_retries = true,
+	.fault_level_after_fetch = true,
+	.wrprot_drops_large_spte = false,
+	.slot_wrprot_flush_at_break = false,
+	.release_fast_zaps = false,
+	.notifier_unmap_breaks_lock = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

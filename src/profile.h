@@ -20,12 +20,52 @@ struct smmu_rules {
 	enum smmu_hash_fn hash_fn;
 	/* KVM_NUM_MMU_PAGES_HASH... : 1 << KVM_MMU_HASH_SHIFT, 10 (3.11) or 12 (today) */
 	uint32_t hash_buckets;
-	/* make_mmu_pages_available, over the page budget. 3.11 (prepare_zap_oldest_mmu_page):
-	 * zap the oldest page, a root in use included, one step at a time until KVM_REFILL_PAGES
-	 * are free, counting each step in mmu_recycled. Today (kvm_mmu_zap_oldest_mmu_pages): pass
-	 * over pages in use as roots, zap until KVM_REFILL_PAGES - available pages went to the
-	 * invalid list, and count those pages in mmu_recycled. */
-	bool recycle_skips_roots;
+	/* __kvm_set_memory_region, KVM_MR_MOVE. 3.11 calls kvm_arch_create_memslot for KVM_MR_CREATE
+	 * only: the moved slot keeps old.arch, the rmap and lpage_info arrays laid out for the old
+	 * base, with whatever counts the flush left in them. Today kvm_arch_prepare_memory_region →
+	 * kvm_alloc_memslot_metadata allocates fresh ones for CREATE and MOVE (the 2020 fix "KVM: x86:
+	 * Allocate new rmap and large page tracking when moving memslot"). Where the new base needs
+	 * more entries than the kept arrays hold, 3.11 indexes past their end; the model cannot, and
+	 * allocates fresh arrays there as today's KVM does. */
+	bool move_keeps_arch;
+	/* Reclaiming the oldest pages (kvm_mmu_change_mmu_pages, make_mmu_pages_available). 3.11's
+	 * prepare_zap_oldest_mmu_page zaps the tail page even when it is a root in use (it is only
+	 * marked invalid, frees nothing, and every vCPU reloads), one step at a time until
+	 * KVM_REFILL_PAGES are free, counting each step in mmu_recycled. Today's
+	 * kvm_mmu_zap_oldest_mmu_pages passes over roots in use, zaps until KVM_REFILL_PAGES -
+	 * available pages went to the invalid list, and adds those pages to mmu_recycled. */
+	bool zap_oldest_skips_roots;
+	/* Page fault, once mmu_lock is taken: today's is_page_fault_stale retries a fault whose root
+	 * was zapped or made obsolete since the vCPU loaded it (the reload request is pending); 3.11's
+	 * FNAME(page_fault) / tdp_page_fault have no such check and map under that root. */
+	bool fault_checks_stale_root;
+	/* A fault on a gfn of a slot being deleted or moved (KVM_MEMSLOT_INVALID): today's
+	 * kvm_faultin_pfn retries it; in 3.11 __gfn_to_hva_many gives KVM_HVA_ERR_BAD, so the pfn is
+	 * KVM_PFN_NOSLOT and the gfn is treated as MMIO (handle_abnormal_pfn, set_mmio_spte). */
+	bool fault_invalid_slot_retries;
+	/* Shadow paging's leaf size. 3.11's FNAME(page_fault) picks it before FNAME(fetch) (mapping_level
+	 * on the walked gfn), so a table shadowed by that very fetch may lie inside the large page:
+	 * set_spte then refuses a writable large spte where has_wrprotected_page (the guest refaults).
+	 * Today's FNAME(fetch) calls kvm_mmu_hugepage_adjust after the indirect pages are made. */
+	bool fault_level_after_fetch;
+	/* spte_write_protect on a writable large spte (shadowing a guest table: rmap_write_protect;
+	 * dirty logging: kvm_mmu_slot_remove_write_access): 3.11 drops it (__drop_large_spte); today's
+	 * clears its W bit like any other spte. Neither touches a read-only large spte. */
+	bool wrprot_drops_large_spte;
+	/* kvm_mmu_slot_remove_write_access (dirty logging turned on): 3.11 flushes remote TLBs before
+	 * every lock break, whether anything changed since the last flush or not, and once at the end;
+	 * today's walk_slot_rmaps(..., flush_on_yield = false) never flushes at a break, and
+	 * kvm_mmu_slot_apply_flags flushes once after the walk. */
+	bool slot_wrprot_flush_at_break;
+	/* kvm_mmu_notifier_release → kvm_arch_flush_shadow_all: 3.11's is the fast invalidate
+	 * (kvm_mmu_invalidate_zap_all_pages: bump, reload, drain the obsolete pages); today's is
+	 * kvm_mmu_zap_all. */
+	bool release_fast_zaps;
+	/* The MMU notifier's range unmap: 3.11's kvm_unmap_hva_range (kvm_handle_hva_range) walks the
+	 * rmaps without ever breaking mmu_lock; today's kvm_unmap_gfn_range →
+	 * __kvm_rmap_zap_gfn_range(..., can_yield = range->may_block) yields on contention, flushing
+	 * what it dropped first. */
+	bool notifier_unmap_breaks_lock;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

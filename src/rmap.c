@@ -193,19 +193,16 @@ int kvm_unmap_rmapp(struct smmu_vm *vm, uintptr_t *head)
 	return n;
 }
 
-/*
- * spte_write_protect: true when the spte was dropped (the iteration must restart). A large spte
- * is dropped (__drop_large_spte). KVM drops only writable ones; when a guest table is being
- * shadowed (@pt_protect) the model drops read-only ones too, so that no large spte ever covers a
- * large page lpage_info disallows (audit invariant 6 holds exactly).
- */
-static bool spte_write_protect(struct smmu_vm *vm, uint64_t *sptep, bool *flush, bool pt_protect)
+/* spte_write_protect: true when the spte was dropped (the iteration must restart). A writable
+ * large spte is dropped in 3.11 (__drop_large_spte), made read-only today
+ * (rules->wrprot_drops_large_spte); a read-only one stays in both, even over a shadowed table. */
+static bool spte_write_protect(struct smmu_vm *vm, uint64_t *sptep, bool *flush)
 {
 	uint64_t spte = *sptep;
-	if (!is_writable_pte(spte) && !(pt_protect && is_large_pte(spte)))
+	if (!is_writable_pte(spte))
 		return false;
 	*flush = true;
-	if (is_large_pte(spte)) {
+	if (is_large_pte(spte) && vm->rules->wrprot_drops_large_spte) {
 		drop_spte(vm, sptep);
 		return true;
 	}
@@ -215,10 +212,11 @@ static bool spte_write_protect(struct smmu_vm *vm, uint64_t *sptep, bool *flush,
 
 bool __rmap_write_protect(struct smmu_vm *vm, uintptr_t *head, bool pt_protect)
 {
+	(void)pt_protect; /* KVM's SPTE_MMU_WRITEABLE is not modelled: it changes nothing here */
 	struct rmap_iterator it;
 	bool flush = false;
 	for (uint64_t *sptep = rmap_get_first(*head, &it); sptep;) {
-		if (spte_write_protect(vm, sptep, &flush, pt_protect))
+		if (spte_write_protect(vm, sptep, &flush))
 			sptep = rmap_get_first(*head, &it);
 		else
 			sptep = rmap_get_next(&it);

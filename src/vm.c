@@ -89,15 +89,18 @@ void vm_recompute_max_pages(struct smmu_vm *vm)
 	vm->n_max_mmu_pages = n < KVM_MIN_ALLOC_MMU_PAGES ? KVM_MIN_ALLOC_MMU_PAGES : n;
 }
 
-/* kvm_mmu_change_mmu_pages: zap the oldest while more than the budget is used. Lock held. */
+/* kvm_mmu_change_mmu_pages: zap the oldest while more than the budget is used, then (both eras)
+ * the budget becomes the pages still in use, which exceeds the goal where only roots in use are
+ * left. Lock held. */
 static void change_mmu_pages_locked(struct smmu_vm *vm)
 {
+	if (vm->n_used_mmu_pages <= vm->n_max_mmu_pages)
+		return;
 	struct list_node invalid_list;
 	list_init(&invalid_list);
-	while (vm->n_used_mmu_pages > vm->n_max_mmu_pages)
-		if (!prepare_zap_oldest_mmu_page(vm, &invalid_list))
-			break;
+	zap_oldest_to(vm, vm->n_max_mmu_pages, false, &invalid_list);
 	kvm_mmu_commit_zap_page(vm, &invalid_list);
+	vm->n_max_mmu_pages = vm->n_used_mmu_pages;
 }
 
 /* ---- VM ------------------------------------------------------------------------------------- */
@@ -357,8 +360,10 @@ SMMU_API int smmu_memslot_move(smmu_vm *vm, int id, smmu_gfn_t new_base_gfn)
 		r = -EINVAL;
 	else if (memslots_overlap(&vm->slots, new_base_gfn, slot->npages, slot))
 		r = -EEXIST;
+	/* 3.11 keeps old.arch (rules->move_keeps_arch), where the arrays are long enough. */
+	bool keep = !r && vm->rules->move_keeps_arch && memslot_arch_fits(slot, new_base_gfn);
 	struct memslot fresh = { 0 };
-	if (!r) {
+	if (!r && !keep) {
 		fresh.npages = slot->npages;
 		r = memslot_alloc_arch(&fresh, new_base_gfn);
 	}
@@ -369,13 +374,17 @@ SMMU_API int smmu_memslot_move(smmu_vm *vm, int id, smmu_gfn_t new_base_gfn)
 	invalidate_and_flush(vm, slot);
 	slots_publish_begin(vm);
 	memslots_remove(&vm->slots, slot);
-	memslot_free_arch(slot);
-	memcpy(slot->rmap, fresh.rmap, sizeof(slot->rmap));
-	memcpy(slot->lpage, fresh.lpage, sizeof(slot->lpage));
-	memcpy(slot->nr_entries, fresh.nr_entries, sizeof(slot->nr_entries));
+	if (!keep) { /* kvm_alloc_memslot_metadata, old arrays freed */
+		memslot_free_arch(slot);
+		memcpy(slot->rmap, fresh.rmap, sizeof(slot->rmap));
+		memcpy(slot->lpage, fresh.lpage, sizeof(slot->lpage));
+		memcpy(slot->nr_entries, fresh.nr_entries, sizeof(slot->nr_entries));
+		slot->arch_base_gfn = fresh.arch_base_gfn;
+	}
 	slot->base_gfn = new_base_gfn;
 	slot->flags &= ~KVM_MEMSLOT_INVALID;
-	lpage_info_init(slot);
+	if (!keep)
+		lpage_info_init(slot);
 	memslots_insert(&vm->slots, slot);
 	slots_publish_end(vm);
 	pthread_mutex_unlock(&vm->slots_lock);

@@ -80,7 +80,7 @@ static void fault_spread(struct era_guest *g, int n, uint64_t budget, unsigned *
 	}
 }
 
-/* recycle_skips_roots, 3.11: the oldest page is zapped whatever it is, so the root, the first
+/* zap_oldest_skips_roots, 3.11: the oldest page is zapped whatever it is, so the root, the first
  * page created, is zapped by the first recycling: every vCPU is asked to reload, and
  * mmu_recycled counts the root's zap though it frees nothing. (The fault that recycled goes on
  * under the zapped root: 3.11 has no stale-root check after make_mmu_pages_available.) */
@@ -91,7 +91,7 @@ static void test_recycle_3_11_zaps_the_root(void **state)
 	struct zap_log log = {0};
 	unsigned retries = 0;
 	era_guest_init(&g, SMMU_PROFILE_LINUX_3_11);
-	assert_false(smmu_rules_3_11.recycle_skips_roots);
+	assert_false(smmu_rules_3_11.zap_oldest_skips_roots);
 	assert_int_equal(smmu_set_hook(g.vm, count_root_zaps, &log), 0);
 	fault_spread(&g, 300, 64, &retries);
 	struct smmu_vm_counters c = counters(g.vm);
@@ -107,7 +107,7 @@ static void test_recycle_3_11_zaps_the_root(void **state)
 	era_guest_fini(&g);
 }
 
-/* recycle_skips_roots, today: pages in use as roots are passed over, so no vCPU reloads and no
+/* zap_oldest_skips_roots, today: pages in use as roots are passed over, so no vCPU reloads and no
  * fault retries; mmu_recycled counts the pages that went to the invalid list, all freed. */
 static void test_recycle_today_passes_over_roots(void **state)
 {
@@ -116,7 +116,7 @@ static void test_recycle_today_passes_over_roots(void **state)
 	struct zap_log log = {0};
 	unsigned retries = 0;
 	era_guest_init(&g, SMMU_PROFILE_LINUX_TODAY);
-	assert_true(smmu_rules_today.recycle_skips_roots);
+	assert_true(smmu_rules_today.zap_oldest_skips_roots);
 	assert_int_equal(smmu_set_hook(g.vm, count_root_zaps, &log), 0);
 	fault_spread(&g, 300, 64, &retries);
 	struct smmu_vm_counters c = counters(g.vm);

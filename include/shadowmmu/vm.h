@@ -126,7 +126,9 @@ SMMU_API int smmu_vm_get_config(const smmu_vm *vm, struct smmu_vm_config *out);
 SMMU_API int smmu_vm_set_flush_strategy(smmu_vm *vm, enum smmu_flush_strategy s);
 
 /**
- * Set n_max_mmu_pages (kvm_mmu_change_mmu_pages): zaps the oldest pages while more are used.
+ * Set n_max_mmu_pages (kvm_mmu_change_mmu_pages): zaps the oldest pages while more are used; if
+ * it had to zap, the budget becomes the pages still in use (more than @p limit where only roots
+ * in use are left: the 3.11 profile zaps those too, today's passes over them).
  * @return 0, or -EINVAL for NULL or a limit below 1.
  */
 SMMU_API int smmu_vm_set_max_mmu_pages(smmu_vm *vm, uint64_t limit);
@@ -166,6 +168,12 @@ SMMU_API int smmu_memslot_delete(smmu_vm *vm, int id);
  * rebuilds lpage_info for the new alignment.
  * @return 0; -EINVAL (NULL, range beyond the guest physical space, as for smmu_memslot_create);
  *         -ENOENT; -EEXIST (overlap); -ENOMEM. On error nothing changed.
+ * Move a slot to @p new_base_gfn keeping its backing (KVM_MR_MOVE): flushes like delete. The
+ * today profile then gives the slot fresh rmaps and lpage_info for the new alignment; the 3.11
+ * profile keeps the old ones as KVM 3.11 did (edge entries of the old layout and any count the
+ * flush left behind), unless the new alignment needs more entries than they have.
+ * @return 0; -EINVAL (NULL, range beyond the address space); -ENOENT; -EEXIST (overlap);
+ *         -ENOMEM. On error nothing changed.
  */
 SMMU_API int smmu_memslot_move(smmu_vm *vm, int id, smmu_gfn_t new_base_gfn);
 
@@ -211,14 +219,17 @@ SMMU_API void *smmu_gfn_to_hva(const smmu_vm *vm, smmu_gfn_t gfn);
 
 /**
  * The host unmapped [@p start, @p end) of slot backing (kvm_mmu_notifier_invalidate_range_start
- * → kvm_unmap_hva_range): drops every spte whose frame lies in the range, through the rmaps of
- * the gfns behind it, and flushes TLBs.
+ * → kvm_unmap_hva_range, then _range_end): drops every spte whose frame lies in the range,
+ * through the rmaps of the gfns behind it, and flushes TLBs. Faults that race with it retry
+ * (mmu_notifier_count / mmu_notifier_seq). The 3.11 profile holds mmu_lock for the whole unmap;
+ * today's breaks it when a thread waits.
  * @return the number of sptes dropped, or -EINVAL (NULL, start > end).
  */
 SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *start,
 						    const void *end);
 
-/** The host address space is going away (kvm_mmu_notifier_release): zaps all. @return 0/-EINVAL. */
+/** The host address space is going away (kvm_mmu_notifier_release): zaps all, with the fast
+ *  invalidate in the 3.11 profile, with kvm_mmu_zap_all in today's. @return 0/-EINVAL. */
 SMMU_API int smmu_mmu_notifier_release(smmu_vm *vm);
 
 /* ---- guest memory ------------------------------------------------------------------------ */
