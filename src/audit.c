@@ -931,9 +931,7 @@ static void audit_vcpus(struct audit *a)
 				walk_root(a, v, v->root, ri, 0);
 			}
 		}
-		/* A flush is pending: requested, or owed by a zap that broke the lock before its
-		 * commit (flush_deferred). */
-		if (!(req & KVM_REQ_TLB_FLUSH) && !vm->flush_deferred)
+		if (!(req & KVM_REQ_TLB_FLUSH))
 			audit_tlb(a, v);
 	}
 }

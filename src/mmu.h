@@ -171,10 +171,6 @@ struct smmu_vm {
 	void *hook_ctx;
 	bool audit_every_op;
 	bool destroying;
-	/* Protected by mmu_lock: a lock-breaking zap_all let go of the lock with zapped pages not
-	 * yet committed (zap_all_commit_once): their TLB flush is owed until its commit, and vCPU
-	 * TLBs may still translate through them, as in today's kvm_mmu_zap_all. */
-	bool flush_deferred;
 	struct smmu_vm_counters stat;   /* counters; live fields computed on read */
 	_Atomic uint64_t remote_flushes;
 	_Atomic uint64_t reload_requests;

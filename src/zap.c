@@ -54,7 +54,8 @@ restart:
 /*
  * cond_resched_lock in kvm_mmu_zap_all's walk, when need_resched() || spin_needbreak(). The
  * profile's zap_all_commit_once says whether what was zapped is committed (flushed and freed)
- * first, or stays on the invalid list until the end, its TLB flush owed (flush_deferred).
+ * first, or stays on the invalid list, hashed and unflushed, until the walk's one commit at the
+ * end (as the fast zap's drain keeps zapped_obsolete_pages across its breaks).
  */
 static bool zap_break(struct smmu_vm *vm, struct list_node *invalid_list, struct smmu_zap_report *rep)
 {
@@ -62,20 +63,11 @@ static bool zap_break(struct smmu_vm *vm, struct list_node *invalid_list, struct
 		return false;
 	if (!vm->rules->zap_all_commit_once)
 		kvm_mmu_commit_zap_page(vm, invalid_list);
-	else if (!list_empty(invalid_list))
-		vm->flush_deferred = true;
 	if (!vm_cond_resched(vm))
 		return false;
 	rep->lock_breaks++;
 	rep->rounds++;
 	return true;
-}
-
-/* The walk's one commit at the end: the flush owed since the first break is made now. */
-static void zap_commit_end(struct smmu_vm *vm, struct list_node *invalid_list)
-{
-	kvm_mmu_commit_zap_page(vm, invalid_list);
-	vm->flush_deferred = false;
 }
 
 /* RESTART: after each page, break on contention and walk again from the head. */
@@ -86,7 +78,7 @@ static int zap_all_restart(struct smmu_vm *vm, uint64_t max_rounds, struct smmu_
 	rep->rounds++;
 restart:
 	if (max_rounds && rep->rounds > max_rounds) {
-		zap_commit_end(vm, &invalid_list);
+		kvm_mmu_commit_zap_page(vm, &invalid_list);
 		return -EAGAIN;
 	}
 	for (struct list_node *n = vm->active_mmu_pages.next, *next; n != &vm->active_mmu_pages; n = next) {
@@ -99,7 +91,7 @@ restart:
 		if (zap_break(vm, &invalid_list, rep) || ret)
 			goto restart;
 	}
-	zap_commit_end(vm, &invalid_list);
+	kvm_mmu_commit_zap_page(vm, &invalid_list);
 	return 0;
 }
 
@@ -127,7 +119,7 @@ restart:
 		if (zap_break(vm, &invalid_list, rep) || ret)
 			goto restart;
 	}
-	zap_commit_end(vm, &invalid_list);
+	kvm_mmu_commit_zap_page(vm, &invalid_list);
 }
 
 int zap_all_mode_locked(struct smmu_vm *vm, enum smmu_zap_mode mode, uint64_t max_rounds,
