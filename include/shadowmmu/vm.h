@@ -143,7 +143,8 @@ struct smmu_vm_config {
 	uint64_t reserved[5];     /**< zero: room to grow without breaking the ABI */
 };
 
-/** Fill @p cfg with defaults (shadow mode, 3.11 profile, fast-zap flush). NULL is ignored. */
+/** Fill @p cfg with defaults (shadow mode, 3.11 profile, fast-zap flush, full preemption with
+ *  no other task on the zapper's CPU). NULL is ignored. */
 SMMU_API void smmu_vm_config_default(struct smmu_vm_config *cfg);
 
 /**
