@@ -32,6 +32,9 @@ static const struct strategy strategies[] = {
 	  "zap_all breaking the lock, zapping only its starting generation (the thread)" },
 	{ "fast_zap", S_FAST_ZAP, 0, SMMU_SITE_FAST_ZAP,
 	  "smmu_fast_zap_bump then smmu_fast_zap_drain, reported as two rows" },
+	{ "fast_zap_kvm", S_FAST_ZAP_ONE, 0, SMMU_SITE_FAST_ZAP,
+	  "smmu_fast_zap: bump, reloads and drain in one critical section, as KVM does; reports the "
+	  "first hold (bump + first batch)" },
 	{ "fast_zap_batched", S_FAST_ZAP, 1, SMMU_SITE_FAST_ZAP,
 	  "fast zap whose drain commits (flush + free) at every lock break (zap_commit_per_batch)" },
 	{ "fast_zap_leaf", S_FAST_ZAP, 3, SMMU_SITE_FAST_ZAP,
@@ -113,6 +116,12 @@ static void usage(FILE *f)
 "  --profile P        3.11 (default) or today: the kernel whose lpage_info rules apply\n"
 "  --zap-batch N      fast zap's pages between lock breaks (default KVM's BATCH_ZAP_PAGES, 10;\n"
 "                     fast_zap_leaf: 1)\n"
+"  --preempt M        the host kernel's preemption model: full (default: cond_resched_lock breaks\n"
+"                     for a waiting vCPU or on need_resched), voluntary or none (on need_resched\n"
+"                     only: spin_needbreak is 0 unless the kernel is preemptible)\n"
+"  --slice-us N       need_resched comes after the zapper ran N us, another task being runnable\n"
+"                     on its CPU (default 4000: HZ=250's tick after a 3 ms base slice); 0 =\n"
+"                     nothing else runnable there, need_resched never comes\n"
 "  --floor-runs N     the floor is the median of N measurements right before the zap (default 3)\n"
 "runs\n"
 "  --strategies LIST  comma-separated; 'all' for every one (default: all but notifier);\n"
@@ -171,6 +180,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		O_WORKLOAD = 256, O_PAGES, O_PROCS, O_SEED, O_MAPS_FILE, O_MAPS_SELF, O_PER_VMA,
 		O_DATA_DIR, O_VCPUS, O_FORCE, O_EXTRA, O_MAX_ROUNDS, O_STRATEGIES, O_QUICK, O_SCALING,
 		O_SIZES, O_JSON, O_CSV, O_LIST, O_HASH, O_FLOOR_RUNS, O_SAVE, O_HASH_FN, O_PROFILE, O_ZAP_BATCH,
+		O_PREEMPT, O_SLICE,
 	};
 	static const struct option longopts[] = {
 		{ "workload", required_argument, NULL, O_WORKLOAD },
@@ -199,6 +209,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "hash-fn", required_argument, NULL, O_HASH_FN },
 		{ "profile", required_argument, NULL, O_PROFILE },
 		{ "zap-batch", required_argument, NULL, O_ZAP_BATCH },
+		{ "preempt", required_argument, NULL, O_PREEMPT },
+		{ "slice-us", required_argument, NULL, O_SLICE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -213,6 +225,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 	o->wl.hash_buckets = 4096;
 	o->wl.hash_fn = SMMU_HASH_HASH64;
 	o->wl.profile = SMMU_PROFILE_LINUX_3_11;
+	o->wl.preempt = SMMU_PREEMPT_FULL;
+	o->wl.resched_slice_ns = SMMU_RESCHED_SLICE_NS;
 	bool any_selected = false;
 	int c;
 	uint64_t v;
@@ -341,6 +355,19 @@ static int parse_options(int argc, char **argv, struct options *o)
 				return -EINVAL;
 			}
 			o->wl.zap_batch = (uint32_t)v;
+			break;
+		case O_PREEMPT:
+			if (preempt_parse(optarg, &o->wl.preempt)) {
+				fprintf(stderr, "smmu-bench: --preempt wants none, voluntary or full\n");
+				return -EINVAL;
+			}
+			break;
+		case O_SLICE:
+			if (parse_count(optarg, &v) || v > 10000000) {
+				fprintf(stderr, "smmu-bench: --slice-us wants 0..10000000\n");
+				return -EINVAL;
+			}
+			o->wl.resched_slice_ns = v * 1000;
 			break;
 		case O_FLOOR_RUNS:
 			if (parse_count(optarg, &v) || v < 1 || v > 99) {

@@ -151,6 +151,10 @@ static void write_json(FILE *f, const struct run_result *x)
 	json_u64(f, "hold_sum_ns", x->hold_sum_ns);
 	json_u64(f, "noise_max_gap_ns", x->noise_max_gap_ns);
 	fprintf(f, ",\"noise_gaps_20us_per_s\":%.1f", x->noise_gaps_20us_per_s);
+	json_str(f, "preempt", x->preempt, true);
+	json_u64(f, "resched_slice_ns", x->resched_slice_ns);
+	if (x->first_hold_ns)
+		json_u64(f, "first_hold_ns", x->first_hold_ns);
 	fprintf(f, ",\"rc\":%d}\n", x->rc);
 }
 
@@ -164,7 +168,7 @@ static const char csv_header[] =
 	"remote_flushes,reload_requests,vcpu_faults,vcpu_pages_created,sp_bytes,rmap_bytes,"
 	"lpage_bytes,mem_bytes,kvm_bytes,mem_ratio,rss_kb,maxrss_kb,build_ns,hash_buckets,hash_fn,"
 	"profile,zap_batch,floor_runs,site_remote_flushes,other_cpu,holds_over_20us,noise_max_gap_ns,"
-	"noise_gaps_20us_per_s,rc\n";
+	"noise_gaps_20us_per_s,preempt,resched_slice_ns,first_hold_ns,rc\n";
 
 static void write_csv(FILE *f, const struct run_result *x)
 {
@@ -191,8 +195,9 @@ static void write_csv(FILE *f, const struct run_result *x)
 	fprintf(f, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%u,%s,%s,%u,%d,%" PRIu64 ",%.3f",
 		x->rss_kb, x->maxrss_kb, x->build_ns, x->hash_buckets, x->hash_fn, x->profile,
 		x->zap_batch, x->floor_runs, x->site_flushes, x->other_cpu);
-	fprintf(f, ",%" PRIu64 ",%" PRIu64 ",%.1f,%d\n", x->holds_over_20us, x->noise_max_gap_ns,
-		x->noise_gaps_20us_per_s, x->rc);
+	fprintf(f, ",%" PRIu64 ",%" PRIu64 ",%.1f,%s,%" PRIu64 ",%" PRIu64 ",%d\n", x->holds_over_20us,
+		x->noise_max_gap_ns, x->noise_gaps_20us_per_s, x->preempt, x->resched_slice_ns,
+		x->first_hold_ns, x->rc);
 }
 
 /* ---- the table -------------------------------------------------------------------------------- */
@@ -204,10 +209,20 @@ static void table_header(struct report *r, const struct run_result *x)
 		fprintf(f, "%s\n", r->title);
 	fprintf(f, "workload %s (%s mode), seed %" PRIu64 ", %d guest process%s, %d vCPU%s faulting "
 		"during each zap\nprofile %s, mmu_page_hash %u buckets (%s), fast zap batch %u%s, floor = "
-		"median of %d measurements right before each zap\n\n", x->workload, x->mode, x->seed,
+		"median of %d measurements right before each zap\n", x->workload, x->mode, x->seed,
 		x->procs, x->procs == 1 ? "" : "es", x->vcpus, x->vcpus == 1 ? "" : "s", x->profile,
 		x->hash_buckets, x->hash_fn, r->leaf_batch_note ? 10u : x->zap_batch,
 		r->leaf_batch_note ? " (fast_zap_leaf: 1)" : "", x->floor_runs);
+	char slice[24];
+	if (x->resched_slice_ns)
+		fprintf(f, "preemption model %s: cond_resched_lock breaks %s, and on need_resched after "
+			"%s on the CPU (another task runnable there)\n\n", x->preempt,
+			!strcmp(x->preempt, "full") ? "for a waiting vCPU" : "never for a waiting vCPU",
+			fmt_ns(slice, sizeof(slice), x->resched_slice_ns));
+	else
+		fprintf(f, "preemption model %s: cond_resched_lock breaks %s; need_resched never comes "
+			"(nothing else runnable on the zapper's CPU)\n\n", x->preempt,
+			!strcmp(x->preempt, "full") ? "for a waiting vCPU only" : "never");
 	fprintf(f, "%-18s %8s %8s %8s %8s %6s | %-14s %7s %7s %7s %7s %7s | %6s %6s %7s %6s\n",
 		"", "shadow", "", "", "floor", "total", "mmu_lock hold", "", "", "", "", "",
 		"lock", "hand", "", "remote");
@@ -227,15 +242,18 @@ static void table_row(struct report *r, const struct run_result *x)
 		snprintf(rounds, sizeof(rounds), "%" PRIu64 "%s", x->rounds, x->completed ? "" : "!");
 	else
 		snprintf(rounds, sizeof(rounds), "-");
+	char first[48] = "";
+	if (x->first_hold_ns)
+		snprintf(first, sizeof(first), "  (first hold %s)", fmt_ns(b[8], 24, x->first_hold_ns));
 	fprintf(f, "%-18s %8" PRIu64 " %8s %8s %8s %6.2f | %-14s %7s %7s %7s %7s %7s | %6" PRIu64
-		" %6" PRIu64 " %7s %6" PRIu64 "%s%s\n",
+		" %6" PRIu64 " %7s %6" PRIu64 "%s%s%s\n",
 		x->strategy, x->shadow_pages, fmt_ns(b[0], 24, x->total_ns),
 		fmt_count(b[1], 24, x->pages_per_s), fmt_ns(b[2], 24, x->floor_ns), x->ratio, x->site,
 		fmt_count(b[3], 24, (double)x->hold.count), fmt_ns(b[4], 24, x->hold.p50),
 		fmt_ns(b[5], 24, x->hold.p99), fmt_ns(b[6], 24, x->hold.p999),
 		fmt_ns(b[7], 24, x->hold.max), x->breaks, x->handoffs, rounds, x->remote_flushes,
 		x->rc == -EAGAIN ? "  (! = round limit)" : x->rc ? "  (error)" : "",
-		x->other_cpu > 0.10 ? "  (shared)" : "");
+		x->other_cpu > 0.10 ? "  (shared)" : "", first);
 	fflush(f);
 }
 

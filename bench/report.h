@@ -72,6 +72,9 @@ struct run_result {
 	uint64_t hold_sum_ns;     /* the zapping site's time holding the lock, all stretches */
 	uint64_t noise_max_gap_ns;    /* the machine's longest lost stretch (noise.h), before the runs */
 	double noise_gaps_20us_per_s; /* its lost stretches over 20 µs per second per core */
+	char preempt[12];        /* the preemption model: none, voluntary, full */
+	uint64_t resched_slice_ns; /* the modelled scheduler's slice (0 = need_resched never) */
+	uint64_t first_hold_ns;  /* fast_zap_kvm: the first stretch, bump + reloads + first batch */
 	int rc;                  /* the call's return value */
 };
 

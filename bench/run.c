@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,23 @@
 #include <unistd.h>
 
 /* ---- measuring one run ------------------------------------------------------------------------- */
+
+static const char *const preempt_names[SMMU_PREEMPT_MODEL_COUNT] = {
+	[SMMU_PREEMPT_FULL] = "full", [SMMU_PREEMPT_VOLUNTARY] = "voluntary", [SMMU_PREEMPT_NONE] = "none",
+};
+
+const char *preempt_name(uint8_t model) { return model < SMMU_PREEMPT_MODEL_COUNT ? preempt_names[model] : "?"; }
+
+int preempt_parse(const char *s, uint8_t *model)
+{
+	for (uint8_t m = 0; m < SMMU_PREEMPT_MODEL_COUNT; m++) {
+		if (!strcmp(s, preempt_names[m])) {
+			*model = m;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
 
 static struct hist5 to_hist5(const struct smmu_hist_summary *s)
 {
@@ -119,6 +137,8 @@ static void fill_common(struct run_result *x, const struct options *o, const str
 	snprintf(x->profile, sizeof(x->profile), "%s",
 		 w->p.profile == SMMU_PROFILE_LINUX_TODAY ? "today" : "3.11");
 	x->floor_runs = o->floor_runs;
+	snprintf(x->preempt, sizeof(x->preempt), "%s", preempt_name(w->p.preempt));
+	x->resched_slice_ns = w->p.resched_slice_ns;
 }
 
 static void fill_memory(struct run_result *x, const struct workload *w,
@@ -192,6 +212,37 @@ static enum smmu_site zap_site(smmu_vm *vm, enum smmu_site expected)
 		if (!smmu_stats_get(vm, cand[i], &s) && s.hold.sum > best_sum)
 			best = cand[i], best_sum = s.hold.sum;
 	return best;
+}
+
+/*
+ * fast_zap_kvm's first stretch of holding mmu_lock: from the zapper's taking it to its first lock
+ * break (the bump, the reload requests and the first batch, KVM's first critical section). The
+ * hook sees the zapper's events only; the stretch ends at its last event before the break (the
+ * tail of that page's zap and the unlock are not in it), or, when it never broke, it is the
+ * site's one hold. Installed at a quiescent point, before the vCPUs start.
+ */
+struct first_hold {
+	pthread_t zapper;
+	bool armed; /* set by the zapper right before its call */
+	bool taken, broken;
+	uint64_t t_taken, t_last;
+};
+
+static void first_hold_hook(smmu_vm *vm, enum smmu_event ev, const smmu_sp *sp, void *ctx)
+{
+	(void)vm;
+	(void)sp;
+	struct first_hold *h = ctx;
+	if (!pthread_equal(pthread_self(), h->zapper) || !h->armed || h->broken)
+		return;
+	if (ev == SMMU_EV_LOCK_BROKEN) {
+		h->broken = true;
+	} else if (!h->taken) {
+		h->taken = ev == SMMU_EV_LOCK_TAKEN;
+		h->t_taken = h->t_last = bench_now_ns();
+	} else {
+		h->t_last = bench_now_ns();
+	}
 }
 
 /* CPU time: the whole machine's busy time (/proc/stat) and this process's (rusage), in ns. */
@@ -293,6 +344,9 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 	uint64_t rss0 = rss_kb();
 	smmu_stats_reset(w.vm);
 
+	struct first_hold fh = { .zapper = pthread_self() };
+	if (st->kind == S_FAST_ZAP_ONE)
+		smmu_set_hook(w.vm, first_hold_hook, &fh);
 	struct contention con;
 	r = wl_faulters_start(&w, &con, o->wl.vcpus);
 	if (r) {
@@ -331,6 +385,12 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 		rc2 = smmu_fast_zap_drain(w.vm, &zr2);
 		t2 = bench_now_ns() - t2;
 		break;
+	case S_FAST_ZAP_ONE:
+		fh.armed = true;
+		t0 = bench_now_ns();
+		rc = smmu_fast_zap(w.vm, &zr);
+		t1 = bench_now_ns();
+		break;
 	case S_FLUSH:
 		t0 = bench_now_ns();
 		rc = smmu_memslot_flush(w.vm, w.slot, (enum smmu_flush_strategy)st->arg, &zr);
@@ -351,6 +411,8 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 		break;
 	}
 	wl_faulters_stop(&con);
+	if (st->kind == S_FAST_ZAP_ONE)
+		smmu_set_hook(w.vm, NULL, NULL);
 	smmu_vm_get_counters(w.vm, &c1);
 	progress(true, "%s: zapped %" PRIu64 " pages in %.1f ms", label,
 		 c1.pages_zapped - c0.pages_zapped, (double)(t1 - t0 + t2) / 1e6);
@@ -418,10 +480,12 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 		x.total_ns = t1 - t0;
 		fill_site(&x, &s);
 		fill_vcpus(&x, w.vm, &con);
-		if (st->kind == S_ZAP_ALL || st->kind == S_FLUSH) {
+		if (st->kind == S_ZAP_ALL || st->kind == S_FLUSH || st->kind == S_FAST_ZAP_ONE) {
 			fill_report(&x, &zr);
 			x.vm_pages_zapped = c1.pages_zapped - c0.pages_zapped;
 		}
+		if (st->kind == S_FAST_ZAP_ONE)
+			x.first_hold_ns = fh.broken ? fh.t_last - fh.t_taken : s.hold.max;
 		else if (st->kind == S_NOTIFIER)
 			x.sptes_dropped = dropped > 0 ? (uint64_t)dropped : 0;
 		x.remote_flushes = c1.remote_tlb_flushes - c0.remote_tlb_flushes;

@@ -14,7 +14,7 @@
 #include "report.h"
 #include "workload.h"
 
-enum strat_kind { S_ZAP_ALL, S_FAST_ZAP, S_FLUSH, S_NOTIFIER, S_DIRTY_LOG };
+enum strat_kind { S_ZAP_ALL, S_FAST_ZAP, S_FAST_ZAP_ONE, S_FLUSH, S_NOTIFIER, S_DIRTY_LOG };
 
 struct strategy {
 	const char *name;
@@ -49,6 +49,10 @@ struct options {
  */
 int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 	    struct report *rep, const char *label);
+
+/* "none", "voluntary", "full" for an enum smmu_preempt_model, and back (0, or -EINVAL). */
+const char *preempt_name(uint8_t model);
+int preempt_parse(const char *s, uint8_t *model);
 
 /* Resident set of this process, in KiB. */
 uint64_t rss_kb(void);

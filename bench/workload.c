@@ -426,6 +426,8 @@ static int create_vm(struct workload *w, enum smmu_mmu_mode mode, uint64_t budge
 	cfg.zap_batch = w->p.zap_batch;
 	cfg.zap_commit_per_batch = w->p.commit_per_batch;
 	cfg.zap_leaf_first = w->p.leaf_first;
+	cfg.preempt = w->p.preempt;
+	cfg.resched_slice_ns = w->p.resched_slice_ns;
 	int r = smmu_vm_create(&cfg, &w->vm);
 	if (r)
 		return fail("smmu_vm_create", r);

@@ -45,6 +45,8 @@ struct wl_params {
 	uint32_t zap_batch;    /* fast zap's pages between lock breaks; 0 = KVM's 10 */
 	bool commit_per_batch; /* fast zap's drain commits at every break (zap_commit_per_batch) */
 	bool leaf_first;       /* fast zap's drain zaps the lowest levels first (zap_leaf_first) */
+	uint8_t preempt;       /* enum smmu_preempt_model */
+	uint64_t resched_slice_ns; /* the modelled scheduler's slice; 0 = nothing else runnable */
 	int per_vma;           /* maps: pages per VMA */
 	const char *maps_file; /* maps: one layout file; NULL = every *.maps in datadir */
 	bool maps_self;        /* maps: the layout of this very process */

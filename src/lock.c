@@ -86,6 +86,32 @@ int mmu_lock_init(struct mmu_lock *l)
 
 void mmu_lock_destroy(struct mmu_lock *l) { pthread_spin_destroy(&l->spin); }
 
+void mmu_lock_set_preempt(struct mmu_lock *l, enum smmu_preempt_model model, uint64_t slice_ns)
+{
+	l->preempt = model;
+	l->resched_slice_ns = slice_ns;
+}
+
+void mmu_lock_set_clock(struct mmu_lock *l, uint64_t (*clock)(void *ctx), void *ctx)
+{
+	l->clock = clock;
+	l->clock_ctx = ctx;
+}
+
+static uint64_t sched_clock(const struct mmu_lock *l) { return l->clock ? l->clock(l->clock_ctx) : smmu_now_ns(); }
+
+bool mmu_lock_need_resched(const struct mmu_lock *l)
+{
+	return l->resched_slice_ns && sched_clock(l) - l->run_start >= l->resched_slice_ns;
+}
+
+/* The holder's slice begins: it took the lock, or came back from a resched break. */
+static void slice_start(struct mmu_lock *l)
+{
+	if (l->resched_slice_ns)
+		l->run_start = sched_clock(l);
+}
+
 void mmu_lock_stats_reset(struct mmu_lock *l)
 {
 	for (int i = 0; i < SMMU_SITE_COUNT; i++) {
@@ -147,6 +173,7 @@ void mmu_lock_acquire(struct mmu_lock *l, enum smmu_site site)
 	if (contended)
 		ticket_wait(l, atomic_fetch_add_explicit(&l->next_ticket, 1, memory_order_relaxed));
 	on_acquired(l, site, t0, contended);
+	slice_start(l);
 }
 
 static void end_stretch(struct mmu_lock *l)
@@ -167,7 +194,8 @@ void mmu_lock_release(struct mmu_lock *l)
 
 bool mmu_lock_cond_resched(struct mmu_lock *l)
 {
-	if (!mmu_lock_needbreak(l))
+	bool resched = mmu_lock_need_resched(l);
+	if (!resched && !mmu_lock_needbreak(l))
 		return false;
 	enum smmu_site site = l->site;
 	/* Queue behind the waiters before letting go: each of them goes first. */
@@ -183,6 +211,8 @@ bool mmu_lock_cond_resched(struct mmu_lock *l)
 #endif
 	ticket_wait(l, ticket);
 	on_acquired(l, site, t0, true);
+	if (resched) /* it left its CPU to the other task: a new slice when it is back */
+		slice_start(l);
 	if (ticket != serving) /* tickets ahead of ours were served while we were out */
 		l->sites[site].handoffs++;
 	return true;

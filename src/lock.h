@@ -11,6 +11,11 @@
  * Every wait and every stretch of holding is recorded per call site when statistics are built
  * in (SMMU_LOCK_STATS). The lock knows nothing of the MMU.
  *
+ * When to break is the kernel's cond_resched_lock() rule, decided in one place
+ * (mmu_lock_needbreak): need_resched() || spin_needbreak(), under the VM's preemption model
+ * (enum smmu_preempt_model in shadowmmu/vm.h: spin_needbreak() sees waiters only under FULL;
+ * need_resched() comes from a modelled scheduler slice, read from an injectable clock).
+ *
  * SPDX-License-Identifier: MIT
  */
 #ifndef SMMU_LOCK_H
@@ -23,6 +28,7 @@
 
 #include "histogram.h"
 #include "shadowmmu/stats.h"
+#include "shadowmmu/vm.h"
 
 struct lock_site {
 	struct histogram wait, hold;
@@ -44,6 +50,12 @@ struct mmu_lock {
 	enum smmu_site site;        /* who holds it now */
 	uint64_t t_acquired;        /* when the current stretch began (ns) */
 	struct lock_site sites[SMMU_SITE_COUNT];
+	/* The preemption model, set once before the lock is used (mmu_lock_set_preempt): */
+	enum smmu_preempt_model preempt;
+	uint64_t resched_slice_ns;      /* need_resched() after this long on the CPU; 0 = never */
+	uint64_t (*clock)(void *ctx);   /* the scheduler's clock (ns); NULL = smmu_now_ns */
+	void *clock_ctx;
+	uint64_t run_start;             /* protected by the lock: when the holder's slice began */
 };
 
 int mmu_lock_init(struct mmu_lock *l);
@@ -57,9 +69,28 @@ static inline unsigned long mmu_lock_waiters(const struct mmu_lock *l)
 	return atomic_load_explicit(&m->next_ticket, memory_order_relaxed) -
 	       atomic_load_explicit(&m->now_serving, memory_order_relaxed);
 }
-/* spin_needbreak(): another thread is waiting for the lock. */
-static inline bool mmu_lock_needbreak(const struct mmu_lock *l) { return mmu_lock_waiters(l) != 0; }
-/* cond_resched_lock(): when needbreak, hand the lock to a waiter and retake it. True if it broke. */
+/* The preemption model (vm.h) and the slice after which need_resched() is set (0 = never).
+ * Call before the lock is shared. */
+void mmu_lock_set_preempt(struct mmu_lock *l, enum smmu_preempt_model model, uint64_t slice_ns);
+/* Test hook: the clock the modelled scheduler reads (NULL = smmu_now_ns). Call before sharing
+ * the lock, or while holding it. Lock statistics keep the real clock. */
+void mmu_lock_set_clock(struct mmu_lock *l, uint64_t (*clock)(void *ctx), void *ctx);
+/* need_resched(): the modelled scheduler wants the holder's CPU (its slice is used up). Holder. */
+bool mmu_lock_need_resched(const struct mmu_lock *l);
+/* spin_needbreak() / rwlock_needbreak(): a thread waits, and the kernel is preemptible. */
+static inline bool mmu_lock_spin_needbreak(const struct mmu_lock *l)
+{
+	return l->preempt == SMMU_PREEMPT_FULL && mmu_lock_waiters(l) != 0;
+}
+/* cond_resched_lock()'s rule, need_resched() || spin_needbreak(): the one decision every
+ * lock-breaking path makes (__cond_resched_lock; kvm_mmu_slot_remove_write_access and
+ * slot_handle_level_range spell it out before flushing). Holder only. */
+static inline bool mmu_lock_needbreak(const struct mmu_lock *l)
+{
+	return mmu_lock_spin_needbreak(l) || mmu_lock_need_resched(l);
+}
+/* cond_resched_lock(): when needbreak, hand the lock to the waiters (if any) and retake it.
+ * True if it broke. */
 bool mmu_lock_cond_resched(struct mmu_lock *l);
 /* True when the calling thread holds the lock. */
 bool mmu_lock_held(const struct mmu_lock *l);

@@ -20,6 +20,7 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.slot_wrprot_flush_at_break = true,
 	.release_fast_zaps = true,
 	.notifier_unmap_breaks_lock = false,
+	.zap_all_commit_once = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -35,6 +36,7 @@ const struct smmu_rules smmu_rules_today = {
 	.slot_wrprot_flush_at_break = false,
 	.release_fast_zaps = false,
 	.notifier_unmap_breaks_lock = true,
+	.zap_all_commit_once = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

@@ -66,6 +66,18 @@ struct smmu_rules {
 	 * __kvm_rmap_zap_gfn_range(..., can_yield = range->may_block) yields on contention, flushing
 	 * what it dropped first. */
 	bool notifier_unmap_breaks_lock;
+	/*
+	 * A lock-breaking kvm_mmu_zap_all (SMMU_ZAP_RESTART, SMMU_ZAP_GENERATION): true keeps the
+	 * invalid list across lock breaks, with no flush before a break, and commits (flushes and
+	 * frees) once at the end. That is today's kvm_mmu_zap_all (5.1's cond_resched_lock, since
+	 * 5.12 cond_resched_rwlock_write, then goto restart; one kvm_mmu_commit_zap_page after the
+	 * walk), as kvm_zap_obsolete_pages does in both eras. false commits before every break.
+	 * 3.11's kvm_mmu_zap_all never breaks the lock, so 3.11 has no value of its own: its
+	 * profile keeps the model's first reading of the seed thread's proposal, whose pseudo-code
+	 * breaks after zap_page and says nothing of the commit; it matches 3.11's own lock-breaking
+	 * walk, kvm_mmu_slot_remove_write_access, which flushes before cond_resched_lock.
+	 */
+	bool zap_all_commit_once;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

@@ -10,6 +10,8 @@
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +120,14 @@ SMMU_API void smmu_vm_config_default(struct smmu_vm_config *cfg)
 	cfg->tlb_ways = 4;
 }
 
+#if UINTPTR_MAX == UINT64_MAX
+/* preempt and resched_slice_ns took reserved room: the layout of older callers stands. */
+_Static_assert(sizeof(struct smmu_vm_config) == 104 && offsetof(struct smmu_vm_config, preempt) == 48 &&
+		       offsetof(struct smmu_vm_config, resched_slice_ns) == 56 &&
+		       offsetof(struct smmu_vm_config, reserved) == 64,
+	       "smmu_vm_config's ABI changed");
+#endif
+
 static bool is_pow2(uint32_t x) { return x && !(x & (x - 1)); }
 
 static int config_resolve(const struct smmu_vm_config *in, struct smmu_vm_config *out)
@@ -142,7 +152,7 @@ static int config_resolve(const struct smmu_vm_config *in, struct smmu_vm_config
 	if ((unsigned)out->mode > SMMU_MODE_DIRECT || (unsigned)out->profile > SMMU_PROFILE_LINUX_TODAY ||
 	    (unsigned)out->flush_strategy >= SMMU_FLUSH_STRATEGY_COUNT || !is_pow2(out->hash_buckets) ||
 	    out->hash_buckets > (1u << 24) || !is_pow2(out->tlb_sets) || out->tlb_sets > 65536 ||
-	    out->tlb_ways > 64 ||
+	    out->tlb_ways > 64 || out->preempt >= SMMU_PREEMPT_MODEL_COUNT ||
 	    (out->skip_flush & ~(uint32_t)(SMMU_SKIP_FLUSH_COMMIT_ZAP | SMMU_SKIP_FLUSH_WRPROT |
 					   SMMU_SKIP_FLUSH_RMAP_UNMAP | SMMU_SKIP_FLUSH_PTE_WRITE |
 					   SMMU_SKIP_RELOAD_FAST_ZAP)))
@@ -174,6 +184,7 @@ SMMU_API int smmu_vm_create(const struct smmu_vm_config *cfg, smmu_vm **out)
 	    obj_cache_init(&vm->hdr_cache, sizeof(struct smmu_sp)) ||
 	    obj_cache_init(&vm->gfns_cache, SMMU_PT_ENTRIES * sizeof(smmu_gfn_t)))
 		goto nomem;
+	mmu_lock_set_preempt(&vm->mmu_lock, (enum smmu_preempt_model)c.preempt, c.resched_slice_ns);
 	pthread_mutex_init(&vm->slots_lock, NULL);
 	pthread_rwlockattr_t attr;
 	pthread_rwlockattr_init(&attr);

@@ -5,6 +5,18 @@
  *               hung 30-vCPU guests in 2019: faulting vCPUs refill the list faster than it drains);
  *   GENERATION  break it on contention but zap only pages older than the zap itself
  *               (Marcelo's kvm_mmu_zap_generation), so it always terminates.
+ * RESTART and GENERATION break where cond_resched_lock would (mmu_lock_needbreak: need_resched()
+ * or, on a preemptible kernel only, a waiter); the profile's zap_all_commit_once says whether
+ * they commit before each break (the model's first reading) or once at the end (KVM since 5.1).
+ * The seed thread's proposal differs from what KVM shipped in two ways, both kept apart here:
+ *   - it breaks only `if (spin_needbreak(mmu_lock))`, which is 0 on a kernel without
+ *     CONFIG_PREEMPT, so as written it never breaks there; KVM's walks call cond_resched_lock,
+ *     which also breaks on need_resched(). The model follows KVM. With resched_slice_ns = 0
+ *     (no other task on the zapper's CPU, so need_resched() never comes) the two agree:
+ *     preempt = FULL breaks for waiters, NONE/VOLUNTARY never break; with a slice, the
+ *     proposal would still never break under NONE/VOLUNTARY where KVM does, once a slice;
+ *   - it says nothing of the invalid list at a break; KVM's kvm_mmu_zap_all keeps it and
+ *     commits once (zap_all_commit_once, today's profile), the 3.11 profile commits first.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -39,12 +51,18 @@ restart:
 	kvm_mmu_commit_zap_page(vm, &invalid_list);
 }
 
-/* Break the lock when someone waits: flush and free first (commit), then hand the lock over. */
+/*
+ * cond_resched_lock in kvm_mmu_zap_all's walk, when need_resched() || spin_needbreak(). The
+ * profile's zap_all_commit_once says whether what was zapped is committed (flushed and freed)
+ * first, or stays on the invalid list, hashed and unflushed, until the walk's one commit at the
+ * end (as the fast zap's drain keeps zapped_obsolete_pages across its breaks).
+ */
 static bool zap_break(struct smmu_vm *vm, struct list_node *invalid_list, struct smmu_zap_report *rep)
 {
 	if (!mmu_lock_needbreak(&vm->mmu_lock))
 		return false;
-	kvm_mmu_commit_zap_page(vm, invalid_list);
+	if (!vm->rules->zap_all_commit_once)
+		kvm_mmu_commit_zap_page(vm, invalid_list);
 	if (!vm_cond_resched(vm))
 		return false;
 	rep->lock_breaks++;

@@ -190,6 +190,7 @@ enum cfg_kind {
 	CFG_HASH_3, CFG_HASH_1000, CFG_HASH_ODD_BIG, CFG_TLB_SETS_3, CFG_TLB_SETS_100, CFG_TLB_SETS_ODD_BIG,
 	CFG_MODE_2, CFG_MODE_NEG, CFG_PROFILE_2, CFG_STRATEGY_COUNT, CFG_STRATEGY_99, CFG_SKIP_UNKNOWN,
 	CFG_HASH_FN_3, CFG_HASH_FN_255, CFG_HASH_2_25, CFG_TLB_SETS_2_17, CFG_TLB_WAYS_65, CFG_TLB_WAYS_64,
+	CFG_PREEMPT_COUNT, CFG_PREEMPT_255,
 	CFG_RES_BYTE_0, CFG_RES_BYTE_LAST = CFG_RES_BYTE_0 + 63, CFG_RES_0, CFG_RES_LAST = CFG_RES_0 + 63,
 };
 
@@ -219,6 +220,8 @@ static int64_t try_cfg(int kind)
 	case CFG_TLB_SETS_2_17: c.tlb_sets = 1u << 17; break;
 	case CFG_TLB_WAYS_65: c.tlb_ways = 65; break;
 	case CFG_TLB_WAYS_64: c.tlb_ways = 64; break; /* the limit itself is accepted */
+	case CFG_PREEMPT_COUNT: c.preempt = SMMU_PREEMPT_MODEL_COUNT; break;
+	case CFG_PREEMPT_255: c.preempt = 255; break;
 	default:
 		if (kind >= CFG_RES_BYTE_0 && kind <= CFG_RES_BYTE_LAST &&
 		    (size_t)(kind - CFG_RES_BYTE_0) < sizeof(c.reserved_bytes))
@@ -314,7 +317,8 @@ enum { NOLOCK = 0, LOCK = 1 };
 	X(cfg_reserved_byte_0, -EINVAL, NOLOCK, try_cfg(CFG_RES_BYTE_0 + 0))                       \
 	X(cfg_reserved_byte_1, -EINVAL, NOLOCK, try_cfg(CFG_RES_BYTE_0 + 1))                       \
 	X(cfg_reserved_byte_2, -EINVAL, NOLOCK, try_cfg(CFG_RES_BYTE_0 + 2))                       \
-	X(cfg_reserved_byte_3, -EINVAL, NOLOCK, try_cfg(CFG_RES_BYTE_0 + 3))                       \
+	X(cfg_preempt_count, -EINVAL, NOLOCK, try_cfg(CFG_PREEMPT_COUNT))                          \
+	X(cfg_preempt_255, -EINVAL, NOLOCK, try_cfg(CFG_PREEMPT_255))                              \
 	X(cfg_hash_fn_3, -EINVAL, NOLOCK, try_cfg(CFG_HASH_FN_3))                                  \
 	X(cfg_hash_fn_255, -EINVAL, NOLOCK, try_cfg(CFG_HASH_FN_255))                              \
 	X(cfg_hash_2_25, -EINVAL, NOLOCK, try_cfg(CFG_HASH_2_25))                                  \
@@ -326,7 +330,6 @@ enum { NOLOCK = 0, LOCK = 1 };
 	X(cfg_reserved_2, -EINVAL, NOLOCK, try_cfg(CFG_RES_0 + 2))                                 \
 	X(cfg_reserved_3, -EINVAL, NOLOCK, try_cfg(CFG_RES_0 + 3))                                 \
 	X(cfg_reserved_4, -EINVAL, NOLOCK, try_cfg(CFG_RES_0 + 4))                                 \
-	X(cfg_reserved_5, -EINVAL, NOLOCK, try_cfg(CFG_RES_0 + 5))                                 \
 	X(vm_destroy_null, 0, NOLOCK, (smmu_vm_destroy(NULL), 0))                                  \
 	X(vm_config_default_null, 0, NOLOCK, (smmu_vm_config_default(NULL), 0))                    \
 	X(vm_get_config_null_vm, -EINVAL, NOLOCK, smmu_vm_get_config(NULL, &f->cfg))               \

@@ -27,10 +27,16 @@ extern "C" {
 SMMU_API void smmu_mmu_lock(smmu_vm *vm, enum smmu_site site);
 /** Release mmu_lock. */
 SMMU_API void smmu_mmu_unlock(smmu_vm *vm);
-/** spin_needbreak: true while another thread waits for mmu_lock. */
+/**
+ * need_resched() || spin_needbreak(): whether cond_resched_lock would break the lock now, under
+ * the VM's preemption model (config.preempt): a thread waits for mmu_lock and the model is
+ * SMMU_PREEMPT_FULL, or the modelled scheduler's slice (config.resched_slice_ns) is used up.
+ * KVM's lock-breaking walks ask this before flushing what they would leave pending.
+ */
 SMMU_API bool smmu_needbreak(const smmu_vm *vm);
 /**
- * cond_resched_lock: when a thread waits, release mmu_lock, let a waiter take it, retake it.
+ * cond_resched_lock: when smmu_needbreak() holds, release mmu_lock, let the waiters (if any)
+ * take it once each, and retake it.
  * @return true when the lock was released (walks must restart).
  */
 SMMU_API bool smmu_cond_resched_lock(smmu_vm *vm);

@@ -66,6 +66,47 @@ enum smmu_hash_fn {
 	SMMU_HASH_HASH64 = 2,  /**< hash_64(gfn, log2(buckets)), Linux today */
 };
 
+/**
+ * The host kernel's preemption model (CONFIG_PREEMPT_NONE, CONFIG_PREEMPT_VOLUNTARY,
+ * CONFIG_PREEMPT / CONFIG_PREEMPTION, or the live choice of CONFIG_PREEMPT_DYNAMIC), which decides
+ * when cond_resched_lock() lets go of mmu_lock.
+ *
+ * In the kernel, cond_resched_lock() (__cond_resched_lock, 3.11 and today; today's rwlock twin
+ * __cond_resched_rwlock_write) breaks the lock when need_resched() is set or when
+ * spin_needbreak() (rwlock_needbreak() today) sees a waiter, and spin_needbreak() returns 0
+ * unless the kernel is preemptible: `#ifdef CONFIG_PREEMPT` in 3.11's include/linux/sched.h,
+ * `preempt_model_preemptible()` in today's include/linux/spinlock.h. So on a kernel built
+ * without full preemption, a zapper never yields to a vCPU spinning on mmu_lock; it yields only
+ * when the scheduler wants its CPU for another task.
+ *
+ * The model: every lock-breaking path asks one question, cond_resched_lock's rule
+ * (need_resched() || spin_needbreak()). spin_needbreak() is "a thread is queued for mmu_lock"
+ * under FULL and false otherwise. need_resched() is raised by a modelled scheduler: when
+ * smmu_vm_config.resched_slice_ns is non-zero, another task is taken to be runnable on the CPU of
+ * the thread holding mmu_lock, and need_resched() becomes true once that thread has held the lock
+ * (or held it again after its last resched break) for resched_slice_ns. A break taken for
+ * need_resched() starts a new slice; a break taken only for a waiter does not (the thread never
+ * left its CPU). The time the breaker would spend off its CPU while the other task runs is not
+ * modelled: it queues for the lock again at once, behind the waiters.
+ */
+enum smmu_preempt_model {
+	SMMU_PREEMPT_FULL = 0,      /**< CONFIG_PREEMPT(ION): break for a waiter or on need_resched.
+				      *  The default, and the only model before this option */
+	SMMU_PREEMPT_VOLUNTARY = 1, /**< CONFIG_PREEMPT_VOLUNTARY (most distributions, and
+				      *  PREEMPT_DYNAMIC's default): break on need_resched only. Its
+				      *  extra resched points are might_sleep() calls, and none lies
+				      *  under mmu_lock (nothing may sleep there), so every mmu_lock
+				      *  hold is the same as under NONE */
+	SMMU_PREEMPT_NONE = 2,      /**< CONFIG_PREEMPT_NONE (servers): break on need_resched only */
+	SMMU_PREEMPT_MODEL_COUNT
+};
+
+/** A resched_slice_ns for a busy host: HZ=250's 4 ms tick, the first tick at which the scheduler
+ *  (scheduler_tick → EEVDF's update_curr; CFS's check_preempt_tick before 6.6) finds that the
+ *  holder used up a base slice of 3 ms (0.75 ms × (1 + log2(CPUs)), 8 CPUs or more) and sets
+ *  need_resched. smmu-bench uses it unless told otherwise. */
+#define SMMU_RESCHED_SLICE_NS 4000000ull
+
 /** VM settings. Fill with smmu_vm_config_default(), then change what you need. */
 struct smmu_vm_config {
 	enum smmu_mmu_mode mode;   /**< shadow (default) or direct */
@@ -94,11 +135,20 @@ struct smmu_vm_config {
 	 *  cost no longer depends on how many children a page has. Same pages zapped, same final
 	 *  state. false (KVM's order) by default. */
 	bool zap_leaf_first;
-	uint8_t reserved_bytes[4]; /**< zero */
-	uint64_t reserved[6];     /**< zero: room to grow without breaking the ABI */
+	/** enum smmu_preempt_model: when cond_resched_lock breaks mmu_lock. 0 = SMMU_PREEMPT_FULL:
+	 *  a zero-filled config keeps meaning what it meant before the option existed. */
+	uint8_t preempt;
+	uint8_t reserved_bytes[3]; /**< zero */
+	/** The modelled scheduler (see enum smmu_preempt_model): how long the thread holding
+	 *  mmu_lock runs before need_resched() is set on its CPU. 0 = never: nothing else is
+	 *  runnable on that CPU (the default; breaks then depend on waiters alone, and only under
+	 *  FULL). SMMU_RESCHED_SLICE_NS (4 ms) models a busy host. */
+	uint64_t resched_slice_ns;
+	uint64_t reserved[5];     /**< zero: room to grow without breaking the ABI */
 };
 
-/** Fill @p cfg with defaults (shadow mode, 3.11 profile, fast-zap flush). NULL is ignored. */
+/** Fill @p cfg with defaults (shadow mode, 3.11 profile, fast-zap flush, full preemption with
+ *  no other task on the zapper's CPU). NULL is ignored. */
 SMMU_API void smmu_vm_config_default(struct smmu_vm_config *cfg);
 
 /**
@@ -107,8 +157,8 @@ SMMU_API void smmu_vm_config_default(struct smmu_vm_config *cfg);
  * @param cfg settings, or NULL for the defaults.
  * @return 0 and *out, or -EINVAL (NULL out; hash_buckets not a power of two or above 2^24;
  *         tlb_sets not a power of two or above 65536; tlb_ways above 64; skip_flush bits that are
- *         no enum smmu_flush_point; hash_fn above SMMU_HASH_HASH64; unknown mode/profile/strategy;
- *         non-zero reserved fields), -ENOMEM.
+ *         no enum smmu_flush_point; hash_fn above SMMU_HASH_HASH64; unknown
+ *         mode/profile/strategy/preemption model; non-zero reserved fields), -ENOMEM.
  */
 SMMU_API int smmu_vm_create(const struct smmu_vm_config *cfg, smmu_vm **out);
 

@@ -29,6 +29,15 @@ struct smmu_zap_report {
 
 /**
  * Zap every shadow page (kvm_mmu_zap_all) in @p mode.
+ *
+ * RESTART and GENERATION break the lock where cond_resched_lock would: on need_resched, or for a
+ * waiting thread on a preemptible kernel only (config.preempt, config.resched_slice_ns). Under
+ * the 3.11 profile they commit (flush and free) what they zapped before every break; under
+ * today's they keep it until one commit at the end, as today's kvm_mmu_zap_all does.
+ * The seed thread's proposal (GENERATION) breaks only `if (spin_needbreak())`: KVM's walks use
+ * cond_resched_lock, which also breaks on need_resched. The two agree with resched_slice_ns = 0;
+ * with a slice, NONE/VOLUNTARY give KVM's behaviour, and the proposal as written would never
+ * break there (run it with resched_slice_ns = 0 to see that).
  * @param max_rounds for SMMU_ZAP_RESTART: give up after this many walks (0 = no limit), so a
  *        test of the livelock ends; the report then says completed = false. Ignored otherwise.
  * @param rep may be NULL.
