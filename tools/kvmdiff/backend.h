@@ -51,6 +51,13 @@ int kd_kvm_run(const struct kd_scenario *sc, struct kd_record *rec, char *err, s
  * @return 0 when they match, 1 otherwise (2 when the records are not of the same scenario).
  */
 int kd_compare(FILE *out, const struct kd_record *want, const struct kd_record *got);
+/*
+ * kd_compare, and on a divergence the signature of the first one in @sig: "step N:" then what
+ * differs there, in a fixed order: the counters by name, "created", "zapped", or "steps" (the
+ * step texts differ, or one record ends). Empty when they match.
+ */
+int kd_compare_sig(FILE *out, const struct kd_record *want, const struct kd_record *got, char *sig,
+		   size_t siglen);
 
 /* ---- the kernel backend's parsers, exposed for tests ---- */
 

@@ -65,8 +65,23 @@ static void seq_context(FILE *out, const struct kd_rstep *a, const struct kd_rst
 	}
 }
 
+/* Append " @word" to the signature @sig (of @len bytes; NULL: none kept). */
+static void sig_add(char *sig, size_t len, const char *word)
+{
+	if (sig)
+		snprintf(sig + strlen(sig), len - strlen(sig), " %s", word);
+}
+
 int kd_compare(FILE *out, const struct kd_record *want, const struct kd_record *got)
 {
+	return kd_compare_sig(out, want, got, NULL, 0);
+}
+
+int kd_compare_sig(FILE *out, const struct kd_record *want, const struct kd_record *got, char *sig,
+		   size_t siglen)
+{
+	if (sig && siglen)
+		sig[0] = 0;
 	if (strcmp(want->scenario, got->scenario)) {
 		fprintf(out, "records of different scenarios: '%s' and '%s'\n", want->scenario, got->scenario);
 		return 2;
@@ -113,19 +128,25 @@ int kd_compare(FILE *out, const struct kd_record *want, const struct kd_record *
 	const struct kd_rstep *a = (size_t)first < want->nsteps ? &want->steps[first] : NULL;
 	const struct kd_rstep *b = (size_t)first < got->nsteps ? &got->steps[first] : NULL;
 	fprintf(out, "first divergence at step %ld: ", first + 1);
+	if (sig)
+		snprintf(sig, siglen, "step %ld:", first + 1);
 	if (!a || !b) {
 		fprintf(out, "the %s record ends before it\n", a ? got->source : want->source);
+		sig_add(sig, siglen, "steps");
 		return 1;
 	}
 	fprintf(out, "scenario line %d: %s\n", a->line, a->text);
-	if (strcmp(a->text, b->text))
+	if (strcmp(a->text, b->text)) {
 		fprintf(out, "  the steps differ: kernel '%s', library '%s'\n", a->text, b->text);
+		sig_add(sig, siglen, "steps");
+	}
 	if (first > 0) {
 		const struct kd_rstep *p = &want->steps[first - 1];
 		fprintf(out, "  after step %ld (%s) both agreed\n", first, p->text);
 	}
 	for (int c = 0; c < KD_NCTR; c++)
 		if (a->have[c] && b->have[c] && a->ctr[c] != b->ctr[c]) {
+			sig_add(sig, siglen, kd_ctr_name((enum kd_ctr)c));
 			uint64_t pa = first > 0 ? want->steps[first - 1].ctr[c] : 0;
 			uint64_t pb = first > 0 ? got->steps[first - 1].ctr[c] : 0;
 			fprintf(out, "  %-18s kernel %" PRIu64 " (+%" PRId64 " in this step), library %" PRIu64
@@ -139,10 +160,14 @@ int kd_compare(FILE *out, const struct kd_record *want, const struct kd_record *
 		nth(b, 'f', 0, &fb);
 		fprintf(out, "  guest page-table walks in this step (not compared): kernel %zu, library %zu\n", fa, fb);
 		long dc = seq_diff(a, b, 'c'), dz = seq_diff(a, b, 'z');
-		if (dc >= 0)
+		if (dc >= 0) {
 			seq_context(out, a, b, 'c', dc);
-		if (dz >= 0)
+			sig_add(sig, siglen, "created");
+		}
+		if (dz >= 0) {
 			seq_context(out, a, b, 'z', dz);
+			sig_add(sig, siglen, "zapped");
+		}
 	}
 	return 1;
 }

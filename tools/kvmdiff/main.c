@@ -24,6 +24,10 @@ static void usage(FILE *f)
 		"  --golden DIR     compare the library with DIR/NAME.rec instead of a live kernel run;\n"
 		"                   with --live, also compare a live kernel run with the record\n"
 		"  --live           with --golden: rerun on the kernel too\n"
+		"  --known FILE     divergences of the library from the kernel that are known and explained:\n"
+		"                   lines 'SCENARIO step N: WHAT  # why'; a comparison that diverges exactly\n"
+		"                   so passes as known, one that matches or diverges otherwise fails\n"
+		"                   (default with --golden: DIR/known-divergences, where it exists)\n"
 		"  --library        run the library only (no comparison); with --audit, audit every step\n"
 		"  --audit          audit the library's state after every step (any violation fails)\n"
 		"  --dump FILE      write the library's record to FILE (one scenario)\n"
@@ -38,21 +42,107 @@ static void usage(FILE *f)
 }
 
 struct opts {
-	const char *record_dir, *golden_dir, *dump;
+	const char *record_dir, *golden_dir, *dump, *known;
 	bool live, library, audit;
 };
 
 struct tally {
-	int compared, matched, skipped, failed;
+	int compared, matched, known, skipped, failed;
 };
 
-/* Compare and count. @return 1 on a divergence, else 0. */
+/* The known divergences: scenario name and signature (kd_compare_sig), one per scenario. */
+struct known {
+	char name[128], sig[512];
+};
+static struct known *known_list;
+static size_t known_n;
+static const char *known_file;
+
+static char *trim(char *p)
+{
+	while (*p == ' ' || *p == '\t')
+		p++;
+	size_t n = strlen(p);
+	while (n && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\n' || p[n - 1] == '\r'))
+		p[--n] = 0;
+	return p;
+}
+
+/* Load @path ('SCENARIO step N: WHAT  # why' lines). @return 0, or -1 with a message. */
+static int known_load(const char *path, bool must_exist)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		if (!must_exist && errno == ENOENT)
+			return 0;
+		fprintf(stderr, "%s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	known_file = path;
+	char line[1024];
+	int ln = 0;
+	while (fgets(line, sizeof(line), f)) {
+		ln++;
+		char *h = strchr(line, '#');
+		if (h)
+			*h = 0;
+		char *p = trim(line), *sp = strchr(p, ' ');
+		if (!*p)
+			continue;
+		if (!sp || strncmp(trim(sp + 1), "step ", 5)) {
+			fprintf(stderr, "%s:%d: expected 'SCENARIO step N: WHAT'\n", path, ln);
+			fclose(f);
+			return -1;
+		}
+		*sp = 0;
+		struct known *k = realloc(known_list, (known_n + 1) * sizeof(*k));
+		if (!k) {
+			fclose(f);
+			return -1;
+		}
+		known_list = k;
+		snprintf(k[known_n].name, sizeof(k[known_n].name), "%s", p);
+		snprintf(k[known_n].sig, sizeof(k[known_n].sig), "%s", trim(sp + 1));
+		known_n++;
+	}
+	fclose(f);
+	return 0;
+}
+
+static const char *known_sig(const char *name)
+{
+	for (size_t i = 0; i < known_n; i++)
+		if (!strcmp(known_list[i].name, name))
+			return known_list[i].sig;
+	return NULL;
+}
+
+/* Compare the library (@got) with the kernel (@want) and count; a divergence listed as known
+ * passes. @return 1 on a divergence not known, or a known one that no longer happens; else 0. */
 static int tally_compare(struct tally *t, const struct kd_record *want, const struct kd_record *got)
 {
+	char sig[512];
 	t->compared++;
-	if (kd_compare(stdout, want, got))
+	int r = kd_compare_sig(stdout, want, got, sig, sizeof(sig));
+	const char *k = strcmp(got->source, "library") ? NULL : known_sig(want->scenario);
+	if (!r && !k) {
+		t->matched++;
+		return 0;
+	}
+	if (!k)
 		return 1;
-	t->matched++;
+	if (!r) {
+		printf("%s: listed in %s as '%s', but it matches now: remove that line\n", want->scenario,
+		       known_file, k);
+		return 1;
+	}
+	if (strcmp(sig, k)) {
+		printf("%s: the divergence changed: %s lists '%s', now '%s'\n", want->scenario, known_file, k,
+		       sig);
+		return 1;
+	}
+	printf("%s: known divergence, as %s lists it: %s\n", want->scenario, known_file, sig);
+	t->known++;
 	return 0;
 }
 
@@ -182,7 +272,7 @@ int main(int argc, char **argv)
 		{ "live", no_argument, 0, 'l' },         { "library", no_argument, 0, 'L' },
 		{ "audit", no_argument, 0, 'a' },        { "dump", required_argument, 0, 'd' },
 		{ "compare", no_argument, 0, 'c' },      { "help", no_argument, 0, 'h' },
-		{ "check", no_argument, 0, 'k' },
+		{ "check", no_argument, 0, 'k' },        { "known", required_argument, 0, 'K' },
 		{ 0, 0, 0, 0 },
 	};
 	struct opts o = { 0 };
@@ -198,6 +288,7 @@ int main(int argc, char **argv)
 		case 'd': o.dump = optarg; break;
 		case 'c': compare = true; break;
 		case 'k': check = true; break;
+		case 'K': o.known = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}
@@ -229,14 +320,24 @@ int main(int argc, char **argv)
 		fprintf(stderr, "--record and --golden do not go together\n");
 		return 1;
 	}
+	if (o.known && known_load(o.known, true))
+		return 1;
+	if (!o.known && o.golden_dir) {
+		static char kp[1024];
+		snprintf(kp, sizeof(kp), "%s/known-divergences", o.golden_dir);
+		if (known_load(kp, false))
+			return 1;
+	}
 	struct tally t = { 0 };
 	int rc = 0;
 	for (int i = optind; i < argc; i++)
 		rc |= one(&o, argv[i], &t);
 	if (!o.library)
-		printf("smmu-kvmdiff: %d scenario(s): %d compared, %d matched, %d skipped, %d failed to run\n",
-		       argc - optind, t.compared, t.matched, t.skipped, t.failed);
+		printf("smmu-kvmdiff: %d scenario(s): %d compared, %d matched, %d known divergences, "
+		       "%d skipped, %d failed to run\n",
+		       argc - optind, t.compared, t.matched, t.known, t.skipped, t.failed);
 	if (rc)
 		return 1;
+	free(known_list);
 	return !o.library && t.compared == 0 ? KD_EXIT_SKIP : 0;
 }

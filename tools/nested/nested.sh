@@ -90,12 +90,19 @@ mkdir -p "$root"/{bin,proc,sys,dev,tmp,out,mods}
 cp "$busybox_bin" "$root/bin/busybox"
 cp "$kdir"/mods/*.ko* "$root/mods/"
 
+libdirs="" # where the libraries were found: the guest looks there (an rpath may be relative)
 add_path() { # copy $1 into the guest at the same path, with an executable's libraries
 	local p=$1 lib
 	mkdir -p "$root$(dirname "$p")"
 	cp -a "$p" "$root$(dirname "$p")/"
 	if [ -f "$p" ] && [ -x "$p" ]; then
+		if ldd "$p" 2>/dev/null | grep -q 'not found'; then
+			echo "nested: $p: a shared library is not found here:" >&2
+			ldd "$p" | grep 'not found' >&2
+			exit 2
+		fi
 		for lib in $(ldd "$p" 2>/dev/null | grep -o '/[^ ]*' || true); do
+			libdirs="$libdirs:$(dirname "$lib")"
 			[ -e "$root$lib" ] && continue
 			mkdir -p "$root$(dirname "$lib")"
 			cp -L "$lib" "$root$lib"
@@ -116,7 +123,7 @@ esac
 	echo 'insmod /mods/irqbypass.ko && insmod /mods/kvm.ko '"${SMMU_NESTED_KVM_ARGS:-}"' && insmod /mods/ccp.ko && insmod /mods/kvm-amd.ko npt=0 || echo "nested: kvm did not load"'
 	echo 'echo "nested: kernel $(uname -r), kvm: tdp_mmu=$(cat /sys/module/kvm/parameters/tdp_mmu) npt=$(cat /sys/module/kvm_amd/parameters/npt) mmio_caching=$(cat /sys/module/kvm/parameters/mmio_caching 2>/dev/null)"'
 	echo 'cd /out'
-	printf 'SMMU_NESTED=1 %s\n' "$(printf '%q ' "$@")"
+	printf 'LD_LIBRARY_PATH=%q SMMU_NESTED=1 %s\n' "${libdirs#:}" "$(printf '%q ' "$@")"
 	echo 'rc=$?'
 	echo 'cd /; echo "@@SMMU-NESTED-OUT@@"; tar -C /out -czf - . | base64; echo "@@SMMU-NESTED-END@@ $rc"'
 	echo 'poweroff -f'
