@@ -44,6 +44,8 @@ struct audit {
 	uint32_t n;
 	struct smmu_sp **zapped;      /* zapped_obsolete_pages: set indices n, n + 1, ... */
 	uint32_t nz;
+	uint32_t nz_drain;            /* zapped[0 .. nz_drain) are zapped_obsolete_pages', the rest
+				       * zap_all_pending's */
 	size_t alloc_z;               /* entries of zapped */
 	const struct smmu_vcpu *only; /* the vCPUs whose invariants 7, 8, 10 are checked: */
 	bool all_vcpus;               /* every vCPU, else only this one (or none when NULL) */
@@ -345,23 +347,36 @@ static void collect_active(struct audit *a, uint32_t limit)
 	a->n = n; /* never more than allocated */
 }
 
-/* The pages a fast-zap drain has zapped and not yet freed, after the active ones in the set. */
-static void collect_zapped(struct audit *a, uint32_t limit)
+/* Append the pages of @head after the active ones and those collected so far; false when the
+ * list crosses another or loops. */
+static bool collect_pending(struct audit *a, struct list_node *head, const char *name, uint32_t limit)
 {
-	struct list_node *head = &a->vm->zapped_obsolete_pages;
-	uint32_t n = 0;
+	uint32_t n = a->nz;
 	for (struct list_node *node = head->next; node && node != head && n < limit; node = node->next) {
 		struct smmu_sp *sp = container_of(node, struct smmu_sp, link);
 		if (!set_insert(a, sp, a->n + n)) {
 			bool active = set_lookup(a, sp) != NO_INDEX;
 			report(a, SMMU_INV_PAGE_LISTS, SPOT(.raw_sp = sp), 0, 0,
-			       active ? "page is on both active_mmu_pages and zapped_obsolete_pages" :
-					"page appears twice on zapped_obsolete_pages");
-			break; /* the lists are crossed or loop: what follows is not this list */
+			       active ? "page is on both active_mmu_pages and %s" :
+					"page appears twice on %s or on both pending lists", name);
+			a->nz = n;
+			return false; /* the lists are crossed or loop: what follows is not this list */
 		}
 		a->zapped[n++] = sp;
 	}
 	a->nz = n;
+	return true;
+}
+
+/* The pages zapped and not yet freed, after the active ones in the set: a fast-zap drain's
+ * (zapped_obsolete_pages), then a lock-breaking zap_all's (zap_all_pending). */
+static void collect_zapped(struct audit *a, uint32_t limit)
+{
+	a->nz = 0;
+	bool ok = collect_pending(a, &a->vm->zapped_obsolete_pages, "zapped_obsolete_pages", limit);
+	a->nz_drain = a->nz;
+	if (ok)
+		collect_pending(a, &a->vm->zap_all_pending, "zap_all_pending", limit);
 }
 
 /* Every hash chain holds only listed pages, each in its gfn's bucket (audit_all_active_sps
@@ -434,22 +449,28 @@ static void audit_page_lists(struct audit *a)
 /*
  * The fast zap's drain in KVM's mode (kvm_zap_obsolete_pages) moves each page it zaps to
  * zapped_obsolete_pages, still hashed, and frees them all in one commit at its end; between
- * batches it may break the lock, and an audit may run there. Such a page is dead to every walker:
- * prepare_zap unlinked its children and parents and marked it invalid, lookups skip it as
- * obsolete, and no root holds it. That, not its absence from the hash, is what is checked.
+ * batches it may break the lock, and an audit may run there. Today's lock-breaking
+ * kvm_mmu_zap_all keeps its invalid list (zap_all_pending) across its breaks the same way. Such
+ * a page is dead to every walker: prepare_zap unlinked its children and parents and marked it
+ * invalid (lookups skip it; a drain's pages are also obsolete), and no root holds it. That, not
+ * its absence from the hash, is what is checked.
  */
 static void audit_zapped(struct audit *a)
 {
 	const struct smmu_vm *vm = a->vm;
 	for (uint32_t k = 0; k < a->nz; k++) {
 		const struct smmu_sp *sp = a->zapped[k];
+		bool drain = k < a->nz_drain;
 #define ZAPPED SPOT(.sp = sp, .gfn = sp->gfn)
-		if (!vm->zap_drains)
+		if (drain && !vm->zap_drains)
 			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, 1,
 			       "page on zapped_obsolete_pages while no fast-zap drain runs");
+		if (!drain && !vm->zap_all_runs)
+			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, 1,
+			       "page on zap_all_pending while no lock-breaking zap_all runs");
 		if (!sp->role.invalid)
 			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 1, 0, "zapped page is not marked invalid");
-		if (!is_obsolete_sp(vm, sp))
+		if (drain && !is_obsolete_sp(vm, sp))
 			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, (int64_t)sp->mmu_valid_gen,
 			       "zapped page on zapped_obsolete_pages is of the current generation");
 		if (sp->root_count)
@@ -1083,7 +1104,8 @@ static long audit_run(struct audit *a, struct smmu_vm *vm, struct smmu_audit_rep
 	a->r = r;
 	uint64_t count = count_list(a, &vm->active_mmu_pages, "active_mmu_pages");
 	collect_active(a, (uint32_t)(count < a->alloc_n ? count : a->alloc_n));
-	count = count_list(a, &vm->zapped_obsolete_pages, "zapped_obsolete_pages");
+	count = count_list(a, &vm->zapped_obsolete_pages, "zapped_obsolete_pages") +
+		count_list(a, &vm->zap_all_pending, "zap_all_pending");
 	collect_zapped(a, (uint32_t)(count < a->alloc_z ? count : a->alloc_z));
 	audit_hash(a);
 	audit_page_lists(a);
@@ -1114,7 +1136,8 @@ long audit_vm(struct smmu_vm *vm, struct smmu_audit_report *report, bool all_vcp
 		}
 		vm_lock(vm, SMMU_SITE_AUDIT);
 		uint64_t need = count_list_quiet(&vm->active_mmu_pages);
-		uint64_t need_z = count_list_quiet(&vm->zapped_obsolete_pages);
+		uint64_t need_z = count_list_quiet(&vm->zapped_obsolete_pages) +
+				  count_list_quiet(&vm->zap_all_pending);
 		if (need <= a.alloc_n && need_z <= a.alloc_z)
 			break;
 		vm_unlock(vm);

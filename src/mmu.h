@@ -176,6 +176,11 @@ struct smmu_vm {
 	struct list_node active_mmu_pages;   /* newest at head */
 	struct list_node zapped_obsolete_pages;
 	uint32_t zap_drains;            /* kvm_zap_obsolete_pages runs in progress (lock breaks) */
+	/* A lock-breaking kvm_mmu_zap_all's invalid list, kept across its breaks when the profile
+	 * commits once (zap_all_commit_once); the audit finds the pages there, as on
+	 * zapped_obsolete_pages. */
+	struct list_node zap_all_pending;
+	uint32_t zap_all_runs;          /* lock-breaking kvm_mmu_zap_all runs in progress */
 	struct hlist_head *mmu_page_hash;
 	uint32_t hash_mask;
 	unsigned hash_shift;            /* 64 - log2(buckets), for hash_64 */

@@ -197,6 +197,7 @@ SMMU_API int smmu_vm_create(const struct smmu_vm_config *cfg, smmu_vm **out)
 	vm->hash64 = c.hash_fn == SMMU_HASH_HASH64;
 	list_init(&vm->active_mmu_pages);
 	list_init(&vm->zapped_obsolete_pages);
+	list_init(&vm->zap_all_pending);
 	if (c.max_mmu_pages) {
 		vm->n_max_mmu_pages = c.max_mmu_pages;
 		vm->n_max_set_by_user = true;

@@ -73,12 +73,11 @@ static bool zap_break(struct smmu_vm *vm, struct list_node *invalid_list, struct
 /* RESTART: after each page, break on contention and walk again from the head. */
 static int zap_all_restart(struct smmu_vm *vm, uint64_t max_rounds, struct smmu_zap_report *rep)
 {
-	struct list_node invalid_list;
-	list_init(&invalid_list);
+	struct list_node *invalid_list = &vm->zap_all_pending;
 	rep->rounds++;
 restart:
 	if (max_rounds && rep->rounds > max_rounds) {
-		kvm_mmu_commit_zap_page(vm, &invalid_list);
+		kvm_mmu_commit_zap_page(vm, invalid_list);
 		return -EAGAIN;
 	}
 	for (struct list_node *n = vm->active_mmu_pages.next, *next; n != &vm->active_mmu_pages; n = next) {
@@ -86,12 +85,12 @@ restart:
 		next = n->next;
 		if (sp->role.invalid && sp->root_count)
 			continue;
-		int ret = kvm_mmu_prepare_zap_page(vm, sp, &invalid_list);
+		int ret = kvm_mmu_prepare_zap_page(vm, sp, invalid_list);
 		rep->pages_zapped += (uint64_t)ret;
-		if (zap_break(vm, &invalid_list, rep) || ret)
+		if (zap_break(vm, invalid_list, rep) || ret)
 			goto restart;
 	}
-	kvm_mmu_commit_zap_page(vm, &invalid_list);
+	kvm_mmu_commit_zap_page(vm, invalid_list);
 	return 0;
 }
 
@@ -102,8 +101,7 @@ restart:
  */
 static void zap_all_generation(struct smmu_vm *vm, struct smmu_zap_report *rep)
 {
-	struct list_node invalid_list;
-	list_init(&invalid_list);
+	struct list_node *invalid_list = &vm->zap_all_pending;
 	uint64_t g = vm->zap_gen++;
 	rep->rounds++;
 restart:
@@ -114,12 +112,12 @@ restart:
 			continue; /* moved back to the head: skip, or the walk would not end */
 		if (sp->zap_gen > g)
 			break;
-		int ret = kvm_mmu_prepare_zap_page(vm, sp, &invalid_list);
+		int ret = kvm_mmu_prepare_zap_page(vm, sp, invalid_list);
 		rep->pages_zapped += (uint64_t)ret;
-		if (zap_break(vm, &invalid_list, rep) || ret)
+		if (zap_break(vm, invalid_list, rep) || ret)
 			goto restart;
 	}
-	kvm_mmu_commit_zap_page(vm, &invalid_list);
+	kvm_mmu_commit_zap_page(vm, invalid_list);
 }
 
 int zap_all_mode_locked(struct smmu_vm *vm, enum smmu_zap_mode mode, uint64_t max_rounds,
@@ -129,10 +127,16 @@ int zap_all_mode_locked(struct smmu_vm *vm, enum smmu_zap_mode mode, uint64_t ma
 	case SMMU_ZAP_HOLD:
 		kvm_mmu_zap_all_locked(vm, rep);
 		return 0;
-	case SMMU_ZAP_RESTART:
-		return zap_all_restart(vm, max_rounds, rep);
+	case SMMU_ZAP_RESTART: {
+		vm->zap_all_runs++; /* zap_all_pending may hold pages at our lock breaks (the audit) */
+		int r = zap_all_restart(vm, max_rounds, rep);
+		vm->zap_all_runs--;
+		return r;
+	}
 	case SMMU_ZAP_GENERATION:
+		vm->zap_all_runs++;
 		zap_all_generation(vm, rep);
+		vm->zap_all_runs--;
 		return 0;
 	default:
 		return -EINVAL;

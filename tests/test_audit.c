@@ -415,6 +415,78 @@ static void test_inv1_drain_state(void **state)
 	tl_guest_fini(&g);
 }
 
+/* A lock-breaking zap_all's pending invalid list (zap_all_pending, today's commit-once rule):
+ * legitimate only while such a zap runs, and its pages need not be obsolete. */
+static void test_inv1_zap_all_pending(void **state)
+{
+	(void)state;
+	struct tl_guest g;
+	tl_guest_init(&g, SMMU_MODE_DIRECT, GUEST_PAGES, 0, 0);
+	smmu_vm *vm = g.vm;
+	assert_int_equal(smmu_memslot_set_flags(vm, 0, SMMU_MEM_LOG_DIRTY_PAGES), 0);
+	for (uint64_t i = 0; i < 8; i++)
+		assert_int_equal(smmu_vcpu_fault(g.vcpu, (i * 512) << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, NULL),
+				 SMMU_FAULT_MAPPED);
+	struct audit_result res;
+	lock(vm);
+	vm->zap_all_runs++;
+	struct smmu_sp *zapped[2];
+	for (int k = 0; k < 2; k++) {
+		struct smmu_sp *sp = container_of(vm->active_mmu_pages.next, struct smmu_sp, link);
+		assert_int_equal(sp->role.level, 1);
+		assert_int_equal(kvm_mmu_prepare_zap_page(vm, sp, &vm->zap_all_pending), 1);
+		zapped[k] = sp;
+	}
+	unlock(vm);
+	tl_assert_audit_clean(vm); /* current generation, and that is fine here */
+
+	/* No zap_all running: nothing may wait on its list. */
+	lock(vm);
+	vm->zap_all_runs--;
+	unlock(vm);
+	run_audit(vm, &res);
+	expect_only(&res, SMMU_INV_PAGE_LISTS, 2);
+	assert_non_null(strstr(first_of(&res, SMMU_INV_PAGE_LISTS)->what, "zap_all_pending"));
+	lock(vm);
+	vm->zap_all_runs++;
+	unlock(vm);
+
+	/* Not marked invalid. */
+	lock(vm);
+	zapped[1]->role.invalid = 0;
+	unlock(vm);
+	run_audit(vm, &res);
+	expect_only(&res, SMMU_INV_PAGE_LISTS, 1);
+	assert_ptr_equal(first_of(&res, SMMU_INV_PAGE_LISTS)->sp, zapped[1]);
+	lock(vm);
+	zapped[1]->role.invalid = 1;
+	unlock(vm);
+
+	/* Moved to the drain's list. */
+	lock(vm);
+	list_del(&zapped[0]->link);
+	list_add(&zapped[0]->link, &vm->zapped_obsolete_pages);
+	vm->zap_drains++;
+	unlock(vm);
+	run_audit(vm, &res);
+	expect_only(&res, SMMU_INV_PAGE_LISTS, 1); /* on the drain's list, it must be obsolete */
+	assert_ptr_equal(first_of(&res, SMMU_INV_PAGE_LISTS)->sp, zapped[0]);
+	lock(vm);
+	list_del(&zapped[0]->link);
+	list_add(&zapped[0]->link, &vm->zap_all_pending);
+	vm->zap_drains--;
+	unlock(vm);
+	tl_assert_audit_clean(vm);
+
+	/* The zap_all's end: one commit frees them. */
+	lock(vm);
+	kvm_mmu_commit_zap_page(vm, &vm->zap_all_pending);
+	vm->zap_all_runs--;
+	unlock(vm);
+	tl_assert_audit_clean(vm);
+	tl_guest_fini(&g);
+}
+
 /* ---- 2. parent links -------------------------------------------------------------------------- */
 
 static void test_inv2_parent_links(void **state)
@@ -1533,6 +1605,7 @@ int main(void)
 		cmocka_unit_test(test_nomem),
 		cmocka_unit_test(test_inv1_page_lists),
 		cmocka_unit_test(test_inv1_drain_state),
+		cmocka_unit_test(test_inv1_zap_all_pending),
 		cmocka_unit_test(test_inv2_parent_links),
 		cmocka_unit_test(test_inv3_rmap),
 		cmocka_unit_test(test_inv4_lpage_count),

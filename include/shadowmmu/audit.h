@@ -16,13 +16,15 @@
  *   then sees the state at one of that operation's lock breaks. The library's operations leave
  *   a state that passes invariants 1-6 and 9 at every break, including the drain of a fast zap
  *   in KVM's mode, whose zapped pages wait, still hashed, on zapped_obsolete_pages until its final
- *   commit: invariant 1 accepts them while a drain runs and checks what makes them harmless.
+ *   commit, and the lock-breaking zap_all of today's profile, whose zapped pages wait the same way
+ *   on its pending invalid list until its one commit: invariant 1 accepts them while such a zap
+ *   runs and checks what makes them harmless.
  *   Known exception: enabling dirty logging (smmu_memslot_set_flags) sets the flag, then walks
  *   the slot's rmaps level by level with lock breaks; at a break before its large sptes are
  *   dropped, invariant 6 reports them.
  * - A strategy written with strategy.h that breaks the lock while pages wait on its own
  *   smmu_invalid_list leaves hashed pages on no list, and invariant 1 reports them: commit
- *   before breaking, as zap_all does.
+ *   before breaking, as the 3.11 profile's zap_all does.
  * - Invariants 7, 8 and 10 read vCPU state that a vCPU thread changes outside mmu_lock (its
  *   requests, TLB and CR3). smmu_audit() checks them for every vCPU, so it assumes that no vCPU
  *   thread runs during the call: call it while the vCPU threads are stopped, or from the thread
@@ -59,7 +61,8 @@ enum smmu_invariant {
 	 *  number of valid indirect ones, and each page's n_present the number of present sptes in
 	 *  its table. zapped_obsolete_pages holds pages only while a fast-zap drain runs
 	 *  (kvm_zap_obsolete_pages, between its lock breaks), and each of them is invalid, obsolete,
-	 *  no root, with no parent ptes and no present spte. */
+	 *  no root, with no parent ptes and no present spte; the same holds for the pending invalid
+	 *  list of a lock-breaking zap_all that commits once (today's profile), but for obsolete. */
 	SMMU_INV_PAGE_LISTS = 1,
 	/** Parent links. Every entry of a listed page's parent_ptes is a present non-leaf spte of a
 	 *  listed page that points at this page's table, named once; every present non-leaf spte of
