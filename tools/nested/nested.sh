@@ -110,9 +110,13 @@ add_path() { # copy $1 into the guest at the same path, with an executable's lib
 	fi
 }
 for p in "${adds[@]}"; do add_path "$(readlink -f "$p")"; done
-case $1 in
-/*) add_path "$1" ;;
-esac
+# The command: a path (relative ones resolved here) comes with its libraries.
+if [[ $1 == */* ]] && [ -e "$1" ]; then
+	cmd=$(readlink -f "$1")
+	shift
+	set -- "$cmd" "$@"
+	add_path "$1"
+fi
 
 {
 	echo '#!/bin/busybox sh'
