@@ -96,9 +96,11 @@ bool mmu_need_write_protect(struct smmu_vm *vm, smmu_gfn_t gfn)
 }
 
 /* mmu_set_spte + set_spte: install the leaf. Returns true when a write had to be refused because
- * the gfn is a shadowed guest table (the access must be emulated). */
-static bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, bool write_fault,
-			 int level, smmu_gfn_t gfn, struct memslot *slot)
+ * the gfn is a shadowed guest table (the access must be emulated). A prefetched spte (pte
+ * prefetch: speculative in 3.11, prefetch in make_spte today) is made without the Accessed bit
+ * and is no fixed fault. */
+bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, bool write_fault, int level,
+		  smmu_gfn_t gfn, struct memslot *slot, bool prefetch)
 {
 	struct smmu_vm *vm = v->vm;
 	uint64_t pfn = (uintptr_t)memslot_gfn_to_hva(slot, gfn) >> SMMU_PAGE_SHIFT;
@@ -118,7 +120,7 @@ static bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_acce
 		}
 	}
 
-	uint64_t spte = PT_PRESENT_MASK | PT_ACCESSED_MASK | (pfn << SMMU_PAGE_SHIFT);
+	uint64_t spte = PT_PRESENT_MASK | (prefetch ? 0 : PT_ACCESSED_MASK) | (pfn << SMMU_PAGE_SHIFT);
 	if (!(pte_access & SMMU_ACC_EXEC))
 		spte |= PT64_NX_MASK;
 	if (pte_access & SMMU_ACC_USER)
@@ -145,7 +147,8 @@ static bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_acce
 		mmu_spte_set(vm, sptep, spte);
 		rmap_add(vm, &v->caches.desc, sptep, gfn);
 	}
-	vm->stat.faults_fixed++;
+	if (!prefetch)
+		vm->stat.faults_fixed++;
 	return wrprot && write_fault;
 }
 
@@ -225,8 +228,9 @@ static int fetch(struct smmu_vcpu *v, smmu_gva_t addr, const struct guest_walker
 	if (hlevel > SMMU_LEVEL_4K && (w->pte_access & SMMU_ACC_WRITE) && has_wrprotected_page(vm, w->gfn, hlevel))
 		return SMMU_FAULT_RETRY;
 	smmu_gfn_t gfn = w->gfn & ~(KVM_PAGES_PER_HPAGE(hlevel) - 1);
-	info->emulated_write = mmu_set_spte(v, &table[PT64_INDEX(addr, hlevel)], w->pte_access, write_fault,
-					    hlevel, gfn, slot);
+	uint64_t *sptep = &table[PT64_INDEX(addr, hlevel)], old = *sptep;
+	info->emulated_write = mmu_set_spte(v, sptep, w->pte_access, write_fault, hlevel, gfn, slot, false);
+	pte_prefetch(v, sptep, *sptep == old && !info->emulated_write);
 	info->level = hlevel;
 	return SMMU_FAULT_MAPPED;
 }
@@ -250,8 +254,9 @@ static int direct_map(struct smmu_vcpu *v, smmu_gpa_t gpa, bool write_fault, str
 		table = spte_to_child_spt(*sptep);
 	}
 	smmu_gfn_t leaf_gfn = gfn & ~(KVM_PAGES_PER_HPAGE(hlevel) - 1);
-	info->emulated_write = mmu_set_spte(v, &table[PT64_INDEX(gpa, hlevel)], ACC_ALL, write_fault, hlevel,
-					    leaf_gfn, slot);
+	uint64_t *sptep = &table[PT64_INDEX(gpa, hlevel)], old = *sptep;
+	info->emulated_write = mmu_set_spte(v, sptep, ACC_ALL, write_fault, hlevel, leaf_gfn, slot, false);
+	pte_prefetch(v, sptep, *sptep == old && !info->emulated_write);
 	info->level = hlevel;
 	return SMMU_FAULT_MAPPED;
 }
@@ -317,6 +322,11 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		r = info->outcome = SMMU_FAULT_MMIO;
 		goto out_srcu;
 	}
+
+	/* The pfn lookup of a write fault (FOLL_WRITE) maps the host page writable; a read fault's
+	 * leaves an untouched page unmapped or on the zero page (memslot.host_writable). */
+	if (access & SMMU_ACC_WRITE)
+		host_pte_set_writable(slot, gfn);
 
 	vm_lock(vm, SMMU_SITE_FAULT);
 	vm->stat.faults++;

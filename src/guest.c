@@ -107,6 +107,7 @@ SMMU_API int smmu_guest_write(smmu_vm *vm, smmu_gpa_t gpa, const void *buf, size
 		struct memslot *slot = gfn_to_valid_memslot(&vm->slots, gfn);
 		copy_in((uint8_t *)memslot_gfn_to_hva(slot, gfn) + off, in, n);
 		mark_page_dirty(slot, gfn);
+		host_pte_set_writable(slot, gfn);
 		if (atomic_load_explicit(&vm->indirect_shadow_pages, memory_order_relaxed))
 			kvm_mmu_pte_write(vm, gpa, n);
 		in += n, gpa += n, len -= n;

@@ -168,6 +168,11 @@ int memslot_alloc(struct memslot **out, int id, smmu_gfn_t base_gfn, uint64_t np
 			goto fail;
 		}
 	}
+	slot->host_writable = smmu_calloc((npages + 63) / 64, sizeof(uint64_t));
+	if (!slot->host_writable) {
+		r = -ENOMEM;
+		goto fail;
+	}
 	r = backing_map(slot);
 	if (r)
 		goto fail;
@@ -185,6 +190,7 @@ void memslot_free(struct memslot *slot)
 		return;
 	memslot_free_arch(slot);
 	smmu_free((void *)slot->dirty_bitmap, 0);
+	smmu_free((void *)slot->host_writable, 0);
 	if (slot->map_base)
 		munmap(slot->map_base, slot->map_len);
 	smmu_free(slot, sizeof(*slot));
@@ -197,4 +203,22 @@ void mark_page_dirty(struct memslot *slot, smmu_gfn_t gfn)
 		return;
 	uint64_t rel = gfn - slot->base_gfn;
 	atomic_fetch_or_explicit(&bm[rel / 64], 1ull << (rel % 64), memory_order_relaxed);
+}
+
+void host_pte_set_writable(struct memslot *slot, smmu_gfn_t gfn)
+{
+	uint64_t rel = gfn - slot->base_gfn;
+	atomic_fetch_or_explicit(&slot->host_writable[rel / 64], 1ull << (rel % 64), memory_order_relaxed);
+}
+
+bool host_pte_writable(const struct memslot *slot, smmu_gfn_t gfn)
+{
+	uint64_t rel = gfn - slot->base_gfn;
+	return atomic_load_explicit(&slot->host_writable[rel / 64], memory_order_relaxed) & (1ull << (rel % 64));
+}
+
+void host_pte_unmap(struct memslot *slot, smmu_gfn_t start, smmu_gfn_t end)
+{
+	for (uint64_t rel = start - slot->base_gfn; rel < end - slot->base_gfn; rel++)
+		atomic_fetch_and_explicit(&slot->host_writable[rel / 64], ~(1ull << (rel % 64)), memory_order_relaxed);
 }

@@ -196,6 +196,7 @@ SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *sta
 		smmu_gfn_t g0 = slot->base_gfn + ((hs - s0) >> SMMU_PAGE_SHIFT);
 		smmu_gfn_t g1 = slot->base_gfn + ((he - s0 + SMMU_PAGE_SIZE - 1) >> SMMU_PAGE_SHIFT);
 		dropped += unmap_gfn_range_break(vm, slot, g0, g1, !vm->rules->notifier_unmap_breaks_lock, &rep);
+		host_pte_unmap(slot, g0, g1); /* MADV_DONTNEED: the host's ptes of the range are gone */
 	}
 	vm_unlock(vm);
 	pthread_rwlock_unlock(&vm->srcu);

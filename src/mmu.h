@@ -46,6 +46,14 @@ struct memslot {
 	 * pages (hugetlbfs) backed it, so only lpage_info limits the level. Internal. */
 	int host_level;
 	_Atomic uint64_t *dirty_bitmap; /* with LOG_DIRTY_PAGES */
+	/* Which pages of the backing the host's page tables map writable, one bit a page: what
+	 * pte prefetch's atomic pfn lookups need (gfn_to_pfn_memslot_atomic, gfn_to_page_many_atomic:
+	 * get_user_page_fast_only with FOLL_WRITE, which never faults a page in). Anonymous memory
+	 * starts unmapped; a write fault's pfn lookup (FOLL_WRITE) or a write through smmu_guest_write
+	 * maps the page writable, a read fault does not (the host maps its zero page read-only), the
+	 * MMU notifier's invalidation unmaps it. Writes the library does not see (through a pointer
+	 * from smmu_gfn_to_hva) are not counted. 4 KiB host pages. */
+	_Atomic uint64_t *host_writable;
 };
 
 struct memslots {
@@ -83,6 +91,10 @@ static inline bool memslot_contains(const struct memslot *slot, smmu_gfn_t gfn)
 	return gfn >= slot->base_gfn && gfn - slot->base_gfn < slot->npages;
 }
 void mark_page_dirty(struct memslot *slot, smmu_gfn_t gfn);
+/* The host page table state of the backing (memslot.host_writable). */
+void host_pte_set_writable(struct memslot *slot, smmu_gfn_t gfn);
+bool host_pte_writable(const struct memslot *slot, smmu_gfn_t gfn);
+void host_pte_unmap(struct memslot *slot, smmu_gfn_t start, smmu_gfn_t end); /* [start, end) */
 
 /* ---- shadow pages (kvm_mmu_page) -------------------------------------------------------------- */
 
@@ -359,8 +371,18 @@ int mmu_alloc_roots(struct smmu_vcpu *v);
 void mmu_free_roots(struct smmu_vcpu *v); /* takes mmu_lock */
 void mmu_free_roots_locked(struct smmu_vcpu *v, struct list_node *invalid_list);
 bool mmu_need_write_protect(struct smmu_vm *vm, smmu_gfn_t gfn);
+/* mmu_set_spte: install a leaf; @prefetch for pte prefetch's (no Accessed bit, not a fixed fault).
+ * True when a write fault had to be refused (the gfn is a shadowed guest table). */
+bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, bool write_fault, int level,
+		  smmu_gfn_t gfn, struct memslot *slot, bool prefetch);
 /* kvm_mmu_pte_write: a guest store of @len bytes at @gpa landed; zap what depended on it. */
 void kvm_mmu_pte_write(struct smmu_vm *vm, smmu_gpa_t gpa, size_t len);
+
+/* ---- prefetch.c ---------------------------------------------------------------------------- */
+#define PTE_PREFETCH_NUM 8 /* the aligned group of sptes a fault may fill */
+/* FNAME(pte_prefetch) / direct_pte_prefetch after a fault installed @sptep; @spurious: the fault
+ * left @sptep as it was (RET_PF_SPURIOUS). Caller holds mmu_lock. */
+void pte_prefetch(struct smmu_vcpu *v, uint64_t *sptep, bool spurious);
 
 /* ---- vcpu.c -------------------------------------------------------------------------------- */
 void vcpu_process_requests(struct smmu_vcpu *v);

@@ -16,7 +16,7 @@
 #define KVM_REFILL_PAGES 25
 /* mmu_topup_memory_caches: at least this many of each before a fault takes mmu_lock. */
 #define SP_CACHE_MIN (PT64_ROOT_LEVEL + 1)
-#define DESC_CACHE_MIN 8
+#define DESC_CACHE_MIN (8 + PTE_PREFETCH_NUM) /* 3.11's figure: the fault's own and prefetch's rmaps */
 
 static size_t sp_bytes(const struct smmu_sp *sp)
 {

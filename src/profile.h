@@ -78,6 +78,11 @@ struct smmu_rules {
 	 * walk, kvm_mmu_slot_remove_write_access, which flushes before cond_resched_lock.
 	 */
 	bool zap_all_commit_once;
+	/* pte prefetch after a fault whose spte came out unchanged (another vCPU had installed it):
+	 * today's mmu_set_spte returns RET_PF_SPURIOUS and FNAME(fetch) / direct_map return before
+	 * FNAME(pte_prefetch) / direct_pte_prefetch; 3.11's FNAME(fetch) and __direct_map prefetch
+	 * after every mmu_set_spte. */
+	bool prefetch_skips_spurious;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

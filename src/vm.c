@@ -506,3 +506,20 @@ SMMU_API void *smmu_gfn_to_hva(const smmu_vm *vm, smmu_gfn_t gfn)
 	pthread_rwlock_unlock((pthread_rwlock_t *)&vm->srcu);
 	return p;
 }
+
+SMMU_API int smmu_host_wrote(smmu_vm *vm, const void *start, const void *end)
+{
+	if (!vm || (uintptr_t)start > (uintptr_t)end)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&vm->srcu);
+	for (int i = 0; i < vm->slots.n; i++) {
+		struct memslot *slot = vm->slots.sorted[i];
+		uintptr_t s0 = (uintptr_t)slot->hva, s1 = s0 + (slot->npages << SMMU_PAGE_SHIFT);
+		uintptr_t hs = (uintptr_t)start > s0 ? (uintptr_t)start : s0;
+		uintptr_t he = (uintptr_t)end < s1 ? (uintptr_t)end : s1;
+		for (uintptr_t a = hs & ~(uintptr_t)(SMMU_PAGE_SIZE - 1); a < he; a += SMMU_PAGE_SIZE)
+			host_pte_set_writable(slot, slot->base_gfn + ((a - s0) >> SMMU_PAGE_SHIFT));
+	}
+	pthread_rwlock_unlock(&vm->srcu);
+	return 0;
+}

@@ -265,6 +265,17 @@ SMMU_API int64_t smmu_memslot_get_dirty_log(smmu_vm *vm, int id, uint64_t *bitma
  */
 SMMU_API void *smmu_gfn_to_hva(const smmu_vm *vm, smmu_gfn_t gfn);
 
+/**
+ * The host wrote [@p start, @p end) of slot backing through host pointers (smmu_gfn_to_hva,
+ * smmu_vcpu_translate): its page tables now map the pages that range touches writable, as a
+ * store into anonymous memory leaves them. KVM never sees such a store; it matters to pte
+ * prefetch, whose atomic pfn lookups map only pages the host already maps writable. Faults,
+ * smmu_guest_write and the MMU notifier keep this state themselves. Bytes in no slot's backing
+ * are ignored, as the MMU notifier ignores them.
+ * @return 0; -EINVAL (NULL vm, or @p start after @p end).
+ */
+SMMU_API int smmu_host_wrote(smmu_vm *vm, const void *start, const void *end);
+
 /* ---- host side: the MMU notifier --------------------------------------------------------- */
 
 /**

@@ -90,7 +90,7 @@ static int mem_write(void *ctx, uint64_t gpa, uint64_t val)
 	if (shadowed(L->vm, gpa >> 12))
 		return -EBUSY;
 	__atomic_store_n(p + (gpa & 4095) / 8, val, __ATOMIC_RELAXED);
-	return 0;
+	return smmu_host_wrote(L->vm, p, p + 1); /* the host's store maps its page writable */
 }
 
 static int mem_zero(void *ctx, uint64_t gpa)
@@ -130,8 +130,12 @@ static int access_one(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, u
 		struct smmu_translation t;
 		int r = smmu_vcpu_translate(v, gva, acc, &t);
 		if (!r) {
-			if (acc & SMMU_ACC_WRITE)
+			if (acc & SMMU_ACC_WRITE) {
 				__atomic_store_n((uint64_t *)t.hva, val, __ATOMIC_RELAXED);
+				/* The store lands in the library's backing: its host page is mapped
+				 * writable from now on, as the kernel's would be after a write. */
+				return smmu_host_wrote(L->vm, t.hva, (uint64_t *)t.hva + 1) ? lfail(L, "smmu_host_wrote") : 0;
+			}
 			return 0;
 		}
 		/* The error code the hardware would give: the SMMU_ACC_* bits are PFERR's W, U and F,
