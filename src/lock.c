@@ -164,6 +164,9 @@ void mmu_lock_release(struct mmu_lock *l)
 	pthread_spin_unlock(&l->spin);
 }
 
+/* The test hook's answer: a forced break every test_break_every-th check. */
+bool mmu_lock_test_break(struct mmu_lock *l) { return ++l->test_break_count % l->test_break_every == 0; }
+
 bool mmu_lock_cond_resched(struct mmu_lock *l)
 {
 	if (!mmu_lock_needbreak(l))

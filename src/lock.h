@@ -41,6 +41,9 @@ struct mmu_lock {
 	enum smmu_site site;        /* who holds it now */
 	uint64_t t_acquired;        /* when the current stretch began (ns) */
 	struct lock_site sites[SMMU_SITE_COUNT];
+	/* Test hook (the fuzzer), internal: when nonzero, every test_break_every-th needbreak check
+	 * says "break" with nobody waiting, so one thread drives the lock-break paths. */
+	uint32_t test_break_every, test_break_count;
 };
 
 int mmu_lock_init(struct mmu_lock *l);
@@ -55,7 +58,11 @@ static inline unsigned long mmu_lock_waiters(const struct mmu_lock *l)
 	       atomic_load_explicit(&m->now_serving, memory_order_relaxed);
 }
 /* spin_needbreak(): another thread is waiting for the lock. */
-static inline bool mmu_lock_needbreak(const struct mmu_lock *l) { return mmu_lock_waiters(l) != 0; }
+bool mmu_lock_test_break(struct mmu_lock *l);
+static inline bool mmu_lock_needbreak(const struct mmu_lock *l)
+{
+	return mmu_lock_waiters(l) != 0 || (l->test_break_every && mmu_lock_test_break((struct mmu_lock *)l));
+}
 /* cond_resched_lock(): when needbreak, hand the lock to a waiter and retake it. True if it broke. */
 bool mmu_lock_cond_resched(struct mmu_lock *l);
 /* True when the calling thread holds the lock. */

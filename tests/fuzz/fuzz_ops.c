@@ -1,17 +1,25 @@
 /*
  * The operation fuzzer: bytes → a sequence of shadow-MMU operations, with smmu_audit() after
- * every one. Any violation prints the operations so far and the audit report, then abort()s.
+ * every few. Any violation prints the operations so far and the audit report, then abort()s.
  *
- * Input: byte 0 configures the VM (mode, profile, flush strategy, zap batch, page budget); then
- * each operation is an opcode byte followed by its argument bytes (missing bytes read as 0), at
- * most MAX_OPS operations. Sizes are bounded: at most 4 slots, chosen from a fixed table of
- * layouts (one of them 1 GiB, for 1 GiB sptes in direct mode), 2 guest address spaces with
- * 64-frame page-table pools, 3 vCPUs, addresses from a small table.
+ * Input: byte 0 configures the VM (mode, profile, flush strategy, zap batch, page budget); byte
+ * 1 the harness: forced lock breaks (the lock's test hook makes every, every 3rd or every 16th
+ * needbreak check say "break", so one thread drives the lock-break and restart paths of zap_all,
+ * the fast zap's drain and the memslot flushes) and the audit interval (after every 1st, 4th,
+ * 16th or 64th operation, and always after the last). Then each operation is an opcode byte
+ * followed by its argument bytes (missing bytes read as 0), at most MAX_OPS operations. Sizes are
+ * bounded: at most 4 slots, chosen from a fixed table of layouts (one of them 1 GiB, for 1 GiB
+ * sptes in direct mode), 2 guest address spaces with 64-frame page-table pools, 3 vCPUs,
+ * addresses from a small table. SMMU_FUZZ_AUDIT_EVERY=N in the environment overrides the
+ * interval (1: find the first operation after which the audit fails).
+ *
+ * In the libFuzzer build a VM outlives its input and serves the next one with the same byte 0
+ * (fuzz_pool.c), emptied and restored to as it was new; fuzz_replay creates every VM fresh.
  *
  * Strategies: every zap and flush strategy except SMMU_FLUSH_RMAP_ONLY, which breaks invariants
  * 4 and 9 on purpose (the seed's bug): including it would make every input that deletes a slot
  * holding a shadowed table a "crash". It is excluded from memslot flushes and from the VM's
- * delete/move strategy, so every invariant is checked after every operation.
+ * delete/move strategy, so every invariant holds at every audit.
  *
  * A second oracle: a successful vCPU read or write must agree with guest memory at the frame
  * the guest's own tables map the address to (a stale translation would not).
@@ -30,10 +38,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <shadowmmu/shadowmmu.h>
 
-#define MAX_OPS 200
+#define MAX_OPS 1024
 #define NSLOTS 4
 #define NGAS 2
 #define NVCPU 3
@@ -106,6 +115,7 @@ struct fz {
 	smmu_gpa_t cr3[NVCPU];      /* what each vCPU was last given */
 	struct trace_entry trace[MAX_OPS];
 	int n;
+	int audit_every;            /* audit after every audit_every-th operation, and at the end */
 	bool strict;
 };
 
@@ -310,7 +320,7 @@ static void run_op(struct fz *f, struct in *in, int op)
 		if (!f->gas[g])
 			break;
 		r = smmu_gas_map(f->gas[g], gva, gfn, level, prot);
-		expect(f, "smmu_gas_map", r, 0, -EINVAL, -EEXIST, -ENOSPC, -EFAULT, END);
+		expect(f, "smmu_gas_map", r, 0, -EINVAL, -EEXIST, -ENOSPC, -EFAULT, -EROFS, END);
 		break;
 	}
 	case OP_GAS_UNMAP: {
@@ -321,7 +331,7 @@ static void run_op(struct fz *f, struct in *in, int op)
 		if (!f->gas[g])
 			break;
 		r = smmu_gas_unmap(f->gas[g], gva);
-		expect(f, "smmu_gas_unmap", r, 0, -EINVAL, -ENOENT, END);
+		expect(f, "smmu_gas_unmap", r, 0, -EINVAL, -ENOENT, -EFAULT, -EROFS, END);
 		break;
 	}
 	case OP_GUEST_WRITE: {
@@ -437,6 +447,7 @@ static void run_op(struct fz *f, struct in *in, int op)
 		expect(f, "smmu_zap_all", r, 0, -EAGAIN, END);
 		if (r == 0 && !rep.completed)
 			die(f, "smmu_zap_all returned 0 with report.completed = false");
+		stats.lock_breaks += rep.lock_breaks;
 		break;
 	}
 	case OP_FAST_ZAP: {
@@ -444,6 +455,7 @@ static void run_op(struct fz *f, struct in *in, int op)
 		t->a = k;
 		r = k == 0 ? smmu_fast_zap(vm, &rep) : k == 1 ? smmu_fast_zap_bump(vm, &rep) : smmu_fast_zap_drain(vm, &rep);
 		expect(f, "smmu_fast_zap", r, 0, END);
+		stats.lock_breaks += rep.lock_breaks;
 		break;
 	}
 	case OP_MEMSLOT_FLUSH: {
@@ -451,6 +463,8 @@ static void run_op(struct fz *f, struct in *in, int op)
 		t->b = strategies[u8(in) & 3];
 		r = smmu_memslot_flush(vm, (int)t->a, (enum smmu_flush_strategy)t->b, &rep);
 		expect(f, "smmu_memslot_flush", r, 0, -ENOENT, END);
+		if (r == 0)
+			stats.lock_breaks += rep.lock_breaks;
 		break;
 	}
 	case OP_NOTIFIER: {
@@ -575,21 +589,54 @@ static void run_op(struct fz *f, struct in *in, int op)
 	t->ret = r;
 }
 
-static void fz_destroy(struct fz *f)
+/* The vCPUs and address spaces of an input (the VM may outlive them: see the pool). */
+static void fz_release(struct fz *f)
 {
 	for (int i = 0; i < NVCPU; i++)
 		smmu_vcpu_destroy(f->v[i]);
 	for (int i = 0; i < NGAS; i++)
 		smmu_gas_destroy(f->gas[i]);
-	smmu_vm_destroy(f->vm);
+}
+
+/* The libFuzzer build's closing line (fuzz_replay prints its own): how much MMU work the run
+ * did, which libFuzzer's exec count alone does not say. */
+static double seconds(clockid_t clock)
+{
+	struct timespec t;
+	clock_gettime(clock, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+static double t_start;
+static void print_totals(void)
+{
+	double wall = seconds(CLOCK_MONOTONIC) - t_start, cpu = seconds(CLOCK_PROCESS_CPUTIME_ID);
+	fprintf(stderr, "fuzz: %llu operations in %llu execs, %llu audits, %.1f s (%.1f s of CPU): %.0f operations/s, "
+		"%.0f per CPU second\n",
+		(unsigned long long)stats.ops, (unsigned long long)stats.inputs, (unsigned long long)stats.audits, wall,
+		cpu, wall > 0 ? (double)stats.ops / wall : 0.0, cpu > 0 ? (double)stats.ops / cpu : 0.0);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	t_start = seconds(CLOCK_MONOTONIC);
+	const char *e = getenv("SMMU_FUZZ_POOL");
+	fuzz_pool_enable(!(e && strcmp(e, "0") == 0));
+	atexit(print_totals);
+	return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static bool env_read, strict;
+	static int audit_every_env = -1;
 	if (!env_read) {
 		const char *e = getenv("SMMU_FUZZ_STRICT");
 		strict = e && strcmp(e, "1") == 0;
+		e = getenv("SMMU_FUZZ_AUDIT_EVERY");
+		if (e && *e)
+			audit_every_env = atoi(e);
 		env_read = true;
 	}
 	struct in in = { .p = data, .n = size, .i = 0 };
@@ -612,11 +659,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * low bit chooses). */
 	cfg.zap_leaf_first = cfg.zap_commit_per_batch = (c & 0x10) && (c & 0x40);
 	f.shadow = cfg.mode == SMMU_MODE_SHADOW;
-	if (smmu_vm_create(&cfg, &f.vm) != 0)
+	/* Byte 1, how the harness runs: forced lock breaks (the test hook: every k-th needbreak check
+	 * says "break", so the restart paths run without a second thread) and the audit interval. */
+	uint8_t h = u8(&in);
+	static const uint32_t break_every[4] = { 0, 1, 3, 16 };
+	static const int audit_every[4] = { 1, 4, 16, 64 };
+	f.audit_every = audit_every_env >= 1 ? audit_every_env : audit_every[(h >> 2) & 3];
+
+	f.vm = fuzz_pool_get(c, &cfg);
+	if (!f.vm)
 		return 0;
+	fuzz_set_forced_breaks(f.vm, break_every[h & 3]);
 	/* Slot 0 holds both page-table pools; every input starts from it. */
 	if (smmu_memslot_create(f.vm, 0, layouts[0].base, layouts[0].npages, 0) != 0) {
-		smmu_vm_destroy(f.vm);
+		fuzz_pool_put(c, f.vm);
 		return 0;
 	}
 	if (f.shadow)
@@ -633,15 +689,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		stats.ops++;
 		stats.per_op[op]++;
 		f.n++;
-		char when[48];
-		snprintf(when, sizeof(when), "after operation %d (%s)", f.n - 1, fuzz_op_name(op));
-		audit_or_die(&f, when);
+		if (f.n % f.audit_every == 0) {
+			char when[48];
+			snprintf(when, sizeof(when), "after operation %d (%s)", f.n - 1, fuzz_op_name(op));
+			audit_or_die(&f, when);
+		}
 	}
+	if (f.n % f.audit_every != 0)
+		audit_or_die(&f, "after the last operation");
 	/* Every vCPU processes its requests; the audit still holds. */
 	for (int i = 0; i < NVCPU; i++)
 		if (f.v[i])
 			smmu_vcpu_enter(f.v[i]);
 	audit_or_die(&f, "after every vCPU entered");
-	fz_destroy(&f);
+	fz_release(&f);
+	fuzz_pool_put(c, f.vm);
 	return 0;
 }
