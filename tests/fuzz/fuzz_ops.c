@@ -9,7 +9,7 @@
  * 16th or 64th operation, and always after the last). Then each operation is an opcode byte
  * followed by its argument bytes (missing bytes read as 0), at most MAX_OPS operations. Sizes are
  * bounded: at most 4 slots, chosen from a fixed table of layouts (one of them 1 GiB, for 1 GiB
- * sptes in direct mode), 2 guest address spaces with 64-frame page-table pools, 3 vCPUs,
+ * sptes in direct mode, chosen by one byte value only), 2 guest address spaces with 64-frame page-table pools, 3 vCPUs,
  * addresses from a small table. SMMU_FUZZ_AUDIT_EVERY=N in the environment overrides the
  * interval (1: find the first operation after which the audit fails).
  *
@@ -50,14 +50,28 @@
 static const smmu_gfn_t pool_gfn[NGAS] = { 64, 192 };
 
 /* Slot placements: (base_gfn, npages). Aligned and misaligned, tiny and large, overlapping. */
-static const struct {
+struct layout {
 	smmu_gfn_t base;
 	uint64_t npages;
-} layouts[16] = {
+};
+static const struct layout layouts[17] = {
 	{ 0, 2048 },     { 2048, 512 },  { 4099, 100 },   { 8192, 1024 },  { 2560, 16 },    { 16384, 1 },
 	{ 0, 1024 },     { 3072, 1024 }, { 512, 512 },    { 9216, 4096 },  { 4096, 3 },     { 13312, 2048 },
 	{ 262144, 262144 }, { 20000, 7 }, { 6144, 2048 }, { 1536, 1536 },
+	{ 262144, 512 }, /* LAYOUT_1G_SMALL */
 };
+#define LAYOUT_1G 12
+#define LAYOUT_1G_SMALL 16
+#define LAYOUT_1G_BYTE 0xfc
+
+/* A new slot's layout. The 1 GiB one (for 1 GiB sptes) costs a walk of 262144 rmap heads per
+ * flush and audit, a hundred small slots' worth: only byte LAYOUT_1G_BYTE (1 in 256) chooses it;
+ * the other bytes that name it place 2 MiB at its base instead. */
+static const struct layout *layout_of(uint8_t l)
+{
+	int i = l & 15;
+	return &layouts[i == LAYOUT_1G && l != LAYOUT_1G_BYTE ? LAYOUT_1G_SMALL : i];
+}
 
 static const uint64_t gva_bases[8] = {
 	0x0ull, 0x200000ull, 0x40000000ull, 0x7fffffe00000ull, 0x8000000000ull, 0xffff800000000000ull,
@@ -116,6 +130,8 @@ struct fz {
 	struct trace_entry trace[MAX_OPS];
 	int n;
 	int audit_every;            /* audit after every audit_every-th operation, and at the end */
+	bool audit_exact;           /* ... exactly (SMMU_FUZZ_AUDIT_EVERY), not weighted by the slots */
+	int since_audit;            /* operations since the last audit */
 	bool strict;
 };
 
@@ -181,6 +197,20 @@ static void audit_or_die(struct fz *f, const char *when)
 		smmu_audit_print(stderr, &r);
 	dump_trace(f, false);
 	abort();
+}
+
+/* The audit reads every rmap head of every slot: with the 1 GiB layout (262144 heads) it costs
+ * a hundred operations. Its interval grows with the slots' pages, so that its cost per
+ * operation stays bounded: 1 up to 32768 pages, 9 with the 1 GiB slot. */
+static int audit_weight(struct fz *f)
+{
+	uint64_t pages = 0;
+	for (int id = 0; id < NSLOTS; id++) {
+		struct smmu_memslot_info info;
+		if (smmu_memslot_get(f->vm, id, &info) == 0)
+			pages += info.npages;
+	}
+	return 1 + (int)(pages / 32768);
 }
 
 /* ---- argument decoding ---------------------------------------------------------------------- */
@@ -282,10 +312,11 @@ static void run_op(struct fz *f, struct in *in, int op)
 	switch (op) {
 	case OP_SLOT_CREATE: {
 		int id = pick_slot(in);
-		uint8_t l = u8(in), fl = u8(in);
+		const struct layout *l = layout_of(u8(in));
+		uint8_t fl = u8(in);
 		uint32_t flags = (fl & 1 ? SMMU_MEM_LOG_DIRTY_PAGES : 0) | ((fl & 6) == 6 ? SMMU_MEM_READONLY : 0);
-		t->a = id, t->b = (int64_t)layouts[l & 15].base, t->c = (int64_t)layouts[l & 15].npages, t->d = flags;
-		r = smmu_memslot_create(vm, id, layouts[l & 15].base, layouts[l & 15].npages, flags);
+		t->a = id, t->b = (int64_t)l->base, t->c = (int64_t)l->npages, t->d = flags;
+		r = smmu_memslot_create(vm, id, l->base, l->npages, flags);
 		expect(f, "smmu_memslot_create", r, 0, -EEXIST, -ENOMEM, END);
 		break;
 	}
@@ -616,14 +647,33 @@ static void print_totals(void)
 		cpu, wall > 0 ? (double)stats.ops / wall : 0.0, cpu > 0 ? (double)stats.ops / cpu : 0.0);
 }
 
+/*
+ * With the pool, objects outlive their input (pooled VMs, their header caches), and libFuzzer,
+ * which reruns an input under LeakSanitizer whenever it malloc()s more than it free()s, reran
+ * one input in six to find nothing. So the pool turns that per-input check off (unless
+ * -detect_leaks is given): LeakSanitizer still checks the whole heap at exit, where anything
+ * unreachable (the pool reaches every VM) is a leak. SMMU_FUZZ_POOL=0 runs without the pool,
+ * with libFuzzer's per-input check, to find which input leaks.
+ */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	(void)argc;
-	(void)argv;
 	t_start = seconds(CLOCK_MONOTONIC);
-	const char *e = getenv("SMMU_FUZZ_POOL");
-	fuzz_pool_enable(!(e && strcmp(e, "0") == 0));
 	atexit(print_totals);
+	const char *e = getenv("SMMU_FUZZ_POOL");
+	bool pool = !(e && strcmp(e, "0") == 0);
+	fuzz_pool_enable(pool);
+	for (int i = 1; i < *argc; i++)
+		if (strncmp((*argv)[i], "-detect_leaks=", 14) == 0)
+			return 0;
+	if (!pool)
+		return 0;
+	static char flag[] = "-detect_leaks=0";
+	char **args = calloc((size_t)*argc + 2, sizeof(char *)); /* lives as long as the process */
+	if (!args)
+		return 0;
+	memcpy(args, *argv, (size_t)*argc * sizeof(char *));
+	args[(*argc)++] = flag;
+	*argv = args;
 	return 0;
 }
 
@@ -664,7 +714,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t h = u8(&in);
 	static const uint32_t break_every[4] = { 0, 1, 3, 16 };
 	static const int audit_every[4] = { 1, 4, 16, 64 };
-	f.audit_every = audit_every_env >= 1 ? audit_every_env : audit_every[(h >> 2) & 3];
+	f.audit_exact = audit_every_env >= 1;
+	f.audit_every = f.audit_exact ? audit_every_env : audit_every[(h >> 2) & 3];
 
 	f.vm = fuzz_pool_get(c, &cfg);
 	if (!f.vm)
@@ -681,7 +732,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				f.gas[g] = NULL;
 	for (int i = 0; i < NVCPU; i++)
 		vcpu_new(&f, i);
-	audit_or_die(&f, "after setup");
+	if (f.audit_every == 1) /* the same for every input: sparse audits skip it */
+		audit_or_die(&f, "after setup");
 
 	while (in.i < in.n && f.n < MAX_OPS) {
 		int op = u8(&in) % OP_COUNT;
@@ -689,13 +741,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		stats.ops++;
 		stats.per_op[op]++;
 		f.n++;
-		if (f.n % f.audit_every == 0) {
+		if (++f.since_audit >= f.audit_every && (f.audit_exact || f.since_audit >= f.audit_every * audit_weight(&f))) {
 			char when[48];
 			snprintf(when, sizeof(when), "after operation %d (%s)", f.n - 1, fuzz_op_name(op));
 			audit_or_die(&f, when);
+			f.since_audit = 0;
 		}
 	}
-	if (f.n % f.audit_every != 0)
+	if (f.since_audit)
 		audit_or_die(&f, "after the last operation");
 	/* Every vCPU processes its requests; the audit still holds. */
 	for (int i = 0; i < NVCPU; i++)

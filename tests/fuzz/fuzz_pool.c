@@ -19,7 +19,7 @@
 
 #include "mmu.h"
 
-#define POOL_SIZE 64 /* direct-mapped by the configuration byte */
+#define POOL_SIZE 256 /* one per configuration byte */
 
 /* What smmu_vm_create set and an input may change, besides the MMU's contents. */
 struct fresh {
@@ -39,7 +39,7 @@ static bool pool_on;
 
 void fuzz_pool_enable(bool on) { pool_on = on; }
 
-static unsigned pool_index(uint8_t key) { return (key ^ (key >> 6)) & (POOL_SIZE - 1); }
+static unsigned pool_index(uint8_t key) { return key % POOL_SIZE; }
 
 static void save(const struct smmu_vm *vm, struct fresh *f)
 {

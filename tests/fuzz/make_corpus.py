@@ -22,6 +22,8 @@ OP_COUNT = 22
 # Layout indexes (fuzz_ops.c layouts[]): (base_gfn, npages).
 L_SLOT0, L_2048x512, L_MISALIGNED, L_8192x1024, L_TINY, L_ONE, L_OVERLAP0, L_3072 = range(8)
 L_512, L_9216x4096, L_4096x3, L_13312, L_1G, L_20000x7, L_6144, L_1536 = range(8, 16)
+L_1G = 0xfc  # only this byte chooses the 1 GiB layout; 12 alone is 2 MiB at its base
+L_1G_SMALL = 12
 LAYOUT_BASE = [0, 2048, 4099, 8192, 2560, 16384, 0, 3072, 512, 9216, 4096, 13312, 262144, 20000,
                6144, 1536]
 
@@ -64,7 +66,7 @@ def gfn_pool(gas, off):
 
 def gfn_layout(layout, off):
     """layouts[layout].base + off."""
-    return bytes([1 | (layout << 2)]) + u16(off)
+    return bytes([1 | ((layout & 15) << 2)]) + u16(off)
 
 
 def gfn_low(gfn):
