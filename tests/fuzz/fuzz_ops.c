@@ -641,10 +641,11 @@ static double t_start;
 static void print_totals(void)
 {
 	double wall = seconds(CLOCK_MONOTONIC) - t_start, cpu = seconds(CLOCK_PROCESS_CPUTIME_ID);
-	fprintf(stderr, "fuzz: %llu operations in %llu execs, %llu audits, %.1f s (%.1f s of CPU): %.0f operations/s, "
-		"%.0f per CPU second\n",
-		(unsigned long long)stats.ops, (unsigned long long)stats.inputs, (unsigned long long)stats.audits, wall,
-		cpu, wall > 0 ? (double)stats.ops / wall : 0.0, cpu > 0 ? (double)stats.ops / cpu : 0.0);
+	fprintf(stderr, "fuzz: %llu operations in %llu execs, %llu audits, %llu lock breaks, %.1f s (%.1f s of CPU): "
+		"%.0f operations/s, %.0f per CPU second; results hash %016llx\n",
+		(unsigned long long)stats.ops, (unsigned long long)stats.inputs, (unsigned long long)stats.audits,
+		(unsigned long long)stats.lock_breaks, wall, cpu, wall > 0 ? (double)stats.ops / wall : 0.0,
+		cpu > 0 ? (double)stats.ops / cpu : 0.0, (unsigned long long)stats.result_hash);
 }
 
 /*
@@ -738,6 +739,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (in.i < in.n && f.n < MAX_OPS) {
 		int op = u8(&in) % OP_COUNT;
 		run_op(&f, &in, op);
+		stats.result_hash = (stats.result_hash ^ (uint64_t)f.trace[f.n].ret ^ ((uint64_t)op << 56)) * 0x100000001b3ull;
 		stats.ops++;
 		stats.per_op[op]++;
 		f.n++;

@@ -46,9 +46,10 @@ enum fuzz_op {
 
 /* Totals since the process started: inputs run, operations run (per kind), audits done, calls
  * that returned an error their header does not document (see SMMU_FUZZ_STRICT), and lock breaks
- * the zap and flush operations reported. */
+ * the zap and flush operations reported, and a hash of every operation's result (equal for the
+ * same inputs with and without the VM pool). */
 struct fuzz_stats {
-	uint64_t inputs, ops, audits, undocumented, lock_breaks;
+	uint64_t inputs, ops, audits, undocumented, lock_breaks, result_hash;
 	uint64_t per_op[OP_COUNT];
 };
 const struct fuzz_stats *fuzz_ops_stats(void);
