@@ -5,7 +5,8 @@
  *   fuzz_replay [--require-all-ops] PATH...
  *
  * Prints how many inputs and operations ran; fails when no input was found, and with
- * --require-all-ops when some kind of operation never ran (the seed corpus must cover them all).
+ * --require-all-ops when some kind of operation never ran or no operation broke the lock (the
+ * seed corpus must cover them all, and drive the lock-break paths through forced breaks).
  * A crash or audit violation abort()s inside the harness, naming the operations that led to it.
  *
  * SPDX-License-Identifier: MIT
@@ -97,6 +98,10 @@ int main(int argc, char **argv)
 	}
 	if (require_all && missing) {
 		fprintf(stderr, "fuzz_replay: %d kinds of operation never ran\n", missing);
+		return 1;
+	}
+	if (require_all && !s->lock_breaks) {
+		fprintf(stderr, "fuzz_replay: no operation broke the lock (forced breaks do not work)\n");
 		return 1;
 	}
 	return r;
