@@ -132,6 +132,10 @@ struct fz {
 	int audit_every;            /* audit after every audit_every-th operation, and at the end */
 	bool audit_exact;           /* ... exactly (SMMU_FUZZ_AUDIT_EVERY), not weighted by the slots */
 	int since_audit;            /* operations since the last audit */
+	enum smmu_flush_strategy strategy; /* the VM's, for slot deletes and moves */
+	uint32_t break_every;       /* forced lock breaks (0: none) */
+	uint64_t buckets;           /* mmu_page_hash buckets */
+	uint64_t work;              /* estimated cost so far, against WORK_BUDGET */
 	bool strict;
 };
 
@@ -199,18 +203,42 @@ static void audit_or_die(struct fz *f, const char *when)
 	abort();
 }
 
-/* The audit reads every rmap head of every slot: with the 1 GiB layout (262144 heads) it costs
- * a hundred operations. Its interval grows with the slots' pages, so that its cost per
- * operation stays bounded: 1 up to 32768 pages, 9 with the 1 GiB slot. */
-static int audit_weight(struct fz *f)
+/* The audit reads every rmap head of every slot and every spte of every shadow page: with the
+ * 1 GiB layout (262144 heads) or thousands of pages it costs a hundred operations. Its cost in
+ * those units; the audit interval grows with it (1 up to 32768 units, 9 with the 1 GiB slot), so
+ * that its cost per operation stays bounded, and it counts against the input's WORK_BUDGET. */
+static uint64_t audit_cost(struct fz *f)
 {
-	uint64_t pages = 0;
+	uint64_t units = 0;
 	for (int id = 0; id < NSLOTS; id++) {
 		struct smmu_memslot_info info;
 		if (smmu_memslot_get(f->vm, id, &info) == 0)
-			pages += info.npages;
+			units += info.npages;
 	}
-	return 1 + (int)(pages / 32768);
+	struct smmu_vm_counters c;
+	if (smmu_vm_get_counters(f->vm, &c) == 0)
+		units += c.n_used_mmu_pages * 512;
+	return units;
+}
+
+/*
+ * A slot-wide operation walks every rmap head of the slot (and with HASH_WALK a hash bucket per
+ * gfn); a forced break costs about eight heads. 1024 flushes of the 1 GiB slot with a break at
+ * every head would take minutes and trip libFuzzer's timeout: an input stops once its estimated
+ * work passes WORK_BUDGET (about 0.2 s of CPU under ASan), wherever that happens.
+ */
+#define WORK_BUDGET (1ull << 22)
+static void charge_slot_walk(struct fz *f, int id, enum smmu_flush_strategy s)
+{
+	struct smmu_memslot_info info;
+	if (smmu_memslot_get(f->vm, id, &info) != 0)
+		return;
+	uint64_t per_gfn = 1;
+	struct smmu_vm_counters c;
+	if (s == SMMU_FLUSH_HASH_WALK && smmu_vm_get_counters(f->vm, &c) == 0)
+		per_gfn += c.n_used_mmu_pages / f->buckets;
+	uint64_t breaks = f->break_every == 1 ? 8 : f->break_every == 3 ? 3 : 1;
+	f->work += info.npages * per_gfn * breaks;
 }
 
 /* ---- argument decoding ---------------------------------------------------------------------- */
@@ -316,18 +344,21 @@ static void run_op(struct fz *f, struct in *in, int op)
 		uint8_t fl = u8(in);
 		uint32_t flags = (fl & 1 ? SMMU_MEM_LOG_DIRTY_PAGES : 0) | ((fl & 6) == 6 ? SMMU_MEM_READONLY : 0);
 		t->a = id, t->b = (int64_t)l->base, t->c = (int64_t)l->npages, t->d = flags;
+		f->work += l->npages;
 		r = smmu_memslot_create(vm, id, l->base, l->npages, flags);
 		expect(f, "smmu_memslot_create", r, 0, -EEXIST, -ENOMEM, END);
 		break;
 	}
 	case OP_SLOT_DELETE:
 		t->a = pick_slot(in);
+		charge_slot_walk(f, (int)t->a, f->strategy);
 		r = smmu_memslot_delete(vm, (int)t->a);
 		expect(f, "smmu_memslot_delete", r, 0, -ENOENT, END);
 		break;
 	case OP_SLOT_MOVE: {
 		t->a = pick_slot(in);
 		t->b = (int64_t)layouts[u8(in) & 15].base;
+		charge_slot_walk(f, (int)t->a, f->strategy);
 		r = smmu_memslot_move(vm, (int)t->a, (smmu_gfn_t)t->b);
 		expect(f, "smmu_memslot_move", r, 0, -ENOENT, -EEXIST, -ENOMEM, END);
 		break;
@@ -336,6 +367,7 @@ static void run_op(struct fz *f, struct in *in, int op)
 		t->a = pick_slot(in);
 		uint8_t fl = u8(in);
 		t->b = (fl & 1 ? SMMU_MEM_LOG_DIRTY_PAGES : 0) | ((fl & 6) == 6 ? SMMU_MEM_READONLY : 0);
+		charge_slot_walk(f, (int)t->a, f->strategy);
 		r = smmu_memslot_set_flags(vm, (int)t->a, (uint32_t)t->b);
 		expect(f, "smmu_memslot_set_flags", r, 0, -ENOENT, -EINVAL, -ENOMEM, END);
 		break;
@@ -492,6 +524,7 @@ static void run_op(struct fz *f, struct in *in, int op)
 	case OP_MEMSLOT_FLUSH: {
 		t->a = pick_slot(in);
 		t->b = strategies[u8(in) & 3];
+		charge_slot_walk(f, (int)t->a, (enum smmu_flush_strategy)t->b);
 		r = smmu_memslot_flush(vm, (int)t->a, (enum smmu_flush_strategy)t->b, &rep);
 		expect(f, "smmu_memslot_flush", r, 0, -ENOENT, END);
 		if (r == 0)
@@ -530,6 +563,7 @@ static void run_op(struct fz *f, struct in *in, int op)
 		struct smmu_memslot_info info;
 		if (smmu_memslot_get(vm, id, &info) != 0)
 			break;
+		f->work += info.npages;
 		size_t words = (info.npages + 63) / 64;
 		uint64_t *bm = calloc(words, sizeof(uint64_t));
 		if (!bm)
@@ -544,6 +578,8 @@ static void run_op(struct fz *f, struct in *in, int op)
 		t->a = strategies[u8(in) & 3];
 		r = smmu_vm_set_flush_strategy(vm, (enum smmu_flush_strategy)t->a);
 		expect(f, "smmu_vm_set_flush_strategy", r, 0, END);
+		if (r == 0)
+			f->strategy = (enum smmu_flush_strategy)t->a;
 		break;
 	case OP_STRATEGY_API: {
 		uint8_t k = u8(in);
@@ -718,10 +754,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	f.audit_exact = audit_every_env >= 1;
 	f.audit_every = f.audit_exact ? audit_every_env : audit_every[(h >> 2) & 3];
 
+	f.strategy = cfg.flush_strategy;
+	f.buckets = cfg.hash_buckets;
+	f.break_every = break_every[h & 3];
 	f.vm = fuzz_pool_get(c, &cfg);
 	if (!f.vm)
 		return 0;
-	fuzz_set_forced_breaks(f.vm, break_every[h & 3]);
+	fuzz_set_forced_breaks(f.vm, f.break_every);
 	/* Slot 0 holds both page-table pools; every input starts from it. */
 	if (smmu_memslot_create(f.vm, 0, layouts[0].base, layouts[0].npages, 0) != 0) {
 		fuzz_pool_put(c, f.vm);
@@ -736,18 +775,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (f.audit_every == 1) /* the same for every input: sparse audits skip it */
 		audit_or_die(&f, "after setup");
 
-	while (in.i < in.n && f.n < MAX_OPS) {
+	while (in.i < in.n && f.n < MAX_OPS && f.work < WORK_BUDGET) {
 		int op = u8(&in) % OP_COUNT;
 		run_op(&f, &in, op);
 		stats.result_hash = (stats.result_hash ^ (uint64_t)f.trace[f.n].ret ^ ((uint64_t)op << 56)) * 0x100000001b3ull;
 		stats.ops++;
 		stats.per_op[op]++;
 		f.n++;
-		if (++f.since_audit >= f.audit_every && (f.audit_exact || f.since_audit >= f.audit_every * audit_weight(&f))) {
+		if (++f.since_audit < f.audit_every)
+			continue;
+		uint64_t cost = audit_cost(&f);
+		if (f.audit_exact || f.since_audit >= f.audit_every * (int)(1 + cost / 32768)) {
 			char when[48];
 			snprintf(when, sizeof(when), "after operation %d (%s)", f.n - 1, fuzz_op_name(op));
 			audit_or_die(&f, when);
 			f.since_audit = 0;
+			if (!f.audit_exact) /* a replay with exact audits runs at least as far */
+				f.work += cost / 16;
 		}
 	}
 	if (f.since_audit)
