@@ -22,12 +22,17 @@
 #define POOL_SIZE 256 /* one per configuration byte */
 
 /* What smmu_vm_create set and an input may change, besides the MMU's contents. */
+#define FRESH_FIELDS(X) \
+	X(struct smmu_vm_config, cfg) X(uint64_t, mmu_valid_gen) X(uint64_t, zap_gen) X(uint64_t, lpage_reset_gen) \
+	X(uint64_t, n_max_mmu_pages) X(bool, n_max_set_by_user) X(struct smmu_vm_counters, stat) \
+	X(uint64_t, unaccount_no_slot)
+#define FRESH_ATOMICS(X) X(remote_flushes) X(reload_requests)
+
 struct fresh {
-	struct smmu_vm_config cfg;
-	uint64_t mmu_valid_gen, zap_gen, lpage_reset_gen, n_max_mmu_pages;
-	bool n_max_set_by_user;
-	struct smmu_vm_counters stat;
-	uint64_t remote_flushes, reload_requests, unaccount_no_slot;
+#define DECLARE(type, name) type name;
+#define DECLARE_ATOMIC(name) uint64_t name;
+	FRESH_FIELDS(DECLARE)
+	FRESH_ATOMICS(DECLARE_ATOMIC)
 };
 
 static struct {
@@ -43,30 +48,18 @@ static unsigned pool_index(uint8_t key) { return key % POOL_SIZE; }
 
 static void save(const struct smmu_vm *vm, struct fresh *f)
 {
-	f->cfg = vm->cfg;
-	f->mmu_valid_gen = vm->mmu_valid_gen;
-	f->zap_gen = vm->zap_gen;
-	f->lpage_reset_gen = vm->lpage_reset_gen;
-	f->n_max_mmu_pages = vm->n_max_mmu_pages;
-	f->n_max_set_by_user = vm->n_max_set_by_user;
-	f->stat = vm->stat;
-	f->remote_flushes = atomic_load(&vm->remote_flushes);
-	f->reload_requests = atomic_load(&vm->reload_requests);
-	f->unaccount_no_slot = vm->unaccount_no_slot;
+#define SAVE(type, name) f->name = vm->name;
+#define SAVE_ATOMIC(name) f->name = atomic_load(&((struct smmu_vm *)vm)->name);
+	FRESH_FIELDS(SAVE)
+	FRESH_ATOMICS(SAVE_ATOMIC)
 }
 
 static void restore(struct smmu_vm *vm, const struct fresh *f)
 {
-	vm->cfg = f->cfg;
-	vm->mmu_valid_gen = f->mmu_valid_gen;
-	vm->zap_gen = f->zap_gen;
-	vm->lpage_reset_gen = f->lpage_reset_gen;
-	vm->n_max_mmu_pages = f->n_max_mmu_pages;
-	vm->n_max_set_by_user = f->n_max_set_by_user;
-	vm->stat = f->stat;
-	atomic_store(&vm->remote_flushes, f->remote_flushes);
-	atomic_store(&vm->reload_requests, f->reload_requests);
-	vm->unaccount_no_slot = f->unaccount_no_slot;
+#define RESTORE(type, name) vm->name = f->name;
+#define RESTORE_ATOMIC(name) atomic_store(&vm->name, f->name);
+	FRESH_FIELDS(RESTORE)
+	FRESH_ATOMICS(RESTORE_ATOMIC)
 	vm->mmu_lock.test_break_every = 0;
 	vm->mmu_lock.test_break_count = 0;
 }
