@@ -510,7 +510,6 @@ static void run_op(struct fz *f, struct in *in, int op)
 		expect(f, "smmu_zap_all", r, 0, -EAGAIN, END);
 		if (r == 0 && !rep.completed)
 			die(f, "smmu_zap_all returned 0 with report.completed = false");
-		stats.lock_breaks += rep.lock_breaks;
 		break;
 	}
 	case OP_FAST_ZAP: {
@@ -518,7 +517,6 @@ static void run_op(struct fz *f, struct in *in, int op)
 		t->a = k;
 		r = k == 0 ? smmu_fast_zap(vm, &rep) : k == 1 ? smmu_fast_zap_bump(vm, &rep) : smmu_fast_zap_drain(vm, &rep);
 		expect(f, "smmu_fast_zap", r, 0, END);
-		stats.lock_breaks += rep.lock_breaks;
 		break;
 	}
 	case OP_MEMSLOT_FLUSH: {
@@ -527,8 +525,6 @@ static void run_op(struct fz *f, struct in *in, int op)
 		charge_slot_walk(f, (int)t->a, (enum smmu_flush_strategy)t->b);
 		r = smmu_memslot_flush(vm, (int)t->a, (enum smmu_flush_strategy)t->b, &rep);
 		expect(f, "smmu_memslot_flush", r, 0, -ENOENT, END);
-		if (r == 0)
-			stats.lock_breaks += rep.lock_breaks;
 		break;
 	}
 	case OP_NOTIFIER: {
@@ -761,6 +757,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!f.vm)
 		return 0;
 	fuzz_set_forced_breaks(f.vm, f.break_every);
+	uint64_t breaks0 = fuzz_lock_breaks(f.vm);
 	/* Slot 0 holds both page-table pools; every input starts from it. */
 	if (smmu_memslot_create(f.vm, 0, layouts[0].base, layouts[0].npages, 0) != 0) {
 		fuzz_pool_put(c, f.vm);
@@ -801,6 +798,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (f.v[i])
 			smmu_vcpu_enter(f.v[i]);
 	audit_or_die(&f, "after every vCPU entered");
+	stats.lock_breaks += fuzz_lock_breaks(f.vm) - breaks0;
 	fz_release(&f);
 	fuzz_pool_put(c, f.vm);
 	return 0;

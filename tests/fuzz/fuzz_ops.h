@@ -45,8 +45,8 @@ enum fuzz_op {
 };
 
 /* Totals since the process started: inputs run, operations run (per kind), audits done, calls
- * that returned an error their header does not document (see SMMU_FUZZ_STRICT), and lock breaks
- * the zap and flush operations reported, and a hash of every operation's result (equal for the
+ * that returned an error their header does not document (see SMMU_FUZZ_STRICT), lock breaks
+ * (forced: one thread never waits for the lock), and a hash of every operation's result (equal for the
  * same inputs with and without the VM pool). */
 struct fuzz_stats {
 	uint64_t inputs, ops, audits, undocumented, lock_breaks, result_hash;
@@ -63,5 +63,7 @@ smmu_vm *fuzz_pool_get(uint8_t key, const struct smmu_vm_config *cfg);
 void fuzz_pool_put(uint8_t key, smmu_vm *vm);
 /* The lock's test hook: every @every-th needbreak check breaks (0: only for a waiter). */
 void fuzz_set_forced_breaks(smmu_vm *vm, uint32_t every);
+/* The lock breaks cond_resched made so far, all sites (with one thread: forced ones). */
+uint64_t fuzz_lock_breaks(const smmu_vm *vm);
 
 #endif

@@ -89,6 +89,14 @@ void fuzz_set_forced_breaks(smmu_vm *vm, uint32_t every)
 	vm->mmu_lock.test_break_count = 0;
 }
 
+uint64_t fuzz_lock_breaks(const smmu_vm *vm)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < SMMU_SITE_COUNT; i++)
+		n += vm->mmu_lock.sites[i].breaks;
+	return n;
+}
+
 smmu_vm *fuzz_pool_get(uint8_t key, const struct smmu_vm_config *cfg)
 {
 	smmu_vm *vm;
