@@ -22,7 +22,8 @@
  * delete/move strategy, so every invariant holds at every audit.
  *
  * A second oracle: a successful vCPU read or write must agree with guest memory at the frame
- * the guest's own tables map the address to (a stale translation would not).
+ * the guest's own tables map the address to (a stale translation would not). A third: every
+ * successful write into a slot that logs dirty pages shows in that slot's next dirty log.
  *
  * Error codes: each call's result is checked against what its header documents; a result
  * outside that set is counted (fuzz_ops_stats()->undocumented) and, with SMMU_FUZZ_STRICT=1 in
@@ -43,6 +44,7 @@
 #include <shadowmmu/shadowmmu.h>
 
 #define MAX_OPS 1024
+#define MAX_WRITTEN 64
 #define NSLOTS 4
 #define NGAS 2
 #define NVCPU 3
@@ -136,6 +138,12 @@ struct fz {
 	uint32_t break_every;       /* forced lock breaks (0: none) */
 	uint64_t buckets;           /* mmu_page_hash buckets */
 	uint64_t work;              /* estimated cost so far, against WORK_BUDGET */
+	/* Writes the next get_dirty_log of their slot must report (see note_write). */
+	struct {
+		int slot;
+		smmu_gfn_t gfn;
+	} written[MAX_WRITTEN];
+	int n_written;
 	bool strict;
 };
 
@@ -311,6 +319,46 @@ static void check_coherent(struct fz *f, int vi, uint64_t addr, smmu_gpa_t gpa, 
 		    (unsigned long long)addr, (unsigned long long)gpa);
 }
 
+/*
+ * A third oracle, dirty logging (KVM_GET_DIRTY_LOG): a successful write into a slot that logs
+ * dirty pages, by a vCPU or by the host (kvm_write_guest), shows in the next dirty log of that
+ * slot. A slot's pending writes are forgotten when the slot is deleted, moved, re-flagged or
+ * created anew (the log starts over).
+ */
+static void note_write(struct fz *f, smmu_gpa_t gpa)
+{
+	for (int id = 0; id < NSLOTS && f->n_written < MAX_WRITTEN; id++) {
+		struct smmu_memslot_info info;
+		smmu_gfn_t gfn = gpa >> 12;
+		if (smmu_memslot_get(f->vm, id, &info) == 0 && (info.flags & SMMU_MEM_LOG_DIRTY_PAGES) &&
+		    gfn >= info.base_gfn && gfn - info.base_gfn < info.npages) {
+			f->written[f->n_written].slot = id;
+			f->written[f->n_written++].gfn = gfn;
+		}
+	}
+}
+
+static void forget_writes(struct fz *f, int id)
+{
+	int k = 0;
+	for (int i = 0; i < f->n_written; i++)
+		if (f->written[i].slot != id)
+			f->written[k++] = f->written[i];
+	f->n_written = k;
+}
+
+/* After get_dirty_log of slot @id returned @bm: every pending write there is in it. */
+static void check_dirty_log(struct fz *f, int id, smmu_gfn_t base, const uint64_t *bm)
+{
+	for (int i = 0; i < f->n_written; i++) {
+		uint64_t bit = f->written[i].gfn - base;
+		if (f->written[i].slot == id && !(bm[bit / 64] >> (bit % 64) & 1))
+			die(f, "gfn 0x%llx was written, but the dirty log of slot %d does not show it",
+			    (unsigned long long)f->written[i].gfn, id);
+	}
+	forget_writes(f, id);
+}
+
 static int set_cr3_of(struct fz *f, int vi, smmu_gpa_t cr3)
 {
 	int r = smmu_vcpu_set_cr3(f->v[vi], cr3);
@@ -346,6 +394,7 @@ static void run_op(struct fz *f, struct in *in, int op)
 		t->a = id, t->b = (int64_t)l->base, t->c = (int64_t)l->npages, t->d = flags;
 		f->work += l->npages;
 		r = smmu_memslot_create(vm, id, l->base, l->npages, flags);
+		forget_writes(f, id);
 		expect(f, "smmu_memslot_create", r, 0, -EEXIST, -ENOMEM, END);
 		break;
 	}
@@ -353,6 +402,7 @@ static void run_op(struct fz *f, struct in *in, int op)
 		t->a = pick_slot(in);
 		charge_slot_walk(f, (int)t->a, f->strategy);
 		r = smmu_memslot_delete(vm, (int)t->a);
+		forget_writes(f, (int)t->a);
 		expect(f, "smmu_memslot_delete", r, 0, -ENOENT, END);
 		break;
 	case OP_SLOT_MOVE: {
@@ -360,6 +410,7 @@ static void run_op(struct fz *f, struct in *in, int op)
 		t->b = (int64_t)layouts[u8(in) & 15].base;
 		charge_slot_walk(f, (int)t->a, f->strategy);
 		r = smmu_memslot_move(vm, (int)t->a, (smmu_gfn_t)t->b);
+		forget_writes(f, (int)t->a);
 		expect(f, "smmu_memslot_move", r, 0, -ENOENT, -EEXIST, -ENOMEM, END);
 		break;
 	}
@@ -369,6 +420,7 @@ static void run_op(struct fz *f, struct in *in, int op)
 		t->b = (fl & 1 ? SMMU_MEM_LOG_DIRTY_PAGES : 0) | ((fl & 6) == 6 ? SMMU_MEM_READONLY : 0);
 		charge_slot_walk(f, (int)t->a, f->strategy);
 		r = smmu_memslot_set_flags(vm, (int)t->a, (uint32_t)t->b);
+		forget_writes(f, (int)t->a);
 		expect(f, "smmu_memslot_set_flags", r, 0, -ENOENT, -EINVAL, -ENOMEM, END);
 		break;
 	}
@@ -411,6 +463,11 @@ static void run_op(struct fz *f, struct in *in, int op)
 		t->a = (int64_t)gpa, t->b = (int64_t)len, t->c = (int64_t)v0;
 		r = smmu_guest_write(vm, gpa, buf, len);
 		expect(f, "smmu_guest_write", r, 0, -EFAULT, -EROFS, END);
+		if (r == 0) {
+			note_write(f, gpa);
+			if ((gpa + len - 1) >> 12 != gpa >> 12)
+				note_write(f, gpa + len - 1);
+		}
 		break;
 	}
 	case OP_GUEST_READ: {
@@ -456,6 +513,8 @@ static void run_op(struct fz *f, struct in *in, int op)
 		expect(f, write ? "smmu_vcpu_write" : "smmu_vcpu_read", r, 0, -EFAULT, -EAGAIN, -ENOMEM, END);
 		if (r == 0)
 			check_coherent(f, vi, addr, gpa, write ? (const void *)&val : (const void *)&seen, len);
+		if (r == 0 && write)
+			note_write(f, gpa);
 		break;
 	}
 	case OP_ENTER: {
@@ -567,6 +626,8 @@ static void run_op(struct fz *f, struct in *in, int op)
 		int64_t d = smmu_memslot_get_dirty_log(vm, id, bm, words);
 		r = (long)d;
 		expect(f, "smmu_memslot_get_dirty_log", r, 1, -ENODATA, END);
+		if (d >= 0)
+			check_dirty_log(f, id, info.base_gfn, bm);
 		free(bm);
 		break;
 	}

@@ -303,6 +303,15 @@ def seeds():
                                         data_pages(0, GVA_0, 8) + faults(0, GVA_0, 8) + faults(2, GVA_0, 8) +
                                         fast_zap(0) + faults(0, GVA_0, 8) + zap_all(RESTART) +
                                         faults(0, GVA_0, 8) + memslot_flush(0, S_HASH_WALK) + faults(0, GVA_0, 8))
+    # Dirty logging's oracle: every write (vCPU or host) shows in the slot's next dirty log,
+    # also a write through a translation the log's write-protection has to take away.
+    dl = config(audit=AUDIT_EVERY_OP) + slot_create(1, L_2048x512, LOG)
+    dl += gas_map(0, 1, gva(GVA_0, 0), gfn_low(2050)) + gas_map(0, 1, gva(GVA_0, 1), gfn_low(2051))
+    for i in range(3):
+        dl += access(0, gva(GVA_0, 0), True, 3, 8 * i, 5 + i) + access(1, gva(GVA_0, 1), True, 2, 4, i)
+        dl += guest_write(gfn_low(2052), i, 0, i) + dirty_log(1) + (enter(0) if i == 1 else b'')
+    dl += slot_flags(1, 0) + access(0, gva(GVA_0, 0), True) + slot_flags(1, LOG)
+    s['23-dirty-log'] = dl + access(0, gva(GVA_0, 0), True, 3, 16, 9) + dirty_log(1) + dirty_log(1)
     # The first bug the fuzzer found (README in crashes/): a today-profile 2 MiB spte over the
     # guest's own root table.
     s['today-profile-large-spte-over-shadowed-table'] = bytes.fromhex('3a0004 00ff 6000 0003 00ff 60'.replace(' ', ''))
