@@ -41,8 +41,9 @@ struct mmu_lock {
 	enum smmu_site site;        /* who holds it now */
 	uint64_t t_acquired;        /* when the current stretch began (ns) */
 	struct lock_site sites[SMMU_SITE_COUNT];
-	/* Test hook (the fuzzer), internal: when nonzero, every test_break_every-th needbreak check
-	 * says "break" with nobody waiting, so one thread drives the lock-break paths. */
+	/* Test hook (the fuzzer), internal: when nonzero, needbreak says "break" from the
+	 * test_break_every-th check after the last break on, as if a waiter came then and waited to
+	 * be served, so one thread drives the lock-break paths. */
 	uint32_t test_break_every, test_break_count;
 };
 

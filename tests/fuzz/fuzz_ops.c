@@ -3,13 +3,16 @@
  * every few. Any violation prints the operations so far and the audit report, then abort()s.
  *
  * Input: byte 0 configures the VM (mode, profile, flush strategy, zap batch, page budget); byte
- * 1 the harness: forced lock breaks (the lock's test hook makes every, every 3rd or every 16th
- * needbreak check say "break", so one thread drives the lock-break and restart paths of zap_all,
- * the fast zap's drain and the memslot flushes) and the audit interval (after every 1st, 4th,
- * 16th or 64th operation, and always after the last). Then each operation is an opcode byte
- * followed by its argument bytes (missing bytes read as 0), at most MAX_OPS operations. Sizes are
- * bounded: at most 4 slots, chosen from a fixed table of layouts (one of them 1 GiB, for 1 GiB
- * sptes in direct mode, chosen by one byte value only), 2 guest address spaces with 64-frame page-table pools, 3 vCPUs,
+ * 1 the harness: forced lock breaks (the lock's test hook makes needbreak say "break" from the
+ * 1st, 3rd or 16th check after the last break on, so one thread drives the lock-break and
+ * restart paths of zap_all, the fast zap's drain and the memslot flushes), the audit interval
+ * (after every 1st, 4th, 16th or 64th operation, and always after the last), and a racing fault
+ * (bit 4; bits 5-7 choose the zapped page it starts at): vCPU 2 faults on a second thread inside
+ * each zap's lock breaks, in an order the input fixes (fuzz_racer.c). Then each operation is an
+ * opcode byte followed by its argument bytes (missing bytes read as 0), at most MAX_OPS
+ * operations. Sizes are bounded: at most 4 slots, chosen from a fixed table of layouts (one of
+ * them 1 GiB, for 1 GiB sptes in direct mode, chosen by one byte value only), 2 guest address
+ * spaces with 64-frame page-table pools, 3 vCPUs,
  * addresses from a small table. SMMU_FUZZ_AUDIT_EVERY=N in the environment overrides the
  * interval (1: find the first operation after which the audit fails).
  *
@@ -136,6 +139,8 @@ struct fz {
 	int since_audit;            /* operations since the last audit */
 	enum smmu_flush_strategy strategy; /* the VM's, for slot deletes and moves */
 	uint32_t break_every;       /* forced lock breaks (0: none) */
+	unsigned race_nth;          /* a fault races each zap from its race_nth-th page (0: none) */
+	unsigned races;
 	uint64_t buckets;           /* mmu_page_hash buckets */
 	uint64_t work;              /* estimated cost so far, against WORK_BUDGET */
 	/* Writes the next get_dirty_log of their slot must report (see note_write). */
@@ -378,6 +383,26 @@ static int vcpu_new(struct fz *f, int vi)
 }
 
 
+/* Before a zap: with race_nth, vCPU 2 faults on another thread inside the zap's lock breaks. */
+static bool race_arm(struct fz *f)
+{
+	if (!f->race_nth || !f->v[NVCPU - 1])
+		return false;
+	unsigned i = f->races++;
+	uint64_t addr = f->shadow ? (i % 32) << 12 : (300 + i % 64) << 12;
+	return fuzz_racer_arm(f->vm, f->v[NVCPU - 1], addr, SMMU_ACC_WRITE | SMMU_ACC_USER, f->race_nth) == 0;
+}
+
+/* After it: the fault's result joins the results hash. */
+static void race_end(bool armed)
+{
+	if (!armed)
+		return;
+	long r = fuzz_racer_disarm();
+	stats.racing_faults += r != 1;
+	stats.result_hash = (stats.result_hash ^ (uint64_t)r) * 0x100000001b3ull;
+}
+
 static void run_op(struct fz *f, struct in *in, int op)
 {
 	struct trace_entry *t = &f->trace[f->n];
@@ -565,7 +590,9 @@ static void run_op(struct fz *f, struct in *in, int op)
 		uint8_t k = u8(in);
 		enum smmu_zap_mode mode = (enum smmu_zap_mode)(k % 3);
 		t->a = mode, t->b = k >> 2;
+		bool raced = race_arm(f);
 		r = smmu_zap_all(vm, mode, (uint64_t)(k >> 2), &rep);
+		race_end(raced);
 		expect(f, "smmu_zap_all", r, 0, -EAGAIN, END);
 		if (r == 0 && !rep.completed)
 			die(f, "smmu_zap_all returned 0 with report.completed = false");
@@ -574,7 +601,9 @@ static void run_op(struct fz *f, struct in *in, int op)
 	case OP_FAST_ZAP: {
 		uint8_t k = u8(in) % 3;
 		t->a = k;
+		bool raced = race_arm(f);
 		r = k == 0 ? smmu_fast_zap(vm, &rep) : k == 1 ? smmu_fast_zap_bump(vm, &rep) : smmu_fast_zap_drain(vm, &rep);
+		race_end(raced);
 		expect(f, "smmu_fast_zap", r, 0, END);
 		break;
 	}
@@ -582,7 +611,9 @@ static void run_op(struct fz *f, struct in *in, int op)
 		t->a = pick_slot(in);
 		t->b = strategies[u8(in) & 3];
 		charge_slot_walk(f, (int)t->a, (enum smmu_flush_strategy)t->b);
+		bool raced = race_arm(f);
 		r = smmu_memslot_flush(vm, (int)t->a, (enum smmu_flush_strategy)t->b, &rep);
+		race_end(raced);
 		expect(f, "smmu_memslot_flush", r, 0, -ENOENT, END);
 		break;
 	}
@@ -734,10 +765,11 @@ static double t_start;
 static void print_totals(void)
 {
 	double wall = seconds(CLOCK_MONOTONIC) - t_start, cpu = seconds(CLOCK_PROCESS_CPUTIME_ID);
-	fprintf(stderr, "fuzz: %llu operations in %llu execs, %llu audits, %llu lock breaks, %.1f s (%.1f s of CPU): "
-		"%.0f operations/s, %.0f per CPU second; results hash %016llx\n",
+	fprintf(stderr, "fuzz: %llu operations in %llu execs, %llu audits, %llu lock breaks, %llu racing faults, "
+		"%.1f s (%.1f s of CPU): %.0f operations/s, %.0f per CPU second; results hash %016llx\n",
 		(unsigned long long)stats.ops, (unsigned long long)stats.inputs, (unsigned long long)stats.audits,
-		(unsigned long long)stats.lock_breaks, wall, cpu, wall > 0 ? (double)stats.ops / wall : 0.0,
+		(unsigned long long)stats.lock_breaks, (unsigned long long)stats.racing_faults, wall, cpu,
+		wall > 0 ? (double)stats.ops / wall : 0.0,
 		cpu > 0 ? (double)stats.ops / cpu : 0.0, (unsigned long long)stats.result_hash);
 }
 
@@ -814,6 +846,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	f.strategy = cfg.flush_strategy;
 	f.buckets = cfg.hash_buckets;
 	f.break_every = break_every[h & 3];
+	f.race_nth = (h & 0x10) ? 1 + (h >> 5) : 0;
 	f.vm = fuzz_pool_get(c, &cfg);
 	if (!f.vm)
 		return 0;

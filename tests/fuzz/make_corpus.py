@@ -44,11 +44,14 @@ GVA_0, GVA_2M, GVA_1G, GVA_HIGH, GVA_512G, GVA_KERNEL, GVA_4K, GVA_3G = range(8)
 
 
 def config(direct=False, today=False, strategy=S_FAST_ZAP, batch1=False, small_hash=False, budget=0,
-           breaks=BREAK_NONE, audit=AUDIT_16):
-    """Byte 0: the VM's configuration; byte 1: the harness's (forced lock breaks, audit interval)."""
+           breaks=BREAK_NONE, audit=AUDIT_16, race=0):
+    """Byte 0: the VM's configuration; byte 1: the harness's (forced lock breaks, audit interval,
+    and with race=n (1-8) a fault of vCPU 2 on a second thread inside each zap's lock breaks
+    from the zap's nth page on)."""
     c = (1 if direct else 0) | (2 if today else 0) | (strategy << 2) | (0x10 if batch1 else 0)
     c |= (0x20 if small_hash else 0) | (budget << 6)
-    return bytes([c, breaks | (audit << 2)])
+    h = breaks | (audit << 2) | ((0x10 | ((race - 1) << 5)) if race else 0)
+    return bytes([c, h])
 
 
 def u16(v):
@@ -303,6 +306,19 @@ def seeds():
                                         data_pages(0, GVA_0, 8) + faults(0, GVA_0, 8) + faults(2, GVA_0, 8) +
                                         fast_zap(0) + faults(0, GVA_0, 8) + zap_all(RESTART) +
                                         faults(0, GVA_0, 8) + memslot_flush(0, S_HASH_WALK) + faults(0, GVA_0, 8))
+    # A fault racing every zap: it runs inside the zap's lock breaks (fuzz_racer.c).
+    for name, direct, race, breaks in (('24-racing-fault-shadow', False, 1, BREAK_NONE),
+                                       ('25-racing-fault-direct', True, 3, BREAK_3)):
+        rc = config(direct=direct, race=race, breaks=breaks, batch1=True, audit=AUDIT_4) + slot_create(1, L_2048x512)
+        if direct:
+            pages = b''.join(fault(0, gfn_low(2048 + 37 * i), True) for i in range(12))
+        else:
+            rc += data_pages(0, GVA_0, 4) + b''.join(gas_map(0, 1, gva(GVA_2M, i), gfn_low(2048 + i)) for i in range(8))
+            pages = faults(0, GVA_0, 4) + faults(1, GVA_2M, 8)
+        for step in (zap_all(RESTART), zap_all(GENERATION), zap_all(HOLD), fast_zap(0), fast_zap(1) + fast_zap(2),
+                     memslot_flush(1, S_HASH_WALK), memslot_flush(0, S_FAST_ZAP), memslot_flush(1, S_RMAP_REBUILD)):
+            rc += pages + step
+        s[name] = rc + enter(2) + pages
     # Dirty logging's oracle: every write (vCPU or host) shows in the slot's next dirty log,
     # also a write through a translation the log's write-protection has to take away.
     dl = config(audit=AUDIT_EVERY_OP) + slot_create(1, L_2048x512, LOG)
