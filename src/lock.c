@@ -192,6 +192,9 @@ void mmu_lock_release(struct mmu_lock *l)
 	pthread_spin_unlock(&l->spin);
 }
 
+/* The test hook's answer: break from the test_break_every-th check since the last break on. */
+bool mmu_lock_test_break(struct mmu_lock *l) { return ++l->test_break_count >= l->test_break_every; }
+
 bool mmu_lock_cond_resched(struct mmu_lock *l)
 {
 	bool resched = mmu_lock_need_resched(l);
@@ -202,6 +205,7 @@ bool mmu_lock_cond_resched(struct mmu_lock *l)
 	unsigned long serving = atomic_load_explicit(&l->now_serving, memory_order_relaxed);
 	unsigned long ticket = atomic_fetch_add_explicit(&l->next_ticket, 1, memory_order_relaxed);
 	l->sites[site].breaks++;
+	l->test_break_count = 0;
 	end_stretch(l);
 	pthread_spin_unlock(&l->spin);
 #if SMMU_LOCK_STATS

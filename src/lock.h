@@ -56,6 +56,10 @@ struct mmu_lock {
 	uint64_t (*clock)(void *ctx);   /* the scheduler's clock (ns); NULL = smmu_now_ns */
 	void *clock_ctx;
 	uint64_t run_start;             /* protected by the lock: when the holder's slice began */
+	/* Test hook (the fuzzer), internal: when nonzero, needbreak says "break" from the
+	 * test_break_every-th check after the last break on, as if a waiter came then and waited to
+	 * be served, so one thread drives the lock-break paths. */
+	uint32_t test_break_every, test_break_count;
 };
 
 int mmu_lock_init(struct mmu_lock *l);
@@ -85,9 +89,12 @@ static inline bool mmu_lock_spin_needbreak(const struct mmu_lock *l)
 /* cond_resched_lock()'s rule, need_resched() || spin_needbreak(): the one decision every
  * lock-breaking path makes (__cond_resched_lock; kvm_mmu_slot_remove_write_access and
  * slot_handle_level_range spell it out before flushing). Holder only. */
+/* Test hook (the fuzzer): a forced break is due. */
+bool mmu_lock_test_break(struct mmu_lock *l);
 static inline bool mmu_lock_needbreak(const struct mmu_lock *l)
 {
-	return mmu_lock_spin_needbreak(l) || mmu_lock_need_resched(l);
+	return mmu_lock_spin_needbreak(l) || mmu_lock_need_resched(l) ||
+	       (l->test_break_every && mmu_lock_test_break((struct mmu_lock *)l));
 }
 /* cond_resched_lock(): when needbreak, hand the lock to the waiters (if any) and retake it.
  * True if it broke. */

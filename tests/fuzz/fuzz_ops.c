@@ -1,20 +1,32 @@
 /*
  * The operation fuzzer: bytes → a sequence of shadow-MMU operations, with smmu_audit() after
- * every one. Any violation prints the operations so far and the audit report, then abort()s.
+ * every few. Any violation prints the operations so far and the audit report, then abort()s.
  *
- * Input: byte 0 configures the VM (mode, profile, flush strategy, zap batch, page budget); then
- * each operation is an opcode byte followed by its argument bytes (missing bytes read as 0), at
- * most MAX_OPS operations. Sizes are bounded: at most 4 slots, chosen from a fixed table of
- * layouts (one of them 1 GiB, for 1 GiB sptes in direct mode), 2 guest address spaces with
- * 64-frame page-table pools, 3 vCPUs, addresses from a small table.
+ * Input: byte 0 configures the VM (mode, profile, flush strategy, zap batch, page budget); byte
+ * 1 the harness: forced lock breaks (the lock's test hook makes needbreak say "break" from the
+ * 1st, 3rd or 16th check after the last break on, so one thread drives the lock-break and
+ * restart paths of zap_all, the fast zap's drain and the memslot flushes), the audit interval
+ * (after every 1st, 4th, 16th or 64th operation, and always after the last), and a racing fault
+ * (bit 4; bits 5-7 choose the zapped page it starts at): vCPU 2 faults on a second thread inside
+ * each zap's lock breaks, in an order the input fixes (fuzz_racer.c). Then each operation is an
+ * opcode byte followed by its argument bytes (missing bytes read as 0), at most MAX_OPS
+ * operations. Sizes are bounded: at most 4 slots, chosen from a fixed table of layouts (one of
+ * them 1 GiB, for 1 GiB sptes in direct mode, chosen by one byte value only), 2 guest address
+ * spaces with 64-frame page-table pools, 3 vCPUs,
+ * addresses from a small table. SMMU_FUZZ_AUDIT_EVERY=N in the environment overrides the
+ * interval (1: find the first operation after which the audit fails).
+ *
+ * In the libFuzzer build a VM outlives its input and serves the next one with the same byte 0
+ * (fuzz_pool.c), emptied and restored to as it was new; fuzz_replay creates every VM fresh.
  *
  * Strategies: every zap and flush strategy except SMMU_FLUSH_RMAP_ONLY, which breaks invariants
  * 4 and 9 on purpose (the seed's bug): including it would make every input that deletes a slot
  * holding a shadowed table a "crash". It is excluded from memslot flushes and from the VM's
- * delete/move strategy, so every invariant is checked after every operation.
+ * delete/move strategy, so every invariant holds at every audit.
  *
  * A second oracle: a successful vCPU read or write must agree with guest memory at the frame
- * the guest's own tables map the address to (a stale translation would not).
+ * the guest's own tables map the address to (a stale translation would not). A third: every
+ * successful write into a slot that logs dirty pages shows in that slot's next dirty log.
  *
  * Error codes: each call's result is checked against what its header documents; a result
  * outside that set is counted (fuzz_ops_stats()->undocumented) and, with SMMU_FUZZ_STRICT=1 in
@@ -30,10 +42,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <shadowmmu/shadowmmu.h>
 
-#define MAX_OPS 200
+#define MAX_OPS 1024
+#define MAX_WRITTEN 64
 #define NSLOTS 4
 #define NGAS 2
 #define NVCPU 3
@@ -41,14 +55,28 @@
 static const smmu_gfn_t pool_gfn[NGAS] = { 64, 192 };
 
 /* Slot placements: (base_gfn, npages). Aligned and misaligned, tiny and large, overlapping. */
-static const struct {
+struct layout {
 	smmu_gfn_t base;
 	uint64_t npages;
-} layouts[16] = {
+};
+static const struct layout layouts[17] = {
 	{ 0, 2048 },     { 2048, 512 },  { 4099, 100 },   { 8192, 1024 },  { 2560, 16 },    { 16384, 1 },
 	{ 0, 1024 },     { 3072, 1024 }, { 512, 512 },    { 9216, 4096 },  { 4096, 3 },     { 13312, 2048 },
 	{ 262144, 262144 }, { 20000, 7 }, { 6144, 2048 }, { 1536, 1536 },
+	{ 262144, 512 }, /* LAYOUT_1G_SMALL */
 };
+#define LAYOUT_1G 12
+#define LAYOUT_1G_SMALL 16
+#define LAYOUT_1G_BYTE 0xfc
+
+/* A new slot's layout. The 1 GiB one (for 1 GiB sptes) costs a walk of 262144 rmap heads per
+ * flush and audit, a hundred small slots' worth: only byte LAYOUT_1G_BYTE (1 in 256) chooses it;
+ * the other bytes that name it place 2 MiB at its base instead. */
+static const struct layout *layout_of(uint8_t l)
+{
+	int i = l & 15;
+	return &layouts[i == LAYOUT_1G && l != LAYOUT_1G_BYTE ? LAYOUT_1G_SMALL : i];
+}
 
 static const uint64_t gva_bases[8] = {
 	0x0ull, 0x200000ull, 0x40000000ull, 0x7fffffe00000ull, 0x8000000000ull, 0xffff800000000000ull,
@@ -106,6 +134,21 @@ struct fz {
 	smmu_gpa_t cr3[NVCPU];      /* what each vCPU was last given */
 	struct trace_entry trace[MAX_OPS];
 	int n;
+	int audit_every;            /* audit after every audit_every-th operation, and at the end */
+	bool audit_exact;           /* ... exactly (SMMU_FUZZ_AUDIT_EVERY), not weighted by the slots */
+	int since_audit;            /* operations since the last audit */
+	enum smmu_flush_strategy strategy; /* the VM's, for slot deletes and moves */
+	uint32_t break_every;       /* forced lock breaks (0: none) */
+	unsigned race_nth;          /* a fault races each zap from its race_nth-th page (0: none) */
+	unsigned races;
+	uint64_t buckets;           /* mmu_page_hash buckets */
+	uint64_t work;              /* estimated cost so far, against WORK_BUDGET */
+	/* Writes the next get_dirty_log of their slot must report (see note_write). */
+	struct {
+		int slot;
+		smmu_gfn_t gfn;
+	} written[MAX_WRITTEN];
+	int n_written;
 	bool strict;
 };
 
@@ -171,6 +214,44 @@ static void audit_or_die(struct fz *f, const char *when)
 		smmu_audit_print(stderr, &r);
 	dump_trace(f, false);
 	abort();
+}
+
+/* The audit reads every rmap head of every slot and every spte of every shadow page: with the
+ * 1 GiB layout (262144 heads) or thousands of pages it costs a hundred operations. Its cost in
+ * those units; the audit interval grows with it (1 up to 32768 units, 9 with the 1 GiB slot), so
+ * that its cost per operation stays bounded, and it counts against the input's WORK_BUDGET. */
+static uint64_t audit_cost(struct fz *f)
+{
+	uint64_t units = 0;
+	for (int id = 0; id < NSLOTS; id++) {
+		struct smmu_memslot_info info;
+		if (smmu_memslot_get(f->vm, id, &info) == 0)
+			units += info.npages;
+	}
+	struct smmu_vm_counters c;
+	if (smmu_vm_get_counters(f->vm, &c) == 0)
+		units += c.n_used_mmu_pages * 512;
+	return units;
+}
+
+/*
+ * A slot-wide operation walks every rmap head of the slot (and with HASH_WALK a hash bucket per
+ * gfn); a forced break costs about eight heads. 1024 flushes of the 1 GiB slot with a break at
+ * every head would take minutes and trip libFuzzer's timeout: an input stops once its estimated
+ * work passes WORK_BUDGET (about 0.2 s of CPU under ASan), wherever that happens.
+ */
+#define WORK_BUDGET (1ull << 22)
+static void charge_slot_walk(struct fz *f, int id, enum smmu_flush_strategy s)
+{
+	struct smmu_memslot_info info;
+	if (smmu_memslot_get(f->vm, id, &info) != 0)
+		return;
+	uint64_t per_gfn = 1;
+	struct smmu_vm_counters c;
+	if (s == SMMU_FLUSH_HASH_WALK && smmu_vm_get_counters(f->vm, &c) == 0)
+		per_gfn += c.n_used_mmu_pages / f->buckets;
+	uint64_t breaks = f->break_every == 1 ? 8 : f->break_every == 3 ? 3 : 1;
+	f->work += info.npages * per_gfn * breaks;
 }
 
 /* ---- argument decoding ---------------------------------------------------------------------- */
@@ -243,6 +324,46 @@ static void check_coherent(struct fz *f, int vi, uint64_t addr, smmu_gpa_t gpa, 
 		    (unsigned long long)addr, (unsigned long long)gpa);
 }
 
+/*
+ * A third oracle, dirty logging (KVM_GET_DIRTY_LOG): a successful write into a slot that logs
+ * dirty pages, by a vCPU or by the host (kvm_write_guest), shows in the next dirty log of that
+ * slot. A slot's pending writes are forgotten when the slot is deleted, moved, re-flagged or
+ * created anew (the log starts over).
+ */
+static void note_write(struct fz *f, smmu_gpa_t gpa)
+{
+	for (int id = 0; id < NSLOTS && f->n_written < MAX_WRITTEN; id++) {
+		struct smmu_memslot_info info;
+		smmu_gfn_t gfn = gpa >> 12;
+		if (smmu_memslot_get(f->vm, id, &info) == 0 && (info.flags & SMMU_MEM_LOG_DIRTY_PAGES) &&
+		    gfn >= info.base_gfn && gfn - info.base_gfn < info.npages) {
+			f->written[f->n_written].slot = id;
+			f->written[f->n_written++].gfn = gfn;
+		}
+	}
+}
+
+static void forget_writes(struct fz *f, int id)
+{
+	int k = 0;
+	for (int i = 0; i < f->n_written; i++)
+		if (f->written[i].slot != id)
+			f->written[k++] = f->written[i];
+	f->n_written = k;
+}
+
+/* After get_dirty_log of slot @id returned @bm: every pending write there is in it. */
+static void check_dirty_log(struct fz *f, int id, smmu_gfn_t base, const uint64_t *bm)
+{
+	for (int i = 0; i < f->n_written; i++) {
+		uint64_t bit = f->written[i].gfn - base;
+		if (f->written[i].slot == id && !(bm[bit / 64] >> (bit % 64) & 1))
+			die(f, "gfn 0x%llx was written, but the dirty log of slot %d does not show it",
+			    (unsigned long long)f->written[i].gfn, id);
+	}
+	forget_writes(f, id);
+}
+
 static int set_cr3_of(struct fz *f, int vi, smmu_gpa_t cr3)
 {
 	int r = smmu_vcpu_set_cr3(f->v[vi], cr3);
@@ -262,6 +383,26 @@ static int vcpu_new(struct fz *f, int vi)
 }
 
 
+/* Before a zap: with race_nth, vCPU 2 faults on another thread inside the zap's lock breaks. */
+static bool race_arm(struct fz *f)
+{
+	if (!f->race_nth || !f->v[NVCPU - 1])
+		return false;
+	unsigned i = f->races++;
+	uint64_t addr = f->shadow ? (i % 32) << 12 : (300 + i % 64) << 12;
+	return fuzz_racer_arm(f->vm, f->v[NVCPU - 1], addr, SMMU_ACC_WRITE | SMMU_ACC_USER, f->race_nth) == 0;
+}
+
+/* After it: the fault's result joins the results hash. */
+static void race_end(bool armed)
+{
+	if (!armed)
+		return;
+	long r = fuzz_racer_disarm();
+	stats.racing_faults += r != 1;
+	stats.result_hash = (stats.result_hash ^ (uint64_t)r) * 0x100000001b3ull;
+}
+
 static void run_op(struct fz *f, struct in *in, int op)
 {
 	struct trace_entry *t = &f->trace[f->n];
@@ -272,22 +413,29 @@ static void run_op(struct fz *f, struct in *in, int op)
 	switch (op) {
 	case OP_SLOT_CREATE: {
 		int id = pick_slot(in);
-		uint8_t l = u8(in), fl = u8(in);
+		const struct layout *l = layout_of(u8(in));
+		uint8_t fl = u8(in);
 		uint32_t flags = (fl & 1 ? SMMU_MEM_LOG_DIRTY_PAGES : 0) | ((fl & 6) == 6 ? SMMU_MEM_READONLY : 0);
-		t->a = id, t->b = (int64_t)layouts[l & 15].base, t->c = (int64_t)layouts[l & 15].npages, t->d = flags;
-		r = smmu_memslot_create(vm, id, layouts[l & 15].base, layouts[l & 15].npages, flags);
+		t->a = id, t->b = (int64_t)l->base, t->c = (int64_t)l->npages, t->d = flags;
+		f->work += l->npages;
+		r = smmu_memslot_create(vm, id, l->base, l->npages, flags);
+		forget_writes(f, id);
 		expect(f, "smmu_memslot_create", r, 0, -EEXIST, -ENOMEM, END);
 		break;
 	}
 	case OP_SLOT_DELETE:
 		t->a = pick_slot(in);
+		charge_slot_walk(f, (int)t->a, f->strategy);
 		r = smmu_memslot_delete(vm, (int)t->a);
+		forget_writes(f, (int)t->a);
 		expect(f, "smmu_memslot_delete", r, 0, -ENOENT, END);
 		break;
 	case OP_SLOT_MOVE: {
 		t->a = pick_slot(in);
 		t->b = (int64_t)layouts[u8(in) & 15].base;
+		charge_slot_walk(f, (int)t->a, f->strategy);
 		r = smmu_memslot_move(vm, (int)t->a, (smmu_gfn_t)t->b);
+		forget_writes(f, (int)t->a);
 		expect(f, "smmu_memslot_move", r, 0, -ENOENT, -EEXIST, -ENOMEM, END);
 		break;
 	}
@@ -295,7 +443,9 @@ static void run_op(struct fz *f, struct in *in, int op)
 		t->a = pick_slot(in);
 		uint8_t fl = u8(in);
 		t->b = (fl & 1 ? SMMU_MEM_LOG_DIRTY_PAGES : 0) | ((fl & 6) == 6 ? SMMU_MEM_READONLY : 0);
+		charge_slot_walk(f, (int)t->a, f->strategy);
 		r = smmu_memslot_set_flags(vm, (int)t->a, (uint32_t)t->b);
+		forget_writes(f, (int)t->a);
 		expect(f, "smmu_memslot_set_flags", r, 0, -ENOENT, -EINVAL, -ENOMEM, END);
 		break;
 	}
@@ -310,7 +460,7 @@ static void run_op(struct fz *f, struct in *in, int op)
 		if (!f->gas[g])
 			break;
 		r = smmu_gas_map(f->gas[g], gva, gfn, level, prot);
-		expect(f, "smmu_gas_map", r, 0, -EINVAL, -EEXIST, -ENOSPC, -EFAULT, END);
+		expect(f, "smmu_gas_map", r, 0, -EINVAL, -EEXIST, -ENOSPC, -EFAULT, -EROFS, END);
 		break;
 	}
 	case OP_GAS_UNMAP: {
@@ -321,7 +471,7 @@ static void run_op(struct fz *f, struct in *in, int op)
 		if (!f->gas[g])
 			break;
 		r = smmu_gas_unmap(f->gas[g], gva);
-		expect(f, "smmu_gas_unmap", r, 0, -EINVAL, -ENOENT, END);
+		expect(f, "smmu_gas_unmap", r, 0, -EINVAL, -ENOENT, -EFAULT, -EROFS, END);
 		break;
 	}
 	case OP_GUEST_WRITE: {
@@ -338,6 +488,11 @@ static void run_op(struct fz *f, struct in *in, int op)
 		t->a = (int64_t)gpa, t->b = (int64_t)len, t->c = (int64_t)v0;
 		r = smmu_guest_write(vm, gpa, buf, len);
 		expect(f, "smmu_guest_write", r, 0, -EFAULT, -EROFS, END);
+		if (r == 0) {
+			note_write(f, gpa);
+			if ((gpa + len - 1) >> 12 != gpa >> 12)
+				note_write(f, gpa + len - 1);
+		}
 		break;
 	}
 	case OP_GUEST_READ: {
@@ -383,6 +538,8 @@ static void run_op(struct fz *f, struct in *in, int op)
 		expect(f, write ? "smmu_vcpu_write" : "smmu_vcpu_read", r, 0, -EFAULT, -EAGAIN, -ENOMEM, END);
 		if (r == 0)
 			check_coherent(f, vi, addr, gpa, write ? (const void *)&val : (const void *)&seen, len);
+		if (r == 0 && write)
+			note_write(f, gpa);
 		break;
 	}
 	case OP_ENTER: {
@@ -433,7 +590,9 @@ static void run_op(struct fz *f, struct in *in, int op)
 		uint8_t k = u8(in);
 		enum smmu_zap_mode mode = (enum smmu_zap_mode)(k % 3);
 		t->a = mode, t->b = k >> 2;
+		bool raced = race_arm(f);
 		r = smmu_zap_all(vm, mode, (uint64_t)(k >> 2), &rep);
+		race_end(raced);
 		expect(f, "smmu_zap_all", r, 0, -EAGAIN, END);
 		if (r == 0 && !rep.completed)
 			die(f, "smmu_zap_all returned 0 with report.completed = false");
@@ -442,14 +601,19 @@ static void run_op(struct fz *f, struct in *in, int op)
 	case OP_FAST_ZAP: {
 		uint8_t k = u8(in) % 3;
 		t->a = k;
+		bool raced = race_arm(f);
 		r = k == 0 ? smmu_fast_zap(vm, &rep) : k == 1 ? smmu_fast_zap_bump(vm, &rep) : smmu_fast_zap_drain(vm, &rep);
+		race_end(raced);
 		expect(f, "smmu_fast_zap", r, 0, END);
 		break;
 	}
 	case OP_MEMSLOT_FLUSH: {
 		t->a = pick_slot(in);
 		t->b = strategies[u8(in) & 3];
+		charge_slot_walk(f, (int)t->a, (enum smmu_flush_strategy)t->b);
+		bool raced = race_arm(f);
 		r = smmu_memslot_flush(vm, (int)t->a, (enum smmu_flush_strategy)t->b, &rep);
+		race_end(raced);
 		expect(f, "smmu_memslot_flush", r, 0, -ENOENT, END);
 		break;
 	}
@@ -485,6 +649,7 @@ static void run_op(struct fz *f, struct in *in, int op)
 		struct smmu_memslot_info info;
 		if (smmu_memslot_get(vm, id, &info) != 0)
 			break;
+		f->work += info.npages;
 		size_t words = (info.npages + 63) / 64;
 		uint64_t *bm = calloc(words, sizeof(uint64_t));
 		if (!bm)
@@ -492,6 +657,8 @@ static void run_op(struct fz *f, struct in *in, int op)
 		int64_t d = smmu_memslot_get_dirty_log(vm, id, bm, words);
 		r = (long)d;
 		expect(f, "smmu_memslot_get_dirty_log", r, 1, -ENODATA, END);
+		if (d >= 0)
+			check_dirty_log(f, id, info.base_gfn, bm);
 		free(bm);
 		break;
 	}
@@ -499,6 +666,8 @@ static void run_op(struct fz *f, struct in *in, int op)
 		t->a = strategies[u8(in) & 3];
 		r = smmu_vm_set_flush_strategy(vm, (enum smmu_flush_strategy)t->a);
 		expect(f, "smmu_vm_set_flush_strategy", r, 0, END);
+		if (r == 0)
+			f->strategy = (enum smmu_flush_strategy)t->a;
 		break;
 	case OP_STRATEGY_API: {
 		uint8_t k = u8(in);
@@ -575,21 +744,75 @@ static void run_op(struct fz *f, struct in *in, int op)
 	t->ret = r;
 }
 
-static void fz_destroy(struct fz *f)
+/* The vCPUs and address spaces of an input (the VM may outlive them: see the pool). */
+static void fz_release(struct fz *f)
 {
 	for (int i = 0; i < NVCPU; i++)
 		smmu_vcpu_destroy(f->v[i]);
 	for (int i = 0; i < NGAS; i++)
 		smmu_gas_destroy(f->gas[i]);
-	smmu_vm_destroy(f->vm);
+}
+
+/* The libFuzzer build's closing line (fuzz_replay prints its own): how much MMU work the run
+ * did, which libFuzzer's exec count alone does not say. */
+static double seconds(clockid_t clock)
+{
+	struct timespec t;
+	clock_gettime(clock, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+static double t_start;
+static void print_totals(void)
+{
+	double wall = seconds(CLOCK_MONOTONIC) - t_start, cpu = seconds(CLOCK_PROCESS_CPUTIME_ID);
+	fprintf(stderr, "fuzz: %llu operations in %llu execs, %llu audits, %llu lock breaks, %llu racing faults, "
+		"%.1f s (%.1f s of CPU): %.0f operations/s, %.0f per CPU second; results hash %016llx\n",
+		(unsigned long long)stats.ops, (unsigned long long)stats.inputs, (unsigned long long)stats.audits,
+		(unsigned long long)stats.lock_breaks, (unsigned long long)stats.racing_faults, wall, cpu,
+		wall > 0 ? (double)stats.ops / wall : 0.0,
+		cpu > 0 ? (double)stats.ops / cpu : 0.0, (unsigned long long)stats.result_hash);
+}
+
+/*
+ * With the pool, objects outlive their input (pooled VMs, their header caches), and libFuzzer,
+ * which reruns an input under LeakSanitizer whenever it malloc()s more than it free()s, reran
+ * one input in six to find nothing. So the pool turns that per-input check off (unless
+ * -detect_leaks is given): LeakSanitizer still checks the whole heap at exit, where anything
+ * unreachable (the pool reaches every VM) is a leak. SMMU_FUZZ_POOL=0 runs without the pool,
+ * with libFuzzer's per-input check, to find which input leaks.
+ */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	t_start = seconds(CLOCK_MONOTONIC);
+	atexit(print_totals);
+	const char *e = getenv("SMMU_FUZZ_POOL");
+	bool pool = !(e && strcmp(e, "0") == 0);
+	fuzz_pool_enable(pool);
+	for (int i = 1; i < *argc; i++)
+		if (strncmp((*argv)[i], "-detect_leaks=", 14) == 0)
+			return 0;
+	if (!pool)
+		return 0;
+	static char flag[] = "-detect_leaks=0";
+	char **args = calloc((size_t)*argc + 2, sizeof(char *)); /* lives as long as the process */
+	if (!args)
+		return 0;
+	memcpy(args, *argv, (size_t)*argc * sizeof(char *));
+	args[(*argc)++] = flag;
+	*argv = args;
+	return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static bool env_read, strict;
+	static int audit_every_env = -1;
 	if (!env_read) {
 		const char *e = getenv("SMMU_FUZZ_STRICT");
 		strict = e && strcmp(e, "1") == 0;
+		e = getenv("SMMU_FUZZ_AUDIT_EVERY");
+		if (e && *e)
+			audit_every_env = atoi(e);
 		env_read = true;
 	}
 	struct in in = { .p = data, .n = size, .i = 0 };
@@ -612,11 +835,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * low bit chooses). */
 	cfg.zap_leaf_first = cfg.zap_commit_per_batch = (c & 0x10) && (c & 0x40);
 	f.shadow = cfg.mode == SMMU_MODE_SHADOW;
-	if (smmu_vm_create(&cfg, &f.vm) != 0)
+	/* Byte 1, how the harness runs: forced lock breaks (the test hook: every k-th needbreak check
+	 * says "break", so the restart paths run without a second thread) and the audit interval. */
+	uint8_t h = u8(&in);
+	static const uint32_t break_every[4] = { 0, 1, 3, 16 };
+	static const int audit_every[4] = { 1, 4, 16, 64 };
+	f.audit_exact = audit_every_env >= 1;
+	f.audit_every = f.audit_exact ? audit_every_env : audit_every[(h >> 2) & 3];
+
+	f.strategy = cfg.flush_strategy;
+	f.buckets = cfg.hash_buckets;
+	f.break_every = break_every[h & 3];
+	f.race_nth = (h & 0x10) ? 1 + (h >> 5) : 0;
+	f.vm = fuzz_pool_get(c, &cfg);
+	if (!f.vm)
 		return 0;
+	fuzz_set_forced_breaks(f.vm, f.break_every);
+	uint64_t breaks0 = fuzz_lock_breaks(f.vm);
 	/* Slot 0 holds both page-table pools; every input starts from it. */
 	if (smmu_memslot_create(f.vm, 0, layouts[0].base, layouts[0].npages, 0) != 0) {
-		smmu_vm_destroy(f.vm);
+		fuzz_pool_put(c, f.vm);
 		return 0;
 	}
 	if (f.shadow)
@@ -625,23 +863,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				f.gas[g] = NULL;
 	for (int i = 0; i < NVCPU; i++)
 		vcpu_new(&f, i);
-	audit_or_die(&f, "after setup");
+	if (f.audit_every == 1) /* the same for every input: sparse audits skip it */
+		audit_or_die(&f, "after setup");
 
-	while (in.i < in.n && f.n < MAX_OPS) {
+	while (in.i < in.n && f.n < MAX_OPS && f.work < WORK_BUDGET) {
 		int op = u8(&in) % OP_COUNT;
 		run_op(&f, &in, op);
+		stats.result_hash = (stats.result_hash ^ (uint64_t)f.trace[f.n].ret ^ ((uint64_t)op << 56)) * 0x100000001b3ull;
 		stats.ops++;
 		stats.per_op[op]++;
 		f.n++;
-		char when[48];
-		snprintf(when, sizeof(when), "after operation %d (%s)", f.n - 1, fuzz_op_name(op));
-		audit_or_die(&f, when);
+		if (++f.since_audit < f.audit_every)
+			continue;
+		uint64_t cost = audit_cost(&f);
+		if (f.audit_exact || f.since_audit >= f.audit_every * (int)(1 + cost / 32768)) {
+			char when[48];
+			snprintf(when, sizeof(when), "after operation %d (%s)", f.n - 1, fuzz_op_name(op));
+			audit_or_die(&f, when);
+			f.since_audit = 0;
+			if (!f.audit_exact) /* a replay with exact audits runs at least as far */
+				f.work += cost / 16;
+		}
 	}
+	if (f.since_audit)
+		audit_or_die(&f, "after the last operation");
 	/* Every vCPU processes its requests; the audit still holds. */
 	for (int i = 0; i < NVCPU; i++)
 		if (f.v[i])
 			smmu_vcpu_enter(f.v[i]);
 	audit_or_die(&f, "after every vCPU entered");
-	fz_destroy(&f);
+	stats.lock_breaks += fuzz_lock_breaks(f.vm) - breaks0;
+	fz_release(&f);
+	fuzz_pool_put(c, f.vm);
 	return 0;
 }

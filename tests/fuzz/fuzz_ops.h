@@ -7,11 +7,16 @@
 #ifndef SMMU_FUZZ_OPS_H
 #define SMMU_FUZZ_OPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include <shadowmmu/shadowmmu.h>
+
 /* libFuzzer's entry point: decode @data into operations and run them, auditing after each. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+/* libFuzzer calls it once before the first input: the run's totals print at exit. */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 enum fuzz_op {
 	OP_SLOT_CREATE,
@@ -39,13 +44,31 @@ enum fuzz_op {
 	OP_COUNT
 };
 
-/* Totals since the process started: inputs run, operations run (per kind), audits done, and
- * calls that returned an error their header does not document (see SMMU_FUZZ_STRICT). */
+/* Totals since the process started: inputs run, operations run (per kind), audits done, calls
+ * that returned an error their header does not document (see SMMU_FUZZ_STRICT), lock breaks
+ * (forced, or handed to the racing fault), faults that raced a zap (fuzz_racer.c), and a hash of every operation's result (equal for the
+ * same inputs with and without the VM pool). */
 struct fuzz_stats {
-	uint64_t inputs, ops, audits, undocumented;
+	uint64_t inputs, ops, audits, undocumented, lock_breaks, result_hash, racing_faults;
 	uint64_t per_op[OP_COUNT];
 };
 const struct fuzz_stats *fuzz_ops_stats(void);
 const char *fuzz_op_name(int op);
+
+/* The VM pool (fuzz_pool.c), off unless enabled (the libFuzzer build enables it): a VM for
+ * configuration byte @key, fresh or emptied and restored to as smmu_vm_create left it; and back
+ * after the input, with no vCPU or address space left. */
+void fuzz_pool_enable(bool on);
+smmu_vm *fuzz_pool_get(uint8_t key, const struct smmu_vm_config *cfg);
+void fuzz_pool_put(uint8_t key, smmu_vm *vm);
+/* The lock's test hook: every @every-th needbreak check breaks (0: only for a waiter). */
+void fuzz_set_forced_breaks(smmu_vm *vm, uint32_t every);
+/* The racer (fuzz_racer.c): a fault of @v at @addr on a second thread, run inside the lock
+ * breaks of the next zap from its @nth_page zapped page on; disarm waits for it and returns its
+ * result (1 when it never started). Arm returns 0 or an error. */
+int fuzz_racer_arm(smmu_vm *vm, smmu_vcpu *v, uint64_t addr, uint32_t access, unsigned nth_page);
+long fuzz_racer_disarm(void);
+/* The lock breaks cond_resched made so far, all sites (with one thread: forced ones). */
+uint64_t fuzz_lock_breaks(const smmu_vm *vm);
 
 #endif

@@ -5,7 +5,8 @@
  *   fuzz_replay [--require-all-ops] PATH...
  *
  * Prints how many inputs and operations ran; fails when no input was found, and with
- * --require-all-ops when some kind of operation never ran (the seed corpus must cover them all).
+ * --require-all-ops when some kind of operation never ran or no operation broke the lock (the
+ * seed corpus must cover them all, and drive the lock-break paths through forced breaks).
  * A crash or audit violation abort()s inside the harness, naming the operations that led to it.
  *
  * SPDX-License-Identifier: MIT
@@ -80,11 +81,12 @@ int main(int argc, char **argv)
 			r = 1;
 	}
 	const struct fuzz_stats *s = fuzz_ops_stats();
-	printf("fuzz_replay: %llu inputs, %llu operations (%.1f per input), %llu audits, %llu results not "
-	       "documented by their header\n",
+	printf("fuzz_replay: %llu inputs, %llu operations (%.1f per input), %llu audits, %llu lock breaks, %llu racing faults, %llu "
+	       "results not documented by their header; results hash %016llx\n",
 	       (unsigned long long)s->inputs, (unsigned long long)s->ops,
 	       s->inputs ? (double)s->ops / (double)s->inputs : 0.0, (unsigned long long)s->audits,
-	       (unsigned long long)s->undocumented);
+	       (unsigned long long)s->lock_breaks, (unsigned long long)s->racing_faults, (unsigned long long)s->undocumented,
+	       (unsigned long long)s->result_hash);
 	int missing = 0;
 	for (int op = 0; op < OP_COUNT; op++) {
 		printf("  %-15s %llu\n", fuzz_op_name(op), (unsigned long long)s->per_op[op]);
@@ -96,6 +98,10 @@ int main(int argc, char **argv)
 	}
 	if (require_all && missing) {
 		fprintf(stderr, "fuzz_replay: %d kinds of operation never ran\n", missing);
+		return 1;
+	}
+	if (require_all && !s->lock_breaks) {
+		fprintf(stderr, "fuzz_replay: no operation broke the lock (forced breaks do not work)\n");
 		return 1;
 	}
 	return r;

@@ -22,12 +22,20 @@ OP_COUNT = 22
 # Layout indexes (fuzz_ops.c layouts[]): (base_gfn, npages).
 L_SLOT0, L_2048x512, L_MISALIGNED, L_8192x1024, L_TINY, L_ONE, L_OVERLAP0, L_3072 = range(8)
 L_512, L_9216x4096, L_4096x3, L_13312, L_1G, L_20000x7, L_6144, L_1536 = range(8, 16)
+L_1G = 0xfc  # only this byte chooses the 1 GiB layout; 12 alone is 2 MiB at its base
+L_1G_SMALL = 12
 LAYOUT_BASE = [0, 2048, 4099, 8192, 2560, 16384, 0, 3072, 512, 9216, 4096, 13312, 262144, 20000,
                6144, 1536]
 
 # Strategy indexes (fuzz_ops.c strategies[]).
 S_ZAP_ALL, S_FAST_ZAP, S_HASH_WALK, S_RMAP_REBUILD = range(4)
 HOLD, RESTART, GENERATION = range(3)
+# Harness byte (fuzz_ops.c): every needbreak check breaks (1), every 3rd (2), every 16th (3);
+# audit after every operation, every 4th, 16th or 64th (and always at the end). Most seeds audit
+# every 16th operation (the audit costs as much as the operations); the first few, the seed's
+# scenario and the forced-break one after every operation.
+BREAK_NONE, BREAK_ALWAYS, BREAK_3, BREAK_16 = range(4)
+AUDIT_EVERY_OP, AUDIT_4, AUDIT_16, AUDIT_64 = range(4)
 LOG = 1
 RO = 6
 
@@ -35,10 +43,15 @@ RO = 6
 GVA_0, GVA_2M, GVA_1G, GVA_HIGH, GVA_512G, GVA_KERNEL, GVA_4K, GVA_3G = range(8)
 
 
-def config(direct=False, today=False, strategy=S_FAST_ZAP, batch1=False, small_hash=False, budget=0):
+def config(direct=False, today=False, strategy=S_FAST_ZAP, batch1=False, small_hash=False, budget=0,
+           breaks=BREAK_NONE, audit=AUDIT_16, race=0):
+    """Byte 0: the VM's configuration; byte 1: the harness's (forced lock breaks, audit interval,
+    and with race=n (1-8) a fault of vCPU 2 on a second thread inside each zap's lock breaks
+    from the zap's nth page on)."""
     c = (1 if direct else 0) | (2 if today else 0) | (strategy << 2) | (0x10 if batch1 else 0)
     c |= (0x20 if small_hash else 0) | (budget << 6)
-    return bytes([c])
+    h = breaks | (audit << 2) | ((0x10 | ((race - 1) << 5)) if race else 0)
+    return bytes([c, h])
 
 
 def u16(v):
@@ -56,7 +69,7 @@ def gfn_pool(gas, off):
 
 def gfn_layout(layout, off):
     """layouts[layout].base + off."""
-    return bytes([1 | (layout << 2)]) + u16(off)
+    return bytes([1 | ((layout & 15) << 2)]) + u16(off)
 
 
 def gfn_low(gfn):
@@ -184,25 +197,25 @@ def faults(vcpu, base, n, write=True, user=True):
 
 def seeds():
     s = {}
-    s['00-shadow-basic'] = (config() + data_pages(0, GVA_0, 6) + faults(0, GVA_0, 6) +
+    s['00-shadow-basic'] = (config(audit=AUDIT_EVERY_OP) + data_pages(0, GVA_0, 6) + faults(0, GVA_0, 6) +
                            faults(2, GVA_0, 3, write=False) + access(0, gva(GVA_0, 1), True, 3, 16, 0x1122) +
                            access(0, gva(GVA_0, 1), False, 3, 16) + access(2, gva(GVA_0, 2), False, 0, 5) +
                            translate(0, gva(GVA_0, 1), 2) + translate(1, gva(GVA_0, 1)) + enter(0) + enter(1))
-    s['01-shadow-large'] = (config() + gas_map(0, 2, gva(GVA_2M, 1), gfn_low(512)) +
+    s['01-shadow-large'] = (config(audit=AUDIT_EVERY_OP) + gas_map(0, 2, gva(GVA_2M, 1), gfn_low(512)) +
                            gas_map(0, 3, gva(GVA_1G, 0), gfn_layout(L_SLOT0, 0)) +
                            gas_map(1, 2, gva(GVA_HIGH, 0), gfn_low(1024), 1) +
                            fault(0, gva(GVA_2M, 1), True, True, low=0x40) + fault(0, gva(GVA_1G, 3), True) +
                            fault(1, gva(GVA_HIGH, 0)) + access(0, gva(GVA_2M, 1), True, 2, 0x100, 7) +
                            access(1, gva(GVA_HIGH, 0), False, 3, 8) + gas_unmap(0, 2, gva(GVA_2M, 1)) +
                            fault(0, gva(GVA_2M, 1), True) + translate(0, gva(GVA_1G, 3)))
-    s['02-shadow-pte-writes'] = (config() + data_pages(0, GVA_4K, 4) + faults(0, GVA_4K, 4) +
+    s['02-shadow-pte-writes'] = (config(audit=AUDIT_EVERY_OP) + data_pages(0, GVA_4K, 4) + faults(0, GVA_4K, 4) +
                                 guest_write(gfn_pool(0, 0), 1, 0, 0) +       # root entry rewritten
                                 guest_write(gfn_pool(0, 3), 0, 6, 0x1234, anywhere=5) +  # misaligned
                                 guest_write(gfn_pool(0, 2), 7, 4, 0xff) + faults(0, GVA_4K, 4) +
                                 gas_unmap(0, 1, gva(GVA_4K, 2)) + fault(0, gva(GVA_4K, 2), True) +
                                 guest_write(gfn_pool(0, 3), 3, 7, 0x0123456789abcdef) +
                                 guest_read(gfn_pool(0, 0)) + faults(0, GVA_4K, 4, write=False))
-    s['03-shadow-emulated'] = (config() + gas_map(0, 1, gva(GVA_3G, 0), gfn_pool(0, 0), 1) +
+    s['03-shadow-emulated'] = (config(audit=AUDIT_EVERY_OP) + gas_map(0, 1, gva(GVA_3G, 0), gfn_pool(0, 0), 1) +
                               gas_map(0, 1, gva(GVA_3G, 1), gfn_pool(0, 2), 3) +
                               data_pages(0, GVA_0, 2) + faults(0, GVA_0, 2) + fault(0, gva(GVA_3G, 0), True) +
                               access(0, gva(GVA_3G, 0), True, 3, 8 * 300, 0) +
@@ -230,7 +243,7 @@ def seeds():
                              slot_create(2, L_OVERLAP0) + slot_delete(3))
     # The seed's scenario: the guest's CR3 at gfn 64 lives in slot 0, which goes away and comes
     # back; with every flush strategy but RMAP_ONLY the audit stays clean.
-    seed = config(strategy=S_RMAP_REBUILD) + data_pages(0, GVA_0, 4) + faults(0, GVA_0, 4)
+    seed = config(strategy=S_RMAP_REBUILD, audit=AUDIT_EVERY_OP) + data_pages(0, GVA_0, 4) + faults(0, GVA_0, 4)
     for strat in (S_RMAP_REBUILD, S_HASH_WALK, S_FAST_ZAP, S_ZAP_ALL):
         seed += flush_strategy(strat) + slot_delete(0) + fault(0, gva(GVA_0, 0)) + slot_create(0, L_SLOT0)
         seed += data_pages(0, GVA_0, 4) + faults(0, GVA_0, 4) + fast_zap(2)
@@ -281,10 +294,47 @@ def seeds():
                                slot_create(0, L_SLOT0) + faults(1, GVA_2M, 8))
     s['18-restart-bounded'] = (config() + data_pages(0, GVA_0, 10) + faults(0, GVA_0, 10) + zap_all(RESTART, 1) +
                               faults(0, GVA_0, 10) + zap_all(RESTART, 63) + faults(2, GVA_0, 10) + zap_all(HOLD))
+    # Every lock-break path without a second thread: each needbreak check says "break".
+    br = config(breaks=BREAK_ALWAYS, batch1=True, audit=AUDIT_EVERY_OP) + slot_create(1, L_2048x512) + data_pages(0, GVA_0, 6)
+    br += data_pages(1, GVA_2M, 4, 2048 + 10)
+    for step in (zap_all(RESTART), zap_all(GENERATION), zap_all(RESTART, 2), fast_zap(0), fast_zap(1) + fast_zap(2),
+                 memslot_flush(1, S_HASH_WALK), memslot_flush(0, S_RMAP_REBUILD), memslot_flush(0, S_FAST_ZAP),
+                 notifier(0, (300 * 4096) // 64, 0x4000), slot_flags(1, LOG), slot_move(1, L_8192x1024)):
+        br += faults(0, GVA_0, 6) + faults(1, GVA_2M, 4) + step
+    s['21-forced-breaks'] = br
+    s['22-forced-breaks-leaf-first'] = (config(breaks=BREAK_3, batch1=True, budget=1, audit=AUDIT_4) +
+                                        data_pages(0, GVA_0, 8) + faults(0, GVA_0, 8) + faults(2, GVA_0, 8) +
+                                        fast_zap(0) + faults(0, GVA_0, 8) + zap_all(RESTART) +
+                                        faults(0, GVA_0, 8) + memslot_flush(0, S_HASH_WALK) + faults(0, GVA_0, 8))
+    # A fault racing every zap: it runs inside the zap's lock breaks (fuzz_racer.c).
+    for name, direct, race, breaks in (('24-racing-fault-shadow', False, 1, BREAK_NONE),
+                                       ('25-racing-fault-direct', True, 3, BREAK_3)):
+        rc = config(direct=direct, race=race, breaks=breaks, batch1=True, audit=AUDIT_4) + slot_create(1, L_2048x512)
+        if direct:
+            pages = b''.join(fault(0, gfn_low(2048 + 37 * i), True) for i in range(12))
+        else:
+            rc += data_pages(0, GVA_0, 4) + b''.join(gas_map(0, 1, gva(GVA_2M, i), gfn_low(2048 + i)) for i in range(8))
+            pages = faults(0, GVA_0, 4) + faults(1, GVA_2M, 8)
+        for step in (zap_all(RESTART), zap_all(GENERATION), zap_all(HOLD), fast_zap(0), fast_zap(1) + fast_zap(2),
+                     memslot_flush(1, S_HASH_WALK), memslot_flush(0, S_FAST_ZAP), memslot_flush(1, S_RMAP_REBUILD)):
+            rc += pages + step
+        s[name] = rc + enter(2) + pages
+    # Dirty logging's oracle: every write (vCPU or host) shows in the slot's next dirty log,
+    # also a write through a translation the log's write-protection has to take away.
+    dl = config(audit=AUDIT_EVERY_OP) + slot_create(1, L_2048x512, LOG)
+    dl += gas_map(0, 1, gva(GVA_0, 0), gfn_low(2050)) + gas_map(0, 1, gva(GVA_0, 1), gfn_low(2051))
+    for i in range(3):
+        dl += access(0, gva(GVA_0, 0), True, 3, 8 * i, 5 + i) + access(1, gva(GVA_0, 1), True, 2, 4, i)
+        dl += guest_write(gfn_low(2052), i, 0, i) + dirty_log(1) + (enter(0) if i == 1 else b'')
+    dl += slot_flags(1, 0) + access(0, gva(GVA_0, 0), True) + slot_flags(1, LOG)
+    s['23-dirty-log'] = dl + access(0, gva(GVA_0, 0), True, 3, 16, 9) + dirty_log(1) + dirty_log(1)
+    # The first bug the fuzzer found (README in crashes/): a today-profile 2 MiB spte over the
+    # guest's own root table.
+    s['today-profile-large-spte-over-shadowed-table'] = bytes.fromhex('3a0004 00ff 6000 0003 00ff 60'.replace(' ', ''))
     # Two random mixes, one per mode, from a fixed seed.
     for name, direct, seedv in (('19-random-shadow', False, 1), ('20-random-direct', True, 2)):
         rnd = random.Random(seedv)
-        out = bytearray(config(direct=direct))
+        out = bytearray(config(direct=direct, breaks=BREAK_16 if direct else BREAK_NONE))
         out += data_pages(0, GVA_0, 4) if not direct else b''
         for _ in range(150):
             out.append(rnd.randrange(OP_COUNT))
