@@ -21,6 +21,7 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.release_fast_zaps = true,
 	.notifier_unmap_breaks_lock = false,
 	.zap_all_commit_once = false,
+	.log_off_zaps_collapsible = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -37,6 +38,7 @@ const struct smmu_rules smmu_rules_today = {
 	.release_fast_zaps = false,
 	.notifier_unmap_breaks_lock = true,
 	.zap_all_commit_once = true,
+	.log_off_zaps_collapsible = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)
