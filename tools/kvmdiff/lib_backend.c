@@ -305,9 +305,12 @@ static int step(struct lib *L, const struct kd_step *st)
 	case KD_TOUCH:
 		if (guest_enter(L, st->vcpu))
 			return -1;
+		/* The guest's loop fetches its next instruction after every access: where a fault's
+		 * page recycling zapped the program's shadow path, that fetch faults again. */
 		for (uint64_t i = 0; i < st->b; i++)
 			if (access_one(L, L->vcpu[st->vcpu], st->a + i * st->c,
-				       st->write ? SMMU_ACC_WRITE : SMMU_ACC_READ, 0))
+				       st->write ? SMMU_ACC_WRITE : SMMU_ACC_READ, 0) ||
+			    access_one(L, L->vcpu[st->vcpu], KD_CODE_GPA, SMMU_ACC_EXEC, 0))
 				return -1;
 		return 0;
 	case KD_GPTE:
