@@ -18,6 +18,7 @@
 #define REGION(i) (512ull * (i)) /* first gfn of the i-th 2 MiB of the slot */
 
 struct env {
+	struct tl_guest g;
 	smmu_vm *vm;
 	smmu_gas *gas;
 	smmu_vcpu *v;
@@ -29,19 +30,16 @@ static void env_init(struct env *e, enum smmu_profile profile)
 	smmu_vm_config_default(&cfg);
 	cfg.mode = SMMU_MODE_SHADOW;
 	cfg.profile = profile;
-	e->vm = tl_vm_cfg(&cfg);
-	assert_int_equal(smmu_memslot_create(e->vm, 0, 0, NPAGES, 0), 0);
-	assert_int_equal(smmu_gas_create(e->vm, POOL_GFN, 64, &e->gas), 0);
-	assert_int_equal(smmu_vcpu_create(e->vm, &e->v), 0);
-	assert_int_equal(smmu_vcpu_set_cr3(e->v, smmu_gas_cr3(e->gas)), 0);
+	tl_guest_init_cfg(&e->g, &cfg, NPAGES, POOL_GFN, 64);
+	e->vm = e->g.vm;
+	e->gas = e->g.gas;
+	e->v = e->g.vcpu;
 }
 
 static void env_fini(struct env *e)
 {
 	tl_assert_audit_clean(e->vm);
-	smmu_vcpu_destroy(e->v);
-	smmu_gas_destroy(e->gas);
-	smmu_vm_destroy(e->vm);
+	tl_guest_fini(&e->g);
 }
 
 /* Guest 2 MiB page @i: gva GVA + i * 2M → region i + 2 of the slot. */

@@ -28,15 +28,11 @@ static void run(enum smmu_mmu_mode mode, enum smmu_profile profile)
 	smmu_vm_config_default(&cfg);
 	cfg.mode = mode;
 	cfg.profile = profile;
-	struct tl_guest g = { .vm = tl_vm_cfg(&cfg) };
-	assert_int_equal(smmu_memslot_create(g.vm, 0, 0, 4096, 0), 0);
+	struct tl_guest g;
+	tl_guest_init_cfg(&g, &cfg, 4096, POOL_GFN, 64);
 	assert_int_equal(smmu_memslot_create(g.vm, 1, ROM_GFN, 64, SMMU_MEM_READONLY), 0);
-	assert_int_equal(smmu_vcpu_create(g.vm, &g.vcpu), 0);
-	bool shadow = mode == SMMU_MODE_SHADOW;
 	smmu_gva_t hole = HOLE_GFN << 12, rom = (uint64_t)ROM_GFN << 12;
-	if (shadow) {
-		assert_int_equal(smmu_gas_create(g.vm, POOL_GFN, 64, &g.gas), 0);
-		assert_int_equal(smmu_vcpu_set_cr3(g.vcpu, smmu_gas_cr3(g.gas)), 0);
+	if (mode == SMMU_MODE_SHADOW) {
 		/* each in its own 1 GiB of gva: no shadow page shared below the root */
 		assert_int_equal(smmu_gas_map(g.gas, GVA, HOLE_GFN, SMMU_LEVEL_4K, SMMU_PROT_WRITE | SMMU_PROT_USER), 0);
 		assert_int_equal(smmu_gas_map(g.gas, GVA << 1, ROM_GFN, SMMU_LEVEL_4K, SMMU_PROT_WRITE | SMMU_PROT_USER), 0);
