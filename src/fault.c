@@ -227,6 +227,9 @@ static int fetch(struct smmu_vcpu *v, smmu_gva_t addr, const struct guest_walker
 	 * chosen the level before the fetch); the spte stays unset and the guest refaults. */
 	if (hlevel > SMMU_LEVEL_4K && (w->pte_access & SMMU_ACC_WRITE) && has_wrprotected_page(vm, w->gfn, hlevel))
 		return SMMU_FAULT_RETRY;
+	info->level = hlevel;
+	if (!slot)
+		return SMMU_FAULT_MMIO; /* set_mmio_spte: the model keeps no MMIO spte */
 	smmu_gfn_t gfn = w->gfn & ~(KVM_PAGES_PER_HPAGE(hlevel) - 1);
 	uint64_t *sptep = &table[PT64_INDEX(addr, hlevel)], old = *sptep;
 	info->emulated_write = mmu_set_spte(v, sptep, w->pte_access, write_fault, hlevel, gfn, slot, false);
@@ -253,6 +256,9 @@ static int direct_map(struct smmu_vcpu *v, smmu_gpa_t gpa, bool write_fault, str
 		}
 		table = spte_to_child_spt(*sptep);
 	}
+	info->level = hlevel;
+	if (!slot)
+		return SMMU_FAULT_MMIO; /* set_mmio_spte: the model keeps no MMIO spte */
 	smmu_gfn_t leaf_gfn = gfn & ~(KVM_PAGES_PER_HPAGE(hlevel) - 1);
 	uint64_t *sptep = &table[PT64_INDEX(gpa, hlevel)], old = *sptep;
 	info->emulated_write = mmu_set_spte(v, sptep, ACC_ALL, write_fault, hlevel, leaf_gfn, slot, false);
@@ -318,14 +324,17 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		}
 		slot = NULL; /* 3.11: KVM_PFN_NOSLOT, an MMIO access */
 	}
-	if (!slot || ((access & SMMU_ACC_WRITE) && (slot->flags & SMMU_MEM_READONLY))) {
+	/* A write to a read-only slot (KVM_PFN_ERR_RO_FAULT) is emulated at once. A gfn in no slot
+	 * (KVM_PFN_NOSLOT) is MMIO too, but handle_abnormal_pfn lets the fault go on: the shadow path
+	 * is built as for any gfn and ends in an MMIO spte (set_mmio_spte), 3.11 and today. */
+	if (slot && (access & SMMU_ACC_WRITE) && (slot->flags & SMMU_MEM_READONLY)) {
 		r = info->outcome = SMMU_FAULT_MMIO;
 		goto out_srcu;
 	}
 
 	/* The pfn lookup of a write fault (FOLL_WRITE) maps the host page writable; a read fault's
 	 * leaves an untouched page unmapped or on the zero page (memslot.host_writable). */
-	if (access & SMMU_ACC_WRITE)
+	if (slot && (access & SMMU_ACC_WRITE))
 		host_pte_set_writable(slot, gfn);
 
 	vm_lock(vm, SMMU_SITE_FAULT);

@@ -91,8 +91,9 @@ int mapping_level(struct smmu_vm *vm, smmu_gfn_t gfn, int max_level)
 	struct memslot *slot = gfn_to_valid_memslot(&vm->slots, gfn);
 	if (!slot || (slot->flags & SMMU_MEM_LOG_DIRTY_PAGES)) /* mapping_level_dirty_bitmap */
 		return SMMU_LEVEL_4K;
-	if (max_level > slot->host_level) /* host_mapping_level / host_pfn_mapping_level */
-		max_level = slot->host_level;
+	int host_level = memslot_host_level(slot, gfn); /* host_mapping_level / host_pfn_mapping_level */
+	if (max_level > host_level)
+		max_level = host_level;
 	int level;
 	for (level = SMMU_LEVEL_2M; level <= max_level; level++) {
 		if (has_wrprotected_page(vm, gfn, level))

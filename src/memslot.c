@@ -158,7 +158,12 @@ int memslot_alloc(struct memslot **out, int id, smmu_gfn_t base_gfn, uint64_t np
 	slot->npages = npages;
 	slot->flags = flags;
 	slot->host_level = SMMU_LEVEL_1G;
-	int r = memslot_alloc_arch(slot, base_gfn);
+	/* The backing starts at base_gfn's offset in a 2 MiB page (hva and gpa agree modulo 1 GiB). */
+	uint64_t host_pages = ((base_gfn & (KVM_PAGES_PER_HPAGE(SMMU_LEVEL_2M) - 1)) + npages +
+			       KVM_PAGES_PER_HPAGE(SMMU_LEVEL_2M) - 1) / KVM_PAGES_PER_HPAGE(SMMU_LEVEL_2M);
+	slot->host_split_words = (host_pages + 63) / 64;
+	slot->host_split = smmu_calloc(slot->host_split_words, sizeof(uint64_t));
+	int r = slot->host_split ? memslot_alloc_arch(slot, base_gfn) : -ENOMEM;
 	if (r)
 		goto fail;
 	if (flags & SMMU_MEM_LOG_DIRTY_PAGES) {
@@ -191,9 +196,24 @@ void memslot_free(struct memslot *slot)
 	memslot_free_arch(slot);
 	smmu_free((void *)slot->dirty_bitmap, 0);
 	smmu_free((void *)slot->host_writable, 0);
+	smmu_free(slot->host_split, slot->host_split_words * sizeof(uint64_t));
 	if (slot->map_base)
 		munmap(slot->map_base, slot->map_len);
 	smmu_free(slot, sizeof(*slot));
+}
+
+uint64_t memslot_host_page(const struct memslot *slot, uintptr_t hva)
+{
+	return (hva >> PT64_LEVEL_SHIFT(SMMU_LEVEL_2M)) - ((uintptr_t)slot->hva >> PT64_LEVEL_SHIFT(SMMU_LEVEL_2M));
+}
+
+/* host_pfn_mapping_level (today), host_mapping_level (3.11), as the slot's backing is mapped. */
+int memslot_host_level(const struct memslot *slot, smmu_gfn_t gfn)
+{
+	if (slot->host_level != SMMU_LEVEL_2M)
+		return slot->host_level;
+	uint64_t i = memslot_host_page(slot, (uintptr_t)memslot_gfn_to_hva(slot, gfn));
+	return (slot->host_split[i / 64] >> (i % 64)) & 1 ? SMMU_LEVEL_4K : SMMU_LEVEL_2M;
 }
 
 void mark_page_dirty(struct memslot *slot, smmu_gfn_t gfn)

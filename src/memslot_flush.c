@@ -172,6 +172,56 @@ void kvm_mmu_slot_remove_write_access(struct smmu_vm *vm, struct memslot *slot)
 	vm_unlock(vm);
 }
 
+/* kvm_mmu_zap_collapsible_sptes (today, dirty logging turned off): through the slot's rmaps at
+ * 4K and 2M, drop each spte of a direct page whose level is below what the gfn may be mapped
+ * with now (kvm_mmu_zap_collapsible_spte); indirect pages follow the guest's page size. One
+ * flush at the end, before any lock break (slot_handle_level with flush_on_yield). */
+void kvm_mmu_zap_collapsible_sptes(struct smmu_vm *vm, struct memslot *slot)
+{
+	struct smmu_zap_report rep = { 0 };
+	bool flush = false;
+	vm_lock(vm, SMMU_SITE_MEMSLOT);
+	for (int level = SMMU_LEVEL_4K; level < SMMU_LEVEL_1G; level++) {
+		for (uint64_t idx = 0; idx < slot->nr_entries[level - 1]; idx++) {
+			uintptr_t *head = &slot->rmap[level - 1][idx];
+			struct rmap_iterator it;
+			uint64_t *sptep = rmap_get_first(*head, &it);
+			while (sptep) {
+				const struct smmu_sp *sp = page_header(sptep);
+				if (sp->role.direct && (int)sp->role.level < mapping_level(vm, sp->gfn, SMMU_LEVEL_1G)) {
+					drop_spte(vm, sptep);
+					flush = true;
+					sptep = rmap_get_first(*head, &it); /* restart: the rmap changed */
+				} else {
+					sptep = rmap_get_next(&it);
+				}
+			}
+			rmap_walk_break(vm, &flush, SMMU_SKIP_FLUSH_RMAP_UNMAP, &rep);
+		}
+	}
+	if (flush)
+		kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_RMAP_UNMAP);
+	vm_unlock(vm);
+}
+
+/* The host splits a THP that @start..@end covers only in part (zap_pmd_range →
+ * __split_huge_pmd, whose own invalidation covers the whole 2 MiB page): mark the 2 MiB host page
+ * of @hva split and widen [*hs, *he) to it, clipped to the slot's backing [s0, s1). */
+static void host_split_thp(struct memslot *slot, uintptr_t hva, uintptr_t start, uintptr_t end, uintptr_t s0,
+			   uintptr_t s1, uintptr_t *hs, uintptr_t *he)
+{
+	const uintptr_t size = (uintptr_t)1 << PT64_LEVEL_SHIFT(SMMU_LEVEL_2M);
+	uintptr_t p0 = hva & ~(size - 1), p1 = p0 + size;
+	uint64_t i = memslot_host_page(slot, hva);
+	if ((start <= p0 && end >= p1) || (slot->host_split[i / 64] >> (i % 64)) & 1)
+		return; /* the whole page goes (zap_huge_pmd), or it is split already */
+	slot->host_split[i / 64] |= 1ull << (i % 64);
+	if (p0 < *hs)
+		*hs = p0 > s0 ? p0 : s0;
+	if (p1 > *he)
+		*he = p1 < s1 ? p1 : s1;
+}
+
 /* kvm_mmu_notifier_invalidate_range_start → kvm_unmap_hva_range, then _range_end: the count is
  * raised for the unmap and the sequence bumped when it ends, so that a fault that raced with it
  * retries (mmu_notifier_retry). 3.11 never breaks the lock in the unmap
@@ -192,6 +242,10 @@ SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *sta
 		uintptr_t he = (uintptr_t)end < s1 ? (uintptr_t)end : s1;
 		if (hs >= he)
 			continue;
+		if (slot->host_level == SMMU_LEVEL_2M) { /* a THP cut in part is split first */
+			host_split_thp(slot, hs, (uintptr_t)start, (uintptr_t)end, s0, s1, &hs, &he);
+			host_split_thp(slot, he - 1, (uintptr_t)start, (uintptr_t)end, s0, s1, &hs, &he);
+		}
 		/* The gfns of every page that intersects [hs, he). */
 		smmu_gfn_t g0 = slot->base_gfn + ((hs - s0) >> SMMU_PAGE_SHIFT);
 		smmu_gfn_t g1 = slot->base_gfn + ((he - s0 + SMMU_PAGE_SIZE - 1) >> SMMU_PAGE_SHIFT);

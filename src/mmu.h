@@ -43,8 +43,13 @@ struct memslot {
 	/* The largest page the host maps the backing with (host_mapping_level in 3.11: the vma's
 	 * page size, raised to 2M by transparent_hugepage_adjust; host_pfn_mapping_level today: the
 	 * host page tables). SMMU_LEVEL_1G by default: the model treats the backing as if 1 GiB
-	 * pages (hugetlbfs) backed it, so only lpage_info limits the level. Internal. */
+	 * pages (hugetlbfs) backed it, so only lpage_info limits the level. Set by
+	 * smmu_memslot_set_host_level. */
 	int host_level;
+	/* With host_level 2M (THP): one bit per 2 MiB host page of the backing (hva order, from
+	 * the 2 MiB page holding hva), set where the host split it and maps 4 KiB now. */
+	uint64_t *host_split;
+	uint64_t host_split_words;
 	_Atomic uint64_t *dirty_bitmap; /* with LOG_DIRTY_PAGES */
 	/* Which pages of the backing the host's page tables map writable, one bit a page: what
 	 * pte prefetch's atomic pfn lookups need (gfn_to_pfn_memslot_atomic, gfn_to_page_many_atomic:
@@ -78,6 +83,10 @@ int memslot_alloc_arch(struct memslot *slot, smmu_gfn_t base_gfn); /* rmap + lpa
 /* Whether @slot's arrays have an entry for every gfn of it at @base_gfn, at every level. */
 bool memslot_arch_fits(const struct memslot *slot, smmu_gfn_t base_gfn);
 void memslot_free_arch(struct memslot *slot);
+/* The host's mapping level of @gfn's backing: host_level, or 4K where the host split its THP. */
+int memslot_host_level(const struct memslot *slot, smmu_gfn_t gfn);
+/* The 2 MiB host page of @slot's backing holding @hva (hva inside the slot): its split bit. */
+uint64_t memslot_host_page(const struct memslot *slot, uintptr_t hva);
 void memslot_free(struct memslot *slot); /* arch + backing + bitmap */
 int memslots_insert(struct memslots *s, struct memslot *slot); /* -EEXIST on overlap */
 void memslots_remove(struct memslots *s, struct memslot *slot);
@@ -395,6 +404,8 @@ int flush_shadow_memslot(struct smmu_vm *vm, struct memslot *slot, enum smmu_flu
 			 struct smmu_zap_report *rep);
 /* kvm_mmu_slot_remove_write_access: write-protect every spte of @slot, with lock break. */
 void kvm_mmu_slot_remove_write_access(struct smmu_vm *vm, struct memslot *slot);
+/* kvm_mmu_zap_collapsible_sptes: drop the sptes of @slot's direct pages that could be larger. */
+void kvm_mmu_zap_collapsible_sptes(struct smmu_vm *vm, struct memslot *slot);
 
 
 #define SMMU_ASSERT(cond, msg) ((cond) ? (void)0 : smmu_assert_fail(msg, __FILE__, __LINE__, __func__))

@@ -223,8 +223,10 @@ int kvm_mmu_prepare_zap_page(struct smmu_vm *vm, struct smmu_sp *sp, struct list
 		if (!sp->role.invalid && !is_obsolete_sp(vm, sp))
 			kvm_reload_remote_mmus(vm);
 	}
-	if (!sp->role.invalid)
-		vm_event(vm, SMMU_EV_PAGE_ZAPPED, sp);
+	/* Every call, as the kvm_mmu_prepare_zap_page tracepoint: a root zapped while in use is
+	 * prepared again when its last user drops it (mmu_free_root_page). The hook sees role.invalid
+	 * still clear on the first zap only. */
+	vm_event(vm, SMMU_EV_PAGE_ZAPPED, sp);
 	sp->role.invalid = 1;
 	return ret;
 }

@@ -22,6 +22,7 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.notifier_unmap_breaks_lock = false,
 	.zap_all_commit_once = false,
 	.prefetch_skips_spurious = false,
+	.log_off_zaps_collapsible = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -39,6 +40,7 @@ const struct smmu_rules smmu_rules_today = {
 	.notifier_unmap_breaks_lock = true,
 	.zap_all_commit_once = true,
 	.prefetch_skips_spurious = true,
+	.log_off_zaps_collapsible = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

@@ -83,6 +83,12 @@ struct smmu_rules {
 	 * FNAME(pte_prefetch) / direct_pte_prefetch; 3.11's FNAME(fetch) and __direct_map prefetch
 	 * after every mmu_set_spte. */
 	bool prefetch_skips_spurious;
+	/* Dirty logging turned off (a flags-only change): today's kvm_mmu_slot_apply_flags calls
+	 * kvm_mmu_zap_collapsible_sptes, which drops every spte of a direct page at 4K or 2M whose
+	 * level is below kvm_mmu_max_mapping_level for the page's gfn (lpage_info and the host page
+	 * size), flushing once at the end; later faults map them large again. 3.11's
+	 * kvm_arch_commit_memory_region acts only when logging is turned on: the small sptes stay. */
+	bool log_off_zaps_collapsible;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

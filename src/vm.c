@@ -440,9 +440,33 @@ SMMU_API int smmu_memslot_set_flags(smmu_vm *vm, int id, uint32_t flags)
 	smmu_free((void *)old_bitmap, 0);
 	if (log_on)
 		kvm_mmu_slot_remove_write_access(vm, slot);
+	if (log_off && vm->rules->log_off_zaps_collapsible)
+		kvm_mmu_zap_collapsible_sptes(vm, slot);
 	pthread_mutex_unlock(&vm->slots_lock);
 	vm_audit_point(vm, "memslot_set_flags");
 	return 0;
+}
+
+/* The host's page size behind a slot (host_pfn_mapping_level's input). */
+SMMU_API int smmu_memslot_set_host_level(smmu_vm *vm, int id, int level)
+{
+	if (!vm || level < SMMU_LEVEL_4K || level > SMMU_LEVEL_1G)
+		return -EINVAL;
+	struct memslot *slot = slots_lock_get(vm, id);
+	int r = slot ? 0 : -ENOENT;
+	if (slot) {
+		vm_lock(vm, SMMU_SITE_MEMSLOT);
+		for (int l = level + 1; l <= SMMU_NR_PAGE_SIZES && !r; l++)
+			for (uint64_t i = 0; i < slot->nr_entries[l - 1] && !r; i++)
+				r = slot->rmap[l - 1][i] ? -EBUSY : 0;
+		if (!r) {
+			slot->host_level = level;
+			memset(slot->host_split, 0, slot->host_split_words * sizeof(uint64_t));
+		}
+		vm_unlock(vm);
+	}
+	pthread_mutex_unlock(&vm->slots_lock);
+	return r;
 }
 
 SMMU_API int smmu_memslot_get(const smmu_vm *vm, int id, struct smmu_memslot_info *out)

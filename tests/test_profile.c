@@ -48,7 +48,7 @@ static struct smmu_vm_counters counters(smmu_vm *vm)
 }
 
 struct zap_log {
-	unsigned root_zaps; /* level-4 pages zapped */
+	unsigned root_zaps; /* level-4 pages zapped (each once) */
 };
 
 static void count_root_zaps(smmu_vm *vm, enum smmu_event ev, const smmu_sp *sp, void *ctx)
@@ -56,7 +56,7 @@ static void count_root_zaps(smmu_vm *vm, enum smmu_event ev, const smmu_sp *sp, 
 	struct smmu_sp_info info;
 	if (ev != SMMU_EV_PAGE_ZAPPED || smmu_sp_get_info(vm, sp, &info))
 		return;
-	if (info.level == 4)
+	if (info.level == 4 && !info.invalid) /* a root's first zap (its second: invalid already) */
 		((struct zap_log *)ctx)->root_zaps++;
 }
 

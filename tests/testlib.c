@@ -66,10 +66,19 @@ long tl_audit_total(smmu_vm *vm)
 void tl_guest_init(struct tl_guest *g, enum smmu_mmu_mode mode, uint64_t npages, smmu_gfn_t pool_gfn,
 		   uint64_t pool_pages)
 {
-	g->vm = tl_vm(mode);
+	struct smmu_vm_config cfg;
+	smmu_vm_config_default(&cfg);
+	cfg.mode = mode;
+	tl_guest_init_cfg(g, &cfg, npages, pool_gfn, pool_pages);
+}
+
+void tl_guest_init_cfg(struct tl_guest *g, const struct smmu_vm_config *cfg, uint64_t npages, smmu_gfn_t pool_gfn,
+		       uint64_t pool_pages)
+{
+	g->vm = tl_vm_cfg(cfg);
 	assert_int_equal(smmu_memslot_create(g->vm, 0, 0, npages, 0), 0);
 	g->gas = NULL;
-	if (mode == SMMU_MODE_SHADOW) {
+	if (cfg->mode == SMMU_MODE_SHADOW) {
 		assert_int_equal(smmu_gas_create(g->vm, pool_gfn, pool_pages, &g->gas), 0);
 	}
 	assert_int_equal(smmu_vcpu_create(g->vm, &g->vcpu), 0);

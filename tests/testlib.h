@@ -39,6 +39,9 @@ struct tl_guest {
 };
 void tl_guest_init(struct tl_guest *g, enum smmu_mmu_mode mode, uint64_t npages, smmu_gfn_t pool_gfn,
 		   uint64_t pool_pages);
+/* Same with a config (its mode and profile). */
+void tl_guest_init_cfg(struct tl_guest *g, const struct smmu_vm_config *cfg, uint64_t npages, smmu_gfn_t pool_gfn,
+		       uint64_t pool_pages);
 void tl_guest_fini(struct tl_guest *g);
 /* Map @n 4 KiB pages: gva base + i * 4K -> gfn first_gfn + i (writable, user), and fault each
  * in with @access. In direct mode only faults gpa (first_gfn + i) * 4K. */

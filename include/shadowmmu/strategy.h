@@ -145,6 +145,10 @@ SMMU_API int smmu_lpage_forget_obsolete(smmu_vm *vm);
 
 enum smmu_event {
 	SMMU_EV_PAGE_CREATED = 0,
+	/** Every kvm_mmu_prepare_zap_page, as KVM's tracepoint of that name: a root zapped while in
+	 *  use is prepared again when its last user drops it (mmu_free_root_page), so it comes
+	 *  twice. The hook sees smmu_sp_info.invalid false on a page's first zap only: a consumer
+	 *  counting distinct pages skips the events whose page is invalid already. */
 	SMMU_EV_PAGE_ZAPPED,
 	SMMU_EV_PAGE_FREED,
 	SMMU_EV_LOCK_TAKEN,

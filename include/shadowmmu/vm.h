@@ -238,6 +238,22 @@ SMMU_API int smmu_memslot_move(smmu_vm *vm, int id, smmu_gfn_t new_base_gfn);
  */
 SMMU_API int smmu_memslot_set_flags(smmu_vm *vm, int id, uint32_t flags);
 
+/**
+ * Say how the host maps @p id's backing: with pages of at most @p level (SMMU_LEVEL_4K: 4 KiB
+ * pages, e.g. MADV_NOHUGEPAGE; SMMU_LEVEL_2M: transparent huge pages; SMMU_LEVEL_1G: 1 GiB
+ * hugetlbfs pages). A leaf spte is never larger than the host's page behind it (today's
+ * kvm_mmu_max_mapping_level → host_pfn_mapping_level; 3.11's host_mapping_level and
+ * transparent_hugepage_adjust). A new slot assumes SMMU_LEVEL_1G, so that only lpage_info limits
+ * the level. At SMMU_LEVEL_2M the host splits a huge page that smmu_mmu_notifier_invalidate_range
+ * covers only in part (as THP does: the split invalidates the whole 2 MiB page first), and that
+ * page maps 4 KiB from then on; hugetlbfs pages are never split. Setting the level again forgets
+ * the splits (the host mapped the backing anew).
+ * @return 0; -EINVAL (NULL @p vm, @p level not 1 to 3); -ENOENT (no slot @p id); -EBUSY (a leaf
+ *         spte of the slot is larger than @p level: invalidate it first, as the host's remap
+ *         would). On error nothing changed.
+ */
+SMMU_API int smmu_memslot_set_host_level(smmu_vm *vm, int id, int level);
+
 /** What a slot is. */
 struct smmu_memslot_info {
 	int id;              /**< slot id */

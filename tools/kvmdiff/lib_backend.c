@@ -18,6 +18,9 @@
 
 #include "backend.h"
 #include "gpt.h"
+#include "hostmem.h"
+
+#define KD_HOST_SLOTS 32 /* scenario slots whose host pages are modelled */
 
 struct lib {
 	const struct kd_scenario *sc;
@@ -29,6 +32,11 @@ struct lib {
 	struct kd_rstep *cur; /* where the hook records events */
 	bool oom;
 	uint64_t dirty;
+	struct {
+		int id;  /* -1: free */
+		bool ro; /* KVM_MEM_READONLY: a guest write is MMIO, the host page stays as it is */
+		struct kd_hostmem h;
+	} host[KD_HOST_SLOTS];
 	char *err;
 	size_t errlen;
 };
@@ -71,9 +79,34 @@ static bool shadowed(smmu_vm *vm, uint64_t gfn)
 	return found;
 }
 
+/* The host pages behind @hva, NULL outside the scenario slots (the system slot is not modelled:
+ * only the harness's own pages live there). */
+static int host_of(struct lib *L, uintptr_t hva)
+{
+	for (int i = 0; i < KD_HOST_SLOTS; i++) {
+		struct kd_hostmem *h = &L->host[i].h;
+		if (L->host[i].id >= 0 && hva >= h->hva && hva < h->hva + (h->npages << 12))
+			return i;
+	}
+	return -1;
+}
+
+/* The guest (@guest) or the host touches the page behind @gpa: what the host does first, the
+ * library learns through its MMU notifier (hostmem.h). */
+static void host_touch(struct lib *L, uint64_t gpa, bool write, bool guest)
+{
+	uintptr_t hva = (uintptr_t)smmu_gfn_to_hva(L->vm, gpa >> 12), start, end;
+	int i = hva ? host_of(L, hva) : -1;
+	if (i < 0 || (guest && write && L->host[i].ro))
+		return;
+	if (kd_hostmem_access(&L->host[i].h, hva, write, &start, &end))
+		smmu_mmu_notifier_invalidate_range(L->vm, (void *)start, (void *)end);
+}
+
 static int mem_read(void *ctx, uint64_t gpa, uint64_t *val)
 {
 	struct lib *L = ctx;
+	host_touch(L, gpa, false, false);
 	uint64_t *p = smmu_gfn_to_hva(L->vm, gpa >> 12);
 	if (!p)
 		return -EFAULT;
@@ -89,6 +122,7 @@ static int mem_write(void *ctx, uint64_t gpa, uint64_t val)
 		return -EFAULT;
 	if (shadowed(L->vm, gpa >> 12))
 		return -EBUSY;
+	host_touch(L, gpa, true, false);
 	__atomic_store_n(p + (gpa & 4095) / 8, val, __ATOMIC_RELAXED);
 	return smmu_host_wrote(L->vm, p, p + 1); /* the host's store maps its page writable */
 }
@@ -121,10 +155,37 @@ static int host_map(struct lib *L, int as, const struct kd_step *st)
 	return 0;
 }
 
+/* The gpa the guest's tables give @gva (a walk without side effects); false where none. */
+static bool guest_gpa(struct lib *L, uint64_t root_gpa, uint64_t gva, uint64_t *gpa)
+{
+	uint64_t table = root_gpa;
+	for (int level = 4; level >= 1; level--) {
+		const uint64_t *t = smmu_gfn_to_hva(L->vm, table >> 12);
+		if (!t)
+			return false;
+		uint64_t e = __atomic_load_n(t + ((gva >> (12 + 9 * (level - 1))) & 511), __ATOMIC_RELAXED);
+		if (!(e & SMMU_PTE_PRESENT))
+			return false;
+		uint64_t size = 1ull << (12 + 9 * (level - 1));
+		if (level == 1 || (e & SMMU_PTE_LARGE)) {
+			*gpa = (e & SMMU_PTE_ADDR_MASK & ~(size - 1)) | (gva & (size - 1));
+			return true;
+		}
+		table = e & SMMU_PTE_ADDR_MASK;
+	}
+	return false;
+}
+
 /* One CPL 3 access as the hardware and KVM would make it: through the sptes when they allow it,
- * else a fault; a store to a write-protected guest table is emulated. */
+ * else a fault; a store to a write-protected guest table is emulated. The host side of the
+ * access (a zero page copied, a huge page split) comes first: KVM's fault would meet it in
+ * hva_to_pfn and retry after the invalidation. */
 static int access_one(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, uint64_t val)
 {
+	uint64_t gpa;
+	for (int i = 0; i < L->sc->nvcpus; i++)
+		if (L->vcpu[i] == v && L->vcpu_as[i] >= 0 && guest_gpa(L, L->sc->as[L->vcpu_as[i]].pool_gpa, gva, &gpa))
+			host_touch(L, gpa, acc & SMMU_ACC_WRITE, true);
 	acc |= SMMU_ACC_USER;
 	for (int tries = 0; tries < 8; tries++) {
 		struct smmu_translation t;
@@ -201,9 +262,28 @@ static int step(struct lib *L, const struct kd_step *st)
 	case KD_SLOT:
 		r = smmu_memslot_create(L->vm, st->id, st->a >> 12, st->b >> 12,
 					(st->log ? SMMU_MEM_LOG_DIRTY_PAGES : 0) | (st->ro ? SMMU_MEM_READONLY : 0));
+		/* The kernel side's backing: THP (MADV_HUGEPAGE) or 4 KiB pages (MADV_NOHUGEPAGE). */
+		if (!r)
+			r = smmu_memslot_set_host_level(L->vm, st->id, st->thp ? SMMU_LEVEL_2M : SMMU_LEVEL_4K);
+		if (!r && !(r = smmu_memslot_get(L->vm, st->id, &mi))) {
+			int i = 0;
+			while (i < KD_HOST_SLOTS && L->host[i].id >= 0)
+				i++;
+			if (i == KD_HOST_SLOTS)
+				return lfail(L, "more than %d slots at once", KD_HOST_SLOTS);
+			if (!(r = kd_hostmem_init(&L->host[i].h, mi.hva, mi.npages, st->thp))) {
+				L->host[i].id = st->id;
+				L->host[i].ro = st->ro;
+			}
+		}
 		break;
 	case KD_DELETE:
 		r = smmu_memslot_delete(L->vm, st->id);
+		for (int i = 0; !r && i < KD_HOST_SLOTS; i++)
+			if (L->host[i].id == st->id) { /* its backing is unmapped */
+				kd_hostmem_free(&L->host[i].h);
+				L->host[i].id = -1;
+			}
 		break;
 	case KD_MOVE:
 		r = smmu_memslot_move(L->vm, st->id, st->a >> 12);
@@ -229,9 +309,12 @@ static int step(struct lib *L, const struct kd_step *st)
 	case KD_TOUCH:
 		if (guest_enter(L, st->vcpu))
 			return -1;
+		/* The guest's loop fetches its next instruction after every access: where a fault's
+		 * page recycling zapped the program's shadow path, that fetch faults again. */
 		for (uint64_t i = 0; i < st->b; i++)
 			if (access_one(L, L->vcpu[st->vcpu], st->a + i * st->c,
-				       st->write ? SMMU_ACC_WRITE : SMMU_ACC_READ, 0))
+				       st->write ? SMMU_ACC_WRITE : SMMU_ACC_READ, 0) ||
+			    access_one(L, L->vcpu[st->vcpu], KD_CODE_GPA, SMMU_ACC_EXEC, 0))
 				return -1;
 		return 0;
 	case KD_GPTE:
@@ -242,6 +325,9 @@ static int step(struct lib *L, const struct kd_step *st)
 			char *start = (char *)mi.hva + st->a;
 			int64_t n = smmu_mmu_notifier_invalidate_range(L->vm, start, start + st->b);
 			r = n < 0 ? (int)n : 0;
+			int h = host_of(L, (uintptr_t)start);
+			if (h >= 0)
+				kd_hostmem_dontneed(&L->host[h].h, (uintptr_t)start, st->b);
 		}
 		break;
 	case KD_DIRTYLOG: {
@@ -315,6 +401,8 @@ int kd_lib_run(const struct kd_scenario *sc, struct kd_record *rec, bool do_audi
 	struct lib L = { .sc = sc, .err = err, .errlen = errlen };
 	struct smmu_vm_config cfg;
 	int r, rc = -1;
+	for (int i = 0; i < KD_HOST_SLOTS; i++)
+		L.host[i].id = -1;
 
 	memset(rec, 0, sizeof(*rec));
 	kd_record_header(rec, "library", sc->name);
@@ -363,6 +451,9 @@ out:
 	L.cur = NULL;
 	smmu_set_hook(L.vm, NULL, NULL);
 	smmu_vm_destroy(L.vm);
+	for (int i = 0; i < KD_HOST_SLOTS; i++)
+		if (L.host[i].id >= 0)
+			kd_hostmem_free(&L.host[i].h);
 	if (rc)
 		kd_record_free(rec);
 	return rc;

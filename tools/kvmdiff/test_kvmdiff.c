@@ -18,6 +18,7 @@
 
 #include "backend.h"
 #include "gpt.h"
+#include "hostmem.h"
 
 static void parse_ok(const char *text, struct kd_scenario *sc)
 {
@@ -348,6 +349,39 @@ static int pair_teardown(void **state)
 	return 0;
 }
 
+/* The host pages model: a read maps the zero page, the first write copies it (a 4 KiB
+ * invalidation), a write to the huge zero page splits it, a first write allocates a THP. */
+static void test_hostmem(void **state)
+{
+	(void)state;
+	const uintptr_t base = (uintptr_t)1 << 30; /* any 2 MiB-aligned address: nothing is mapped */
+	struct kd_hostmem h;
+	uintptr_t s, e;
+	assert_int_equal(kd_hostmem_init(&h, (void *)base, 2048, false), 0);
+	assert_false(kd_hostmem_access(&h, base + 0x5000, false, &s, &e)); /* zero page */
+	assert_true(kd_hostmem_access(&h, base + 0x5008, true, &s, &e));   /* copied */
+	assert_true(s == base + 0x5000 && e == base + 0x6000);
+	assert_false(kd_hostmem_access(&h, base + 0x5000, true, &s, &e));  /* written already */
+	assert_false(kd_hostmem_access(&h, base + 0x7000, true, &s, &e));  /* first touch a write */
+	kd_hostmem_dontneed(&h, base + 0x5000, 0x1000);
+	assert_false(kd_hostmem_access(&h, base + 0x5000, false, &s, &e));
+	assert_true(kd_hostmem_access(&h, base + 0x5000, true, &s, &e));
+	kd_hostmem_free(&h);
+
+	assert_int_equal(kd_hostmem_init(&h, (void *)base, 2048, true), 0);
+	assert_false(kd_hostmem_access(&h, base + 0x3000, false, &s, &e)); /* huge zero page */
+	assert_true(kd_hostmem_access(&h, base + 0x10000, true, &s, &e));  /* split, copied */
+	assert_true(s == base + 0x10000 && e == base + 0x11000);
+	assert_true(kd_hostmem_access(&h, base + 0x3000, true, &s, &e));   /* a 4 KiB zero page now */
+	assert_false(kd_hostmem_access(&h, base + (2u << 20), true, &s, &e)); /* a THP allocated */
+	assert_false(kd_hostmem_access(&h, base + (2u << 20) + 0x1000, true, &s, &e));
+	kd_hostmem_dontneed(&h, base + (2u << 20) + 0x1000, 0x1000);       /* split, one page freed */
+	assert_false(kd_hostmem_access(&h, base + (2u << 20) + 0x2000, true, &s, &e));
+	assert_false(kd_hostmem_access(&h, base + (2u << 20) + 0x1000, false, &s, &e));
+	assert_true(kd_hostmem_access(&h, base + (2u << 20) + 0x1000, true, &s, &e));
+	kd_hostmem_free(&h);
+}
+
 static void test_record_round_trip_and_self_match(void **state)
 {
 	struct pair *p = *state;
@@ -543,6 +577,7 @@ int main(void)
 		cmocka_unit_test(test_lib_one_table_per_page),
 		cmocka_unit_test(test_lib_refuses_host_write_to_shadowed_table),
 		cmocka_unit_test(test_lib_guest_pte_write_is_trapped),
+		cmocka_unit_test(test_hostmem),
 		cmocka_unit_test_setup_teardown(test_record_round_trip_and_self_match, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_compare_counter_changed, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_compare_created_page_removed, pair_setup, pair_teardown),
