@@ -156,12 +156,42 @@ static void vcpu_guest_enter(struct smmu_vcpu *v)
 	while (!vcpu_try_enter(v));
 }
 
+/* kvm_mmu_reload → kvm_mmu_load (vcpu_enter_guest, both eras): the vCPU enters the guest with a
+ * root, so a vCPU whose CR3 another one already shadows takes no fault to find it. With no CR3
+ * yet, or a CR3 in no slot (mmu_check_root), nothing is loaded: the next fault says why. */
+static int kvm_mmu_reload(struct smmu_vcpu *v)
+{
+	struct smmu_vm *vm = v->vm;
+	if (v->root || (vm->cfg.mode == SMMU_MODE_SHADOW && !v->has_cr3))
+		return 0;
+	int r = mmu_topup_memory_caches(vm, &v->caches);
+	if (r)
+		return r;
+	pthread_rwlock_rdlock(&vm->srcu);
+	vm_lock(vm, SMMU_SITE_VCPU);
+	make_mmu_pages_available(vm);
+	r = mmu_alloc_roots(v);
+	vm_unlock(vm);
+	pthread_rwlock_unlock(&vm->srcu);
+	return r == -EFAULT ? 0 : r;
+}
+
 SMMU_API int smmu_vcpu_enter(smmu_vcpu *v)
 {
 	if (!v)
 		return -EINVAL;
 	vcpu_process_requests(v);
 	return 0;
+}
+
+SMMU_API int smmu_vcpu_mmu_reload(smmu_vcpu *v)
+{
+	if (!v)
+		return -EINVAL;
+	vcpu_process_requests(v);
+	int r = kvm_mmu_reload(v);
+	vcpu_audit_point(v, "mmu_reload");
+	return r;
 }
 
 /* The hardware walk of the current root. Caller holds mmu_lock. */

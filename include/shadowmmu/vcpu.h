@@ -54,6 +54,17 @@ SMMU_API int smmu_vcpu_set_cr3(smmu_vcpu *vcpu, smmu_gpa_t cr3);
  */
 SMMU_API int smmu_vcpu_enter(smmu_vcpu *vcpu);
 
+/**
+ * The whole of vcpu_enter_guest's MMU part: process the requests as smmu_vcpu_enter() does,
+ * then load a root if the vCPU has none (kvm_mmu_reload → kvm_mmu_load, at every entry in both
+ * eras): find or create the root shadow page of its CR3 (in direct mode, the direct root), so
+ * that a vCPU whose CR3 another vCPU already shadows takes no fault to reach the sptes there.
+ * smmu_vcpu_enter() leaves that to the next fault. Nothing is loaded while the vCPU has no CR3
+ * (shadow mode) or its CR3 lies in no valid slot (the next fault reports that).
+ * @return 0; -EINVAL (NULL); -ENOMEM (the root page could not be allocated).
+ */
+SMMU_API int smmu_vcpu_mmu_reload(smmu_vcpu *vcpu);
+
 /** Outcome of a fault. */
 enum smmu_fault_outcome {
 	SMMU_FAULT_MAPPED = 0,   /**< an spte now maps the address with the access asked */
