@@ -294,7 +294,9 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 	struct guest_walker w;
 	smmu_gfn_t gfn;
 	if (shadow) {
-		r = guest_walk_addr(vm, v->cr3, addr, access, &w);
+		do /* retry_walk */
+			r = guest_walk_addr(vm, v->cr3, addr, access, &w);
+		while (!r && guest_walk_update_ad(vm, &w, access & SMMU_ACC_WRITE) == -EAGAIN);
 		if (r == -ENOENT) {
 			info->outcome = SMMU_FAULT_GUEST_PF;
 			info->pf_reason = (enum smmu_guest_pf_reason)w.fault_reason;

@@ -136,8 +136,8 @@ static uint32_t gpte_access(uint64_t gpte)
 	       ((gpte & SMMU_PTE_NX) ? 0 : SMMU_ACC_EXEC);
 }
 
-/* FNAME(walk_addr_generic) for 64-bit paging with CR0.WP = 1; A/D bits are left as the builder
- * wrote them. Caller holds srcu for read. */
+/* FNAME(walk_addr_generic) for 64-bit paging with CR0.WP = 1, up to the permission check; a
+ * fault's walk then goes on with guest_walk_update_ad. Caller holds srcu for read. */
 int guest_walk_addr(const struct smmu_vm *vm, smmu_gpa_t cr3, smmu_gva_t addr, uint32_t access,
 		    struct guest_walker *w)
 {
@@ -178,6 +178,35 @@ int guest_walk_addr(const struct smmu_vm *vm, smmu_gpa_t cr3, smmu_gva_t addr, u
 	else if ((access & SMMU_ACC_EXEC) && !(acc & SMMU_ACC_EXEC))
 		w->fault_reason = SMMU_PF_NX;
 	return w->fault_reason ? -ENOENT : 0;
+}
+
+/* protect_clean_gpte: a read fault on a guest pte whose Dirty bit is clear maps no write, so
+ * that the guest's first write faults and sets it. FNAME(update_accessed_dirty_bits): the walk
+ * sets the Accessed bit of every entry it used, and Dirty on the leaf for a write, with a
+ * cmpxchg through the host's mapping of the table (KVM's own store: not trapped, not a
+ * kvm_mmu_pte_write; the table page is logged dirty). Entries in a read-only slot are left as
+ * they are. Both eras. */
+int guest_walk_update_ad(struct smmu_vm *vm, struct guest_walker *w, bool write_fault)
+{
+	if (!write_fault && !(w->ptes[w->level - 1] & SMMU_PTE_DIRTY))
+		w->pte_access &= ~(uint32_t)SMMU_ACC_WRITE;
+	for (int level = PT64_ROOT_LEVEL; level >= w->level; level--) {
+		uint64_t old = w->ptes[level - 1], pte = old | SMMU_PTE_ACCESSED;
+		if (level == w->level && write_fault)
+			pte |= SMMU_PTE_DIRTY;
+		smmu_gfn_t table_gfn = w->table_gfn[level - 1];
+		struct memslot *slot = gfn_to_valid_memslot(&vm->slots, table_gfn);
+		if (pte == old || !slot || (slot->flags & SMMU_MEM_READONLY))
+			continue;
+		host_pte_set_writable(slot, table_gfn); /* __try_cmpxchg_user: a host write */
+		uint64_t *p = (uint64_t *)((uint8_t *)memslot_gfn_to_hva(slot, table_gfn) +
+					   (w->pte_gpa[level - 1] & (SMMU_PAGE_SIZE - 1)));
+		if (!__atomic_compare_exchange_n(p, &old, pte, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+			return -EAGAIN;
+		mark_page_dirty(slot, table_gfn);
+		w->ptes[level - 1] = pte;
+	}
+	return 0;
 }
 
 SMMU_API int smmu_guest_walk(const smmu_vm *vm, smmu_gpa_t cr3, smmu_gva_t gva, struct smmu_guest_walk *out)

@@ -347,6 +347,10 @@ int guest_walk_addr(const struct smmu_vm *vm, smmu_gpa_t cr3, smmu_gva_t addr, u
 /* Guest memory through valid slots; -EFAULT outside them. Caller holds srcu for read. */
 int guest_read_locked(const struct smmu_vm *vm, smmu_gpa_t gpa, void *buf, size_t len);
 uint64_t guest_read_pte(const void *hva); /* atomic 8-byte read */
+/* The end of FNAME(walk_addr_generic) for a fault: protect_clean_gpte, and
+ * FNAME(update_accessed_dirty_bits) into the guest's tables. -EAGAIN: a gpte changed under the
+ * cmpxchg, walk again. Caller holds srcu, not mmu_lock. */
+int guest_walk_update_ad(struct smmu_vm *vm, struct guest_walker *w, bool write_fault);
 static inline bool is_canonical(smmu_gva_t a) { return (uint64_t)((int64_t)(a << 16) >> 16) == a; }
 
 /* ---- mmu_page.c: shadow pages ---------------------------------------------------------------- */

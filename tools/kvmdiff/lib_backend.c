@@ -226,9 +226,9 @@ static int guest_enter(struct lib *L, int v)
 {
 	if (L->vcpu_as[v] < 0)
 		return lfail(L, "vcpu %d has no cr3 yet", v);
-	int r = smmu_vcpu_enter(L->vcpu[v]);
+	int r = smmu_vcpu_mmu_reload(L->vcpu[v]); /* vcpu_enter_guest: requests, then kvm_mmu_reload */
 	if (r)
-		return lfail(L, "smmu_vcpu_enter: %s", strerror(-r));
+		return lfail(L, "smmu_vcpu_mmu_reload: %s", strerror(-r));
 	if (access_one(L, L->vcpu[v], KD_CODE_GPA, SMMU_ACC_EXEC, 0) ||
 	    access_one(L, L->vcpu[v], KD_MBOX_GPA, SMMU_ACC_READ, 0))
 		return -1;
