@@ -129,9 +129,13 @@ void *tl_waiter_main(void *arg)
 
 void tl_waiter_hook(smmu_vm *vm, enum smmu_event ev, const smmu_sp *sp, void *ctx)
 {
-	(void)sp;
 	struct tl_waiter *w = ctx;
 	if (ev != SMMU_EV_PAGE_ZAPPED || !pthread_equal(pthread_self(), w->zapper))
+		return;
+	/* A page's first zap only: a zapped root is zapped again when its vCPU drops it, in the
+	 * vCPU's own request processing, which is no zap for a waiter to break into. */
+	struct smmu_sp_info info;
+	if (smmu_sp_get_info(vm, sp, &info) || info.invalid)
 		return;
 	if (w->events++ % w->every != w->phase || atomic_load(&w->tickets) >= w->want)
 		return;
