@@ -124,6 +124,10 @@ fi
 	echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev'
 	echo 'mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null'
 	echo 'echo always > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null'
+	# khugepaged would collapse small host pages of THP slots at random times (every 10 s by
+	# default): each collapse is an MMU-notifier invalidation, a flush and zaps that no scenario
+	# asked for. Put it to sleep for good, so that every run of a scenario does the same.
+	echo 'for f in scan_sleep_millisecs alloc_sleep_millisecs; do echo 4294967295 > /sys/kernel/mm/transparent_hugepage/khugepaged/$f; done 2>/dev/null'
 	echo 'insmod /mods/irqbypass.ko && insmod /mods/kvm.ko '"${SMMU_NESTED_KVM_ARGS:-}"' && insmod /mods/ccp.ko && insmod /mods/kvm-amd.ko npt=0 || echo "nested: kvm did not load"'
 	echo 'echo "nested: kernel $(uname -r), kvm: tdp_mmu=$(cat /sys/module/kvm/parameters/tdp_mmu) npt=$(cat /sys/module/kvm_amd/parameters/npt) mmio_caching=$(cat /sys/module/kvm/parameters/mmio_caching 2>/dev/null)"'
 	echo 'cd /out'
