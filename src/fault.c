@@ -147,9 +147,12 @@ bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, boo
 		mmu_spte_set(vm, sptep, spte);
 		rmap_add(vm, &v->caches.desc, sptep, gfn);
 	}
-	if (!prefetch)
+	bool emulate = wrprot && write_fault;
+	/* pf_fixed (rules->pf_fixed_only_if_fixed): today RET_PF_FIXED only, neither emulated nor
+	 * spurious; 3.11 whatever fetch returns. */
+	if (!prefetch && (!vm->rules->pf_fixed_only_if_fixed || (!emulate && *sptep != old)))
 		vm->stat.faults_fixed++;
-	return wrprot && write_fault;
+	return emulate;
 }
 
 /* drop_large_spte: a large leaf where a table is needed now. */

@@ -89,6 +89,12 @@ struct smmu_rules {
 	 * size), flushing once at the end; later faults map them large again. 3.11's
 	 * kvm_arch_commit_memory_region acts only when logging is turned on: the small sptes stay. */
 	bool log_off_zaps_collapsible;
+	/* pf_fixed (faults_fixed): today's kvm_mmu_do_page_fault counts a fault only when it returns
+	 * RET_PF_FIXED: not when mmu_set_spte returns RET_PF_EMULATE (a write refused because the gfn
+	 * is a shadowed guest table: the spte is installed read-only and the write emulated) or
+	 * RET_PF_SPURIOUS (the spte came out unchanged). 3.11's FNAME(page_fault) and the direct
+	 * fault paths count every fault that reached FNAME(fetch) / __direct_map, emulated or not. */
+	bool pf_fixed_only_if_fixed;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

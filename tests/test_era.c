@@ -567,6 +567,51 @@ static void test_host_page_size(void **state)
 	}
 }
 
+/* ---- 9. which faults pf_fixed counts ------------------------------------------------------------ */
+
+static uint64_t pf_fixed(smmu_vm *vm)
+{
+	struct smmu_vm_counters c;
+	assert_int_equal(smmu_vm_get_counters(vm, &c), 0);
+	return c.faults_fixed;
+}
+
+/* rules->pf_fixed_only_if_fixed: today's kvm_mmu_do_page_fault counts RET_PF_FIXED only, so a
+ * write to a shadowed guest table (its spte installed read-only, the write emulated:
+ * RET_PF_EMULATE) and a fault that leaves its spte as it was (RET_PF_SPURIOUS) count nothing;
+ * 3.11's FNAME(page_fault) counts both. An ordinary fault counts in both eras. */
+static void test_pf_fixed_counts(void **state)
+{
+	(void)state;
+	for (int e = 0; e < 2; e++) {
+		struct smmu_vm_config cfg;
+		smmu_vm_config_default(&cfg);
+		cfg.mode = SMMU_MODE_SHADOW;
+		cfg.profile = eras[e];
+		struct tl_guest g;
+		tl_guest_init_cfg(&g, &cfg, 4096, 16, 64);
+		const smmu_gva_t data = 0x40000000, pt = data + 0x1000;
+		assert_int_equal(smmu_gas_map(g.gas, data, 200, SMMU_LEVEL_4K, RW_USER), 0);
+		struct smmu_fault_info fi;
+		uint64_t n = pf_fixed(g.vm);
+		assert_int_equal(smmu_vcpu_fault(g.vcpu, data, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
+		assert_int_equal(pf_fixed(g.vm), n + 1);
+		/* The same fault again: the spte comes out unchanged. */
+		assert_int_equal(smmu_vcpu_fault(g.vcpu, data, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
+		assert_int_equal(pf_fixed(g.vm), n + 1 + (eras[e] == SMMU_PROFILE_LINUX_3_11));
+		/* A gva onto the guest table that maps data: a write to it is emulated. */
+		struct smmu_guest_walk w;
+		assert_int_equal(smmu_guest_walk(g.vm, smmu_gas_cr3(g.gas), data, &w), 0);
+		assert_int_equal(smmu_gas_map(g.gas, pt, w.table_gfn[0], SMMU_LEVEL_4K, RW_USER), 0);
+		n = pf_fixed(g.vm);
+		assert_int_equal(smmu_vcpu_fault(g.vcpu, pt, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
+		assert_true(fi.emulated_write);
+		assert_int_equal(pf_fixed(g.vm), n + (eras[e] == SMMU_PROFILE_LINUX_3_11));
+		tl_assert_audit_clean(g.vm);
+		tl_guest_fini(&g);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -583,6 +628,7 @@ int main(void)
 		cmocka_unit_test(test_notifier_retry_protocol),
 		cmocka_unit_test(test_notifier_unmap_lock_breaks),
 		cmocka_unit_test(test_host_page_size),
+		cmocka_unit_test(test_pf_fixed_counts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
