@@ -138,10 +138,16 @@ bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, boo
 			mark_page_dirty(slot, gfn);
 		}
 	}
+	/* rules->spte_dirty_on_write: make_spte's Dirty bit, skipped where it overwrites a writable
+	 * spte (its goto out). *sptep, not old: a replaced pfn was dropped above. */
+	if (vm->rules->spte_dirty_on_write && is_writable_pte(spte) && !is_writable_pte(*sptep))
+		spte |= PT_DIRTY_MASK;
 
 	if (was_rmapped) { /* mmu_spte_update */
 		if (is_writable_pte(old) && !is_writable_pte(spte))
 			kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_WRPROT);
+		else if ((old & PT_DIRTY_MASK) && !(spte & PT_DIRTY_MASK))
+			kvm_flush_remote_tlbs(vm, 0); /* the Dirty bit cleared */
 		__atomic_store_n(sptep, spte, __ATOMIC_RELAXED);
 	} else {
 		mmu_spte_set(vm, sptep, spte);
