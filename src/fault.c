@@ -127,8 +127,10 @@ bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, boo
 		spte |= PT_USER_MASK;
 	if (level > SMMU_LEVEL_4K)
 		spte |= PT_PAGE_SIZE_MASK;
-	if (slot->flags & SMMU_MEM_READONLY)
-		pte_access &= ~(uint32_t)SMMU_ACC_WRITE; /* !host_writable */
+	/* !host_writable: a read-only slot, or a read fault on a page the host does not map writable
+	 * (hva_to_pfn: the fast lookup asks for a writable page, the slow one maps it read-only). */
+	if ((slot->flags & SMMU_MEM_READONLY) || (!prefetch && !write_fault && !host_pte_writable(slot, gfn)))
+		pte_access &= ~(uint32_t)SMMU_ACC_WRITE;
 	if (pte_access & SMMU_ACC_WRITE) {
 		spte |= PT_WRITABLE_MASK;
 		if (mmu_need_write_protect(vm, gfn)) {

@@ -487,6 +487,27 @@ static void test_thp_split_back_to_4k(void **state)
 	pf_fini(&p);
 }
 
+/* hva_to_pfn's map_writable: a read fault on a page the host does not map writable (never
+ * written: unmapped or the zero page) maps it read-only even where the guest pte is dirty and
+ * writable, in both eras; once the host wrote it, a read fault maps it writable. */
+static void test_read_fault_map_writable(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < 2; k++) {
+		struct pf p;
+		pf_init(&p, SMMU_MODE_SHADOW, profiles[k], 0);
+		map_pages(&p, 16, RW_USER);
+		fault(&p, 0, SMMU_ACC_READ);
+		assert_false(writable(&p, 0));
+		host_write(&p, DATA_GFN + 8, 1);
+		fault(&p, 8, SMMU_ACC_READ);
+		assert_true(writable(&p, 8));
+		fault(&p, 0, SMMU_ACC_WRITE); /* a write fault maps its page writable itself */
+		assert_true(writable(&p, 0));
+		pf_fini(&p);
+	}
+}
+
 static void test_host_wrote_bad_input(void **state)
 {
 	(void)state;
@@ -519,6 +540,7 @@ int main(void)
 		cmocka_unit_test(test_notifier_unmaps_host_pages),
 		cmocka_unit_test(test_thp_write_maps_huge_page),
 		cmocka_unit_test(test_thp_split_back_to_4k),
+		cmocka_unit_test(test_read_fault_map_writable),
 		cmocka_unit_test(test_host_wrote_bad_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
