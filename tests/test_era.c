@@ -569,6 +569,16 @@ static void test_host_page_size(void **state)
 
 /* ---- 9. which faults pf_fixed counts ------------------------------------------------------------ */
 
+/* A shadow-mode guest of era @p: 4096 pages, its tables at gfn 16. */
+static void shadow_guest(struct tl_guest *g, enum smmu_profile p)
+{
+	struct smmu_vm_config cfg;
+	smmu_vm_config_default(&cfg);
+	cfg.mode = SMMU_MODE_SHADOW;
+	cfg.profile = p;
+	tl_guest_init_cfg(g, &cfg, 4096, 16, 64);
+}
+
 static uint64_t pf_fixed(smmu_vm *vm)
 {
 	struct smmu_vm_counters c;
@@ -584,12 +594,8 @@ static void test_pf_fixed_counts(void **state)
 {
 	(void)state;
 	for (int e = 0; e < 2; e++) {
-		struct smmu_vm_config cfg;
-		smmu_vm_config_default(&cfg);
-		cfg.mode = SMMU_MODE_SHADOW;
-		cfg.profile = eras[e];
 		struct tl_guest g;
-		tl_guest_init_cfg(&g, &cfg, 4096, 16, 64);
+		shadow_guest(&g, eras[e]);
 		const smmu_gva_t data = 0x40000000, pt = data + 0x1000;
 		assert_int_equal(smmu_gas_map(g.gas, data, 200, SMMU_LEVEL_4K, RW_USER), 0);
 		struct smmu_fault_info fi;
@@ -623,12 +629,8 @@ static void test_spte_dirty_bit(void **state)
 {
 	(void)state;
 	for (int e = 0; e < 2; e++) {
-		struct smmu_vm_config cfg;
-		smmu_vm_config_default(&cfg);
-		cfg.mode = SMMU_MODE_SHADOW;
-		cfg.profile = eras[e];
 		struct tl_guest g;
-		tl_guest_init_cfg(&g, &cfg, 4096, 16, 64);
+		shadow_guest(&g, eras[e]);
 		const smmu_gva_t data = 0x40000000;
 		const bool today = eras[e] == SMMU_PROFILE_LINUX_TODAY;
 		assert_int_equal(smmu_gas_map(g.gas, data, 200, SMMU_LEVEL_4K, RW_USER), 0);
