@@ -127,8 +127,10 @@ bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, boo
 		spte |= PT_USER_MASK;
 	if (level > SMMU_LEVEL_4K)
 		spte |= PT_PAGE_SIZE_MASK;
-	if (slot->flags & SMMU_MEM_READONLY)
-		pte_access &= ~(uint32_t)SMMU_ACC_WRITE; /* !host_writable */
+	/* !host_writable: a read-only slot, or a read fault on a page the host does not map writable
+	 * (hva_to_pfn: the fast lookup asks for a writable page, the slow one maps it read-only). */
+	if ((slot->flags & SMMU_MEM_READONLY) || (!prefetch && !write_fault && !host_pte_writable(slot, gfn)))
+		pte_access &= ~(uint32_t)SMMU_ACC_WRITE;
 	if (pte_access & SMMU_ACC_WRITE) {
 		spte |= PT_WRITABLE_MASK;
 		if (mmu_need_write_protect(vm, gfn)) {
@@ -138,18 +140,27 @@ bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, boo
 			mark_page_dirty(slot, gfn);
 		}
 	}
+	/* rules->spte_dirty_on_write: make_spte's Dirty bit, skipped where it overwrites a writable
+	 * spte (its goto out). *sptep, not old: a replaced pfn was dropped above. */
+	if (vm->rules->spte_dirty_on_write && is_writable_pte(spte) && !is_writable_pte(*sptep))
+		spte |= PT_DIRTY_MASK;
 
 	if (was_rmapped) { /* mmu_spte_update */
 		if (is_writable_pte(old) && !is_writable_pte(spte))
 			kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_WRPROT);
+		else if ((old & PT_DIRTY_MASK) && !(spte & PT_DIRTY_MASK))
+			kvm_flush_remote_tlbs(vm, 0); /* the Dirty bit cleared */
 		__atomic_store_n(sptep, spte, __ATOMIC_RELAXED);
 	} else {
 		mmu_spte_set(vm, sptep, spte);
 		rmap_add(vm, &v->caches.desc, sptep, gfn);
 	}
-	if (!prefetch)
+	bool emulate = wrprot && write_fault;
+	/* pf_fixed (rules->pf_fixed_only_if_fixed): today RET_PF_FIXED only, neither emulated nor
+	 * spurious; 3.11 whatever fetch returns. */
+	if (!prefetch && (!vm->rules->pf_fixed_only_if_fixed || (!emulate && *sptep != old)))
 		vm->stat.faults_fixed++;
-	return wrprot && write_fault;
+	return emulate;
 }
 
 /* drop_large_spte: a large leaf where a table is needed now. */

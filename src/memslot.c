@@ -225,10 +225,24 @@ void mark_page_dirty(struct memslot *slot, smmu_gfn_t gfn)
 	atomic_fetch_or_explicit(&bm[rel / 64], 1ull << (rel % 64), memory_order_relaxed);
 }
 
+/* A host write maps its page writable: the 4 KiB page, or the whole 2 MiB huge page holding it
+ * where the host maps the backing with THP and has not split that page (the write fault
+ * populated the huge page, one pmd for all of it). The huge page is in hva order, clipped to the
+ * slot. */
 void host_pte_set_writable(struct memslot *slot, smmu_gfn_t gfn)
 {
-	uint64_t rel = gfn - slot->base_gfn;
-	atomic_fetch_or_explicit(&slot->host_writable[rel / 64], 1ull << (rel % 64), memory_order_relaxed);
+	uint64_t rel = gfn - slot->base_gfn, end = rel + 1;
+	if (memslot_host_level(slot, gfn) == SMMU_LEVEL_2M) {
+		uintptr_t hva = (uintptr_t)memslot_gfn_to_hva(slot, gfn), base = (uintptr_t)slot->hva;
+		uintptr_t p0 = hva & ~(((uintptr_t)1 << PT64_LEVEL_SHIFT(SMMU_LEVEL_2M)) - 1);
+		uintptr_t p1 = p0 + ((uintptr_t)1 << PT64_LEVEL_SHIFT(SMMU_LEVEL_2M));
+		rel = p0 > base ? (p0 - base) >> SMMU_PAGE_SHIFT : 0;
+		end = (p1 - base) >> SMMU_PAGE_SHIFT;
+		if (end > slot->npages)
+			end = slot->npages;
+	}
+	for (; rel < end; rel++)
+		atomic_fetch_or_explicit(&slot->host_writable[rel / 64], 1ull << (rel % 64), memory_order_relaxed);
 }
 
 bool host_pte_writable(const struct memslot *slot, smmu_gfn_t gfn)

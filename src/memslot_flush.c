@@ -242,6 +242,10 @@ SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *sta
 		uintptr_t he = (uintptr_t)end < s1 ? (uintptr_t)end : s1;
 		if (hs >= he)
 			continue;
+		/* The host's ptes of the cut itself go; a split huge page's other pages stay mapped as
+		 * they were (__split_huge_pmd keeps their protection). */
+		smmu_gfn_t c0 = slot->base_gfn + ((hs - s0) >> SMMU_PAGE_SHIFT);
+		smmu_gfn_t c1 = slot->base_gfn + ((he - s0 + SMMU_PAGE_SIZE - 1) >> SMMU_PAGE_SHIFT);
 		if (slot->host_level == SMMU_LEVEL_2M) { /* a THP cut in part is split first */
 			host_split_thp(slot, hs, (uintptr_t)start, (uintptr_t)end, s0, s1, &hs, &he);
 			host_split_thp(slot, he - 1, (uintptr_t)start, (uintptr_t)end, s0, s1, &hs, &he);
@@ -250,7 +254,7 @@ SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *sta
 		smmu_gfn_t g0 = slot->base_gfn + ((hs - s0) >> SMMU_PAGE_SHIFT);
 		smmu_gfn_t g1 = slot->base_gfn + ((he - s0 + SMMU_PAGE_SIZE - 1) >> SMMU_PAGE_SHIFT);
 		dropped += unmap_gfn_range_break(vm, slot, g0, g1, !vm->rules->notifier_unmap_breaks_lock, &rep);
-		host_pte_unmap(slot, g0, g1); /* MADV_DONTNEED: the host's ptes of the range are gone */
+		host_pte_unmap(slot, c0, c1); /* MADV_DONTNEED: the host's ptes of the range are gone */
 	}
 	vm_unlock(vm);
 	pthread_rwlock_unlock(&vm->srcu);

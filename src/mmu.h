@@ -57,7 +57,8 @@ struct memslot {
 	 * starts unmapped; a write fault's pfn lookup (FOLL_WRITE) or a write through smmu_guest_write
 	 * maps the page writable, a read fault does not (the host maps its zero page read-only), the
 	 * MMU notifier's invalidation unmaps it. Writes the library does not see (through a pointer
-	 * from smmu_gfn_to_hva) are not counted. 4 KiB host pages. */
+	 * from smmu_gfn_to_hva) are not counted. A bit a 4 KiB page; with host_level 2M a write sets
+	 * every bit of its huge page until the host splits it (host_pte_set_writable). */
 	_Atomic uint64_t *host_writable;
 };
 

@@ -23,6 +23,8 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.zap_all_commit_once = false,
 	.prefetch_skips_spurious = false,
 	.log_off_zaps_collapsible = false,
+	.pf_fixed_only_if_fixed = false,
+	.spte_dirty_on_write = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -41,6 +43,8 @@ const struct smmu_rules smmu_rules_today = {
 	.zap_all_commit_once = true,
 	.prefetch_skips_spurious = true,
 	.log_off_zaps_collapsible = true,
+	.pf_fixed_only_if_fixed = true,
+	.spte_dirty_on_write = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

@@ -89,6 +89,17 @@ struct smmu_rules {
 	 * size), flushing once at the end; later faults map them large again. 3.11's
 	 * kvm_arch_commit_memory_region acts only when logging is turned on: the small sptes stay. */
 	bool log_off_zaps_collapsible;
+	/* pf_fixed (faults_fixed): today's kvm_mmu_do_page_fault counts a fault only when it returns
+	 * RET_PF_FIXED: not when mmu_set_spte returns RET_PF_EMULATE (a write refused because the gfn
+	 * is a shadowed guest table: the spte is installed read-only and the write emulated) or
+	 * RET_PF_SPURIOUS (the spte came out unchanged). 3.11's FNAME(page_fault) and the direct
+	 * fault paths count every fault that reached FNAME(fetch) / __direct_map, emulated or not. */
+	bool pf_fixed_only_if_fixed;
+	/* The Dirty bit of a writable leaf spte: today's make_spte sets it (spte_shadow_dirty_mask)
+	 * unless it overwrites an spte that is writable already (it jumps past it), so a fault that
+	 * rebuilds such an spte clears D: not RET_PF_SPURIOUS, and mmu_spte_update flushes
+	 * (kvm_flush_remote_tlbs_with_address from mmu_set_spte). 3.11's set_spte sets no D bit. */
+	bool spte_dirty_on_write;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

@@ -567,6 +567,91 @@ static void test_host_page_size(void **state)
 	}
 }
 
+/* ---- 9. which faults pf_fixed counts ------------------------------------------------------------ */
+
+/* A shadow-mode guest of era @p: 4096 pages, its tables at gfn 16. */
+static void shadow_guest(struct tl_guest *g, enum smmu_profile p)
+{
+	struct smmu_vm_config cfg;
+	smmu_vm_config_default(&cfg);
+	cfg.mode = SMMU_MODE_SHADOW;
+	cfg.profile = p;
+	tl_guest_init_cfg(g, &cfg, 4096, 16, 64);
+}
+
+static uint64_t pf_fixed(smmu_vm *vm)
+{
+	struct smmu_vm_counters c;
+	assert_int_equal(smmu_vm_get_counters(vm, &c), 0);
+	return c.faults_fixed;
+}
+
+/* rules->pf_fixed_only_if_fixed: today's kvm_mmu_do_page_fault counts RET_PF_FIXED only, so a
+ * write to a shadowed guest table (its spte installed read-only, the write emulated:
+ * RET_PF_EMULATE) and a fault that leaves its spte as it was (RET_PF_SPURIOUS) count nothing;
+ * 3.11's FNAME(page_fault) counts both. An ordinary fault counts in both eras. */
+static void test_pf_fixed_counts(void **state)
+{
+	(void)state;
+	for (int e = 0; e < 2; e++) {
+		struct tl_guest g;
+		shadow_guest(&g, eras[e]);
+		const smmu_gva_t data = 0x40000000, pt = data + 0x1000;
+		assert_int_equal(smmu_gas_map(g.gas, data, 200, SMMU_LEVEL_4K, RW_USER), 0);
+		struct smmu_fault_info fi;
+		uint64_t n = pf_fixed(g.vm);
+		assert_int_equal(smmu_vcpu_fault(g.vcpu, data, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
+		assert_int_equal(pf_fixed(g.vm), n + 1);
+		/* A read-only page faulted twice: the second spte comes out unchanged. */
+		const smmu_gva_t ro = data + 0x10000;
+		assert_int_equal(smmu_gas_map(g.gas, ro, 300, SMMU_LEVEL_4K, SMMU_PROT_USER), 0);
+		n = pf_fixed(g.vm);
+		assert_int_equal(smmu_vcpu_fault(g.vcpu, ro, SMMU_ACC_READ, &fi), SMMU_FAULT_MAPPED);
+		assert_int_equal(smmu_vcpu_fault(g.vcpu, ro, SMMU_ACC_READ, &fi), SMMU_FAULT_MAPPED);
+		assert_int_equal(pf_fixed(g.vm), n + 1 + (eras[e] == SMMU_PROFILE_LINUX_3_11));
+		/* A gva onto the guest table that maps data: a write to it is emulated. */
+		struct smmu_guest_walk w;
+		assert_int_equal(smmu_guest_walk(g.vm, smmu_gas_cr3(g.gas), data, &w), 0);
+		assert_int_equal(smmu_gas_map(g.gas, pt, w.table_gfn[0], SMMU_LEVEL_4K, RW_USER), 0);
+		n = pf_fixed(g.vm);
+		assert_int_equal(smmu_vcpu_fault(g.vcpu, pt, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
+		assert_true(fi.emulated_write);
+		assert_int_equal(pf_fixed(g.vm), n + (eras[e] == SMMU_PROFILE_LINUX_3_11));
+		tl_assert_audit_clean(g.vm);
+		tl_guest_fini(&g);
+	}
+}
+
+/* rules->spte_dirty_on_write: today's make_spte sets the Dirty bit of a new writable spte but
+ * not where it overwrites a writable one, so the same write fault again clears D: a fixed fault
+ * (not spurious) that flushes (mmu_spte_update). 3.11 sets no D bit: nothing to clear. */
+static void test_spte_dirty_bit(void **state)
+{
+	(void)state;
+	for (int e = 0; e < 2; e++) {
+		struct tl_guest g;
+		shadow_guest(&g, eras[e]);
+		const smmu_gva_t data = 0x40000000;
+		const bool today = eras[e] == SMMU_PROFILE_LINUX_TODAY;
+		assert_int_equal(smmu_gas_map(g.gas, data, 200, SMMU_LEVEL_4K, RW_USER), 0);
+		struct smmu_fault_info fi;
+		struct smmu_translation t;
+		assert_int_equal(smmu_vcpu_fault(g.vcpu, data, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
+		assert_int_equal(smmu_vcpu_translate(g.vcpu, data, SMMU_ACC_WRITE, &t), 0);
+		assert_int_equal(!!(t.spte & PT_DIRTY_MASK), today);
+		struct smmu_vm_counters c0, c1;
+		assert_int_equal(smmu_vm_get_counters(g.vm, &c0), 0);
+		assert_int_equal(smmu_vcpu_fault(g.vcpu, data, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
+		assert_int_equal(smmu_vm_get_counters(g.vm, &c1), 0);
+		assert_int_equal(smmu_vcpu_translate(g.vcpu, data, SMMU_ACC_WRITE, &t), 0);
+		assert_false(t.spte & PT_DIRTY_MASK);
+		assert_int_equal(c1.remote_tlb_flushes - c0.remote_tlb_flushes, today);
+		assert_int_equal(c1.faults_fixed - c0.faults_fixed, 1);
+		tl_assert_audit_clean(g.vm);
+		tl_guest_fini(&g);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -583,6 +668,8 @@ int main(void)
 		cmocka_unit_test(test_notifier_retry_protocol),
 		cmocka_unit_test(test_notifier_unmap_lock_breaks),
 		cmocka_unit_test(test_host_page_size),
+		cmocka_unit_test(test_pf_fixed_counts),
+		cmocka_unit_test(test_spte_dirty_bit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

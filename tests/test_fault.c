@@ -280,7 +280,9 @@ static void test_guest_pf_reasons(void **state)
 	expect_mapped(g.vcpu, sup, SMMU_ACC_WRITE, &fi);
 	assert_int_equal(smmu_vcpu_translate(g.vcpu, sup, SMMU_ACC_USER, &t), -EACCES);
 
-	/* Fetch from a no-execute page. */
+	/* Fetch from a no-execute page (its host page written: a read fault maps it writable). */
+	char *nx_hva = smmu_gfn_to_hva(g.vm, 102);
+	assert_int_equal(smmu_host_wrote(g.vm, nx_hva, nx_hva + 1), 0);
 	assert_int_equal(fault(g.vcpu, nx, SMMU_ACC_EXEC, &fi), SMMU_FAULT_GUEST_PF);
 	assert_int_equal(fi.pf_reason, SMMU_PF_NX);
 	assert_int_equal(fi.pf_level, 1);

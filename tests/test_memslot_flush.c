@@ -426,7 +426,9 @@ static void test_dirty_logging(void **state)
 	assert_int_equal(smmu_vcpu_translate(s.a.vcpu, a0 + 3 * 0x1000, SMMU_ACC_WRITE, &t), 0);
 	uint32_t val = 0x1234;
 	assert_int_equal(smmu_vcpu_write(s.b.vcpu, 0x40000000ull + 5 * 0x1000 + 8, &val, sizeof(val)), 0);
-	/* The large page faults back as 4K while logging. */
+	/* The large page faults back as 4K while logging (its host page written). */
+	char *h7 = smmu_gfn_to_hva(s.vm, LARGE_GFN + 7);
+	assert_int_equal(smmu_host_wrote(s.vm, h7, h7 + 1), 0);
 	assert_int_equal(smmu_vcpu_fault(s.a.vcpu, LARGE_GVA + 0x7000, 0, &fi), SMMU_FAULT_MAPPED);
 	assert_int_equal(fi.level, SMMU_LEVEL_4K);
 	/* (A read, but the guest PTE is writable and dirty: the spte is made writable and the page

@@ -195,13 +195,15 @@ static void test_translate_before_after_fault(void **state)
 	assert_int_equal(smmu_vcpu_translate(g.vcpu, GVA + 0x123, 0, &t), -EFAULT); /* no root yet */
 	assert_int_equal(smmu_vcpu_translate(g.vcpu, GVA, 0, NULL), -EINVAL);
 	assert_int_equal(smmu_vcpu_translate(NULL, GVA, 0, &t), -EINVAL);
-	/* A read fault by the supervisor. */
+	/* A read fault by the supervisor, on a page the host has written. */
+	char *h = smmu_gfn_to_hva(g.vm, 700);
+	assert_int_equal(smmu_host_wrote(g.vm, h, h + 1), 0);
 	assert_int_equal(smmu_vcpu_fault(g.vcpu, GVA + 0x123, 0, NULL), SMMU_FAULT_MAPPED);
 	assert_int_equal(smmu_vcpu_translate(g.vcpu, GVA + 0x123, 0, &t), 0);
 	assert_ptr_equal(t.hva, (char *)smmu_gfn_to_hva(g.vm, 700) + 0x123);
 	assert_int_equal(t.level, SMMU_LEVEL_4K);
 	assert_true(t.access & SMMU_ACC_USER);
-	assert_true(t.access & SMMU_ACC_WRITE); /* the guest PTE is dirty: mapped writable */
+	assert_true(t.access & SMMU_ACC_WRITE); /* the guest PTE is dirty, the host's page writable */
 	assert_int_equal(t.spte & 1, 1);
 	/* The neighbouring page is still unmapped. */
 	assert_int_equal(smmu_vcpu_translate(g.vcpu, GVA + 0x1000, 0, &t), -EFAULT);

@@ -101,7 +101,9 @@ struct smmu_vm_counters {
 	uint64_t pages_freed;          /**< pages freed in commit */
 	uint64_t pages_recycled;       /**< zapped by the page limit (mmu_recycled) */
 	uint64_t faults;               /**< fault calls that took the lock */
-	uint64_t faults_fixed;         /**< pf_fixed: leaf sptes installed */
+	uint64_t faults_fixed;         /**< pf_fixed: faults that installed their leaf spte (today: not
+	                                    a write emulated on a shadowed table, nor a fault whose
+	                                    spte came out unchanged; 3.11: both counted) */
 	uint64_t pte_writes;           /**< trapped guest page-table writes */
 	uint64_t remote_tlb_flushes;   /**< kvm_flush_remote_tlbs calls */
 	uint64_t reload_requests;      /**< kvm_reload_remote_mmus calls */

@@ -246,7 +246,9 @@ SMMU_API int smmu_memslot_set_flags(smmu_vm *vm, int id, uint32_t flags);
  * transparent_hugepage_adjust). A new slot assumes SMMU_LEVEL_1G, so that only lpage_info limits
  * the level. At SMMU_LEVEL_2M the host splits a huge page that smmu_mmu_notifier_invalidate_range
  * covers only in part (as THP does: the split invalidates the whole 2 MiB page first), and that
- * page maps 4 KiB from then on; hugetlbfs pages are never split. Setting the level again forgets
+ * page maps 4 KiB from then on (its pages keep their state, the cut's are unmapped); a write
+ * into a huge page not split maps all of it writable, as THP's fault populates it whole (what
+ * pte prefetch needs). hugetlbfs pages are never split. Setting the level again forgets
  * the splits (the host mapped the backing anew).
  * @return 0; -EINVAL (NULL @p vm, @p level not 1 to 3); -ENOENT (no slot @p id); -EBUSY (a leaf
  *         spte of the slot is larger than @p level: invalidate it first, as the host's remap
@@ -284,7 +286,9 @@ SMMU_API void *smmu_gfn_to_hva(const smmu_vm *vm, smmu_gfn_t gfn);
 /**
  * The host wrote [@p start, @p end) of slot backing through host pointers (smmu_gfn_to_hva,
  * smmu_vcpu_translate): its page tables now map the pages that range touches writable, as a
- * store into anonymous memory leaves them. KVM never sees such a store; it matters to pte
+ * store into anonymous memory leaves them (over THP, smmu_memslot_set_host_level SMMU_LEVEL_2M,
+ * the whole 2 MiB huge page holding each, until the host splits it). KVM never sees such a
+ * store; it matters to pte
  * prefetch, whose atomic pfn lookups map only pages the host already maps writable. Faults,
  * smmu_guest_write and the MMU notifier keep this state themselves. Bytes in no slot's backing
  * are ignored, as the MMU notifier ignores them.

@@ -419,6 +419,17 @@ int kd_lib_run(const struct kd_scenario *sc, struct kd_record *rec, bool do_audi
 		lfail(&L, "system slot: %s", strerror(-r));
 		goto out;
 	}
+	/* The kernel side's host stores into the system slot (the program, the GDT at 0x3000, the
+	 * mailbox every step) leave those pages mapped writable, so KVM's read faults on them map
+	 * writable sptes (map_writable); the library learns it so. */
+	static const uint64_t sys_written[] = { KD_CODE_GPA, 0x3000, KD_MBOX_GPA };
+	for (size_t i = 0; i < sizeof(sys_written) / sizeof(sys_written[0]); i++) {
+		char *h = smmu_gfn_to_hva(L.vm, sys_written[i] >> 12);
+		if (!h || smmu_host_wrote(L.vm, h, h + 4096)) {
+			lfail(&L, "smmu_host_wrote");
+			goto out;
+		}
+	}
 	for (int v = 0; v < sc->nvcpus; v++) {
 		L.vcpu_as[v] = -1;
 		if ((r = smmu_vcpu_create(L.vm, &L.vcpu[v]))) {
