@@ -23,6 +23,10 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.zap_all_commit_once = false,
 	.prefetch_skips_spurious = false,
 	.log_off_zaps_collapsible = false,
+	.prefetch_may_unsync = true,
+	.get_higher_zaps_unsync = false,
+	.sync_flushes_remote = false,
+	.sync_zaps_empty = true,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -41,6 +45,10 @@ const struct smmu_rules smmu_rules_today = {
 	.zap_all_commit_once = true,
 	.prefetch_skips_spurious = true,
 	.log_off_zaps_collapsible = true,
+	.prefetch_may_unsync = false,
+	.get_higher_zaps_unsync = true,
+	.sync_flushes_remote = true,
+	.sync_zaps_empty = false,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)
