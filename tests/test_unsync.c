@@ -317,6 +317,53 @@ static void test_prefetch_never_unsyncs_today(void **state)
 	check_prefetch(SMMU_PROFILE_LINUX_TODAY, 0);
 }
 
+/* ---- the eras: a page above level 1 for an unsync page's gfn ---------------------------------- */
+
+/* The guest makes data's level-1 table, unsync, a level-2 table too (a PDPT entry of another
+ * 1 GiB region points at it; its entry 1 maps the table itself, so it is also that path's
+ * level-1 table). The fault there asks for a level-2 page of the gfn: today's
+ * __kvm_mmu_find_shadow_page zaps the unsync page it meets; 3.11's kvm_mmu_get_page syncs it
+ * (kvm_sync_pages) and the fetch then finds it again as the new path's level-1 page. */
+static void check_higher_level(enum smmu_profile profile, uint64_t zapped, uint64_t created)
+{
+	struct fix f;
+	setup(&f, profile);
+	uint64_t self = gpte(f.l1);
+	assert_int_equal(smmu_vcpu_write(f.g.vcpu, PT_GVA + 1 * 8, &self, sizeof(self)), 0);
+	assert_int_equal(unsync_now(f.g.vm), 1);
+	struct smmu_guest_walk w;
+	assert_int_equal(smmu_guest_walk(f.g.vm, smmu_gas_cr3(f.g.gas), DATA_GVA, &w), 0);
+	const smmu_gva_t region = 2ull << 30, addr = region + (1ull << 21);
+	assert_int_equal(smmu_guest_write_u64(f.g.vm, (w.table_gfn[2] << SMMU_PAGE_SHIFT) + PT64_INDEX(region, 3) * 8,
+					      gpte(f.l1) & ~(uint64_t)SMMU_PTE_DIRTY),
+			 0);
+	struct smmu_vm_counters c0 = counters(f.g.vm);
+	uint64_t v;
+	assert_int_equal(smmu_vcpu_read(f.g.vcpu, addr, &v, sizeof(v)), 0);
+	struct smmu_vm_counters c1 = counters(f.g.vm);
+	struct smmu_translation t;
+	assert_int_equal(smmu_vcpu_translate(f.g.vcpu, addr, 0, &t), 0);
+	assert_ptr_equal(t.hva, smmu_gfn_to_hva(f.g.vm, DATA_GFN));
+	assert_int_equal(unsync_now(f.g.vm), 0);
+	assert_int_equal(c1.pages_zapped - c0.pages_zapped, zapped);
+	assert_int_equal(c1.pages_created - c0.pages_created, created);
+	assert_non_null(find_sp(f.g.vm, f.l1, SMMU_LEVEL_2M));
+	tl_assert_audit_clean(f.g.vm);
+	tl_guest_fini(&f.g);
+}
+
+static void test_higher_level_syncs_3_11(void **state)
+{
+	(void)state;
+	check_higher_level(SMMU_PROFILE_LINUX_3_11, 0, 1); /* the level-2 page only */
+}
+
+static void test_higher_level_zaps_today(void **state)
+{
+	(void)state;
+	check_higher_level(SMMU_PROFILE_LINUX_TODAY, 1, 2); /* the level-2 page, the level-1 page again */
+}
+
 /* ---- the audit's checks, broken on purpose --------------------------------------------------- */
 
 static void test_audit_reports_unsync_breaks(void **state)
@@ -389,6 +436,8 @@ int main(void)
 		cmocka_unit_test(test_zap_unsync_children_today),
 		cmocka_unit_test(test_prefetch_unsyncs_3_11),
 		cmocka_unit_test(test_prefetch_never_unsyncs_today),
+		cmocka_unit_test(test_higher_level_syncs_3_11),
+		cmocka_unit_test(test_higher_level_zaps_today),
 		cmocka_unit_test(test_audit_reports_unsync_breaks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
