@@ -317,6 +317,69 @@ static void test_prefetch_never_unsyncs_today(void **state)
 	check_prefetch(SMMU_PROFILE_LINUX_TODAY, 0);
 }
 
+/* ---- kvm_mmu_get_page finding an unsync page ------------------------------------------------ */
+
+/* A trapped write to data's level-2 table unlinks the unsync page; the next fault finds it again
+ * by gfn and role and syncs it before linking it (3.11's kvm_sync_page_transient, today's
+ * kvm_sync_page): it stays unsync, and the new link carries its unsync_child bit. The sync drops
+ * its only spte (the gfn changed), so 3.11 zaps it and creates the page anew. */
+static void check_find_syncs(enum smmu_profile profile, uint64_t zapped, uint64_t unsync_after)
+{
+	struct fix f;
+	setup(&f, profile);
+	/* A second data page in the same table, which the fault below does not map again. */
+	const smmu_gva_t data2 = DATA_GVA + 0x2000;
+	assert_int_equal(smmu_gas_map(f.g.gas, data2, DATA_GFN + 1, SMMU_LEVEL_4K, RW_USER), 0);
+	uint64_t v, pte2 = gpte(NEW_GFN + 1);
+	assert_int_equal(smmu_vcpu_read(f.g.vcpu, data2, &v, sizeof(v)), 0);
+	guest_rewrites_data_pte(&f, gpte(NEW_GFN));
+	assert_int_equal(smmu_vcpu_write(f.g.vcpu, PT_GVA + PT64_INDEX(data2, 1) * 8, &pte2, sizeof(pte2)), 0);
+	assert_int_equal(unsync_now(f.g.vm), 1);
+	smmu_gpa_t pde = (f.l2 << SMMU_PAGE_SHIFT) + PT64_INDEX(DATA_GVA, 2) * 8;
+	uint64_t e;
+	assert_int_equal(smmu_guest_read_u64(f.g.vm, pde, &e), 0);
+	assert_int_equal(smmu_guest_write_u64(f.g.vm, pde, e), 0); /* same value, trapped: unlinks */
+	assert_null(data_hva(&f));
+	/* A root load's sync walk clears the bits that lead nowhere now; the unlinked page,
+	 * reachable from no root, stays unsync. */
+	assert_int_equal(smmu_vcpu_set_cr3(f.g.vcpu, smmu_gas_cr3(f.g.gas)), 0);
+	assert_int_equal(smmu_vcpu_mmu_reload(f.g.vcpu), 0);
+	assert_int_equal(unsync_now(f.g.vm), 1);
+	struct smmu_sp *parent = find_sp(f.g.vm, f.l2, SMMU_LEVEL_2M);
+	assert_non_null(parent);
+	assert_int_equal(parent->unsync_children, 0);
+	struct smmu_vm_counters c0 = counters(f.g.vm);
+	assert_int_equal(smmu_vcpu_read(f.g.vcpu, DATA_GVA, &v, sizeof(v)), 0);
+	struct smmu_vm_counters c1 = counters(f.g.vm);
+	assert_ptr_equal(data_hva(&f), smmu_gfn_to_hva(f.g.vm, NEW_GFN));
+	struct smmu_translation t; /* the sync dropped data2's stale spte */
+	assert_int_equal(smmu_vcpu_translate(f.g.vcpu, data2, 0, &t), -EFAULT);
+	assert_int_equal(c1.pages_zapped - c0.pages_zapped, zapped);
+	assert_int_equal(c1.pages_created - c0.pages_created, zapped);
+	assert_int_equal(unsync_now(f.g.vm), unsync_after);
+	struct smmu_sp *sp = find_sp(f.g.vm, f.l1, SMMU_LEVEL_4K);
+	assert_non_null(sp);
+	assert_int_equal(sp->unsync, unsync_after);
+	assert_int_equal(parent->unsync_children, unsync_after); /* link_shadow_page → mark_unsync */
+	int i = PT64_INDEX(DATA_GVA, 2);
+	if (unsync_after)
+		assert_true(parent->unsync_child_bitmap[i / 64] & (1ull << (i % 64)));
+	tl_assert_audit_clean(f.g.vm);
+	tl_guest_fini(&f.g);
+}
+
+static void test_find_syncs_3_11(void **state)
+{
+	(void)state;
+	check_find_syncs(SMMU_PROFILE_LINUX_3_11, 1, 0);
+}
+
+static void test_find_syncs_today(void **state)
+{
+	(void)state;
+	check_find_syncs(SMMU_PROFILE_LINUX_TODAY, 0, 1);
+}
+
 /* ---- the eras: a page above level 1 for an unsync page's gfn ---------------------------------- */
 
 /* The guest makes data's level-1 table, unsync, a level-2 table too (a PDPT entry of another
@@ -436,6 +499,8 @@ int main(void)
 		cmocka_unit_test(test_zap_unsync_children_today),
 		cmocka_unit_test(test_prefetch_unsyncs_3_11),
 		cmocka_unit_test(test_prefetch_never_unsyncs_today),
+		cmocka_unit_test(test_find_syncs_3_11),
+		cmocka_unit_test(test_find_syncs_today),
 		cmocka_unit_test(test_higher_level_syncs_3_11),
 		cmocka_unit_test(test_higher_level_zaps_today),
 		cmocka_unit_test(test_audit_reports_unsync_breaks),
