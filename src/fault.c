@@ -112,9 +112,9 @@ void mmu_free_roots(struct smmu_vcpu *v)
 }
 
 /* mmu_set_spte + set_spte: install the leaf. Returns true when a write had to be refused because
- * the gfn is a shadowed guest table that cannot go unsync (the access must be emulated). A prefetched spte (pte
- * prefetch: speculative in 3.11, prefetch in make_spte today) is made without the Accessed bit
- * and is no fixed fault. */
+ * the gfn is a shadowed guest table that cannot go unsync (mmu_try_to_unsync_pages: the access
+ * must be emulated). A prefetched spte (pte prefetch: speculative in 3.11, prefetch in make_spte
+ * today) is made without the Accessed bit and is no fixed fault. */
 bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, bool write_fault, int level,
 		  smmu_gfn_t gfn, struct memslot *slot, bool prefetch)
 {

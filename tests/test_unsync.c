@@ -397,9 +397,8 @@ static void check_higher_level(enum smmu_profile profile, uint64_t zapped, uint6
 	struct smmu_guest_walk w;
 	assert_int_equal(smmu_guest_walk(f.g.vm, smmu_gas_cr3(f.g.gas), DATA_GVA, &w), 0);
 	const smmu_gva_t region = 2ull << 30, addr = region + (1ull << 21);
-	assert_int_equal(smmu_guest_write_u64(f.g.vm, (w.table_gfn[2] << SMMU_PAGE_SHIFT) + PT64_INDEX(region, 3) * 8,
-					      gpte(f.l1) & ~(uint64_t)SMMU_PTE_DIRTY),
-			 0);
+	smmu_gpa_t pdpte = (w.table_gfn[2] << SMMU_PAGE_SHIFT) + PT64_INDEX(region, 3) * 8;
+	assert_int_equal(smmu_guest_write_u64(f.g.vm, pdpte, gpte(f.l1) & ~(uint64_t)SMMU_PTE_DIRTY), 0);
 	struct smmu_vm_counters c0 = counters(f.g.vm);
 	uint64_t v;
 	assert_int_equal(smmu_vcpu_read(f.g.vcpu, addr, &v, sizeof(v)), 0);
