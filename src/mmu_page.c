@@ -212,6 +212,11 @@ int kvm_mmu_prepare_zap_page(struct smmu_vm *vm, struct smmu_sp *sp, struct list
 	__builtin_prefetch(sp->hash_link.pprev, 1);
 	__builtin_prefetch(sp->hash_link.next, 1);
 	vm->stat.pages_zapped++;
+	/* Every call, as the kvm_mmu_prepare_zap_page tracepoint, which comes first in both eras
+	 * (before the unsync children it zaps): a root zapped while in use is prepared again when
+	 * its last user drops it (mmu_free_root_page). The hook sees role.invalid still clear on
+	 * the first zap only. */
+	vm_event(vm, SMMU_EV_PAGE_ZAPPED, sp);
 	ret = mmu_zap_unsync_children(vm, sp, invalid_list);
 	kvm_mmu_page_unlink_children(vm, sp);
 	kvm_mmu_unlink_parents(vm, sp);
@@ -229,10 +234,6 @@ int kvm_mmu_prepare_zap_page(struct smmu_vm *vm, struct smmu_sp *sp, struct list
 		if (!sp->role.invalid && !is_obsolete_sp(vm, sp))
 			kvm_reload_remote_mmus(vm);
 	}
-	/* Every call, as the kvm_mmu_prepare_zap_page tracepoint: a root zapped while in use is
-	 * prepared again when its last user drops it (mmu_free_root_page). The hook sees role.invalid
-	 * still clear on the first zap only. */
-	vm_event(vm, SMMU_EV_PAGE_ZAPPED, sp);
 	sp->role.invalid = 1;
 	return ret;
 }
