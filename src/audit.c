@@ -423,7 +423,7 @@ static void audit_hash(struct audit *a)
 static void audit_page_lists(struct audit *a)
 {
 	struct smmu_vm *vm = a->vm;
-	uint64_t indirect = 0;
+	uint64_t indirect = 0, unsync = 0;
 	for (uint32_t k = 0; k < a->n; k++) {
 		const struct smmu_sp *sp = a->pages[k];
 		if (!a->in_hash[k])
@@ -434,7 +434,16 @@ static void audit_page_lists(struct audit *a)
 			       "invalid page with no root user left on active_mmu_pages");
 		if (!sp->role.direct && !sp->role.invalid)
 			indirect++;
+		if (sp->unsync) {
+			unsync++;
+			if (sp->role.direct || sp->role.invalid || sp->role.level != SMMU_LEVEL_4K)
+				report(a, SMMU_INV_PAGE_LISTS, SPOT(.sp = sp, .gfn = sp->gfn), 0, 1,
+				       "unsync page that is not a valid level-1 indirect page");
+		}
 	}
+	if (vm->mmu_unsync != unsync)
+		report(a, SMMU_INV_PAGE_LISTS, SPOT(0), (int64_t)unsync, (int64_t)vm->mmu_unsync,
+		       "mmu_unsync differs from the unsync pages listed");
 	if (vm->n_used_mmu_pages != a->n)
 		report(a, SMMU_INV_PAGE_LISTS, SPOT(0), (int64_t)a->n, (int64_t)vm->n_used_mmu_pages,
 		       "n_used_mmu_pages differs from the length of active_mmu_pages");
@@ -516,7 +525,20 @@ static void audit_parent_ptes(struct audit *a)
 			else if (!ref_set(a, pi, i))
 				report(a, SMMU_INV_PARENT_LINKS, SPOT(.sp = child, .gfn = child->gfn), 1, 2,
 				       "parent_ptes names the spte of page %p index %d twice", (void *)parent, i);
+			else if ((child->unsync || child->unsync_children) &&
+				 !(parent->unsync_child_bitmap[i / 64] & (1ull << (i % 64))))
+				report(a, SMMU_INV_PARENT_LINKS, SPOT(.sp = child, .gfn = child->gfn), 1, 0,
+				       "parent (page %p spte %d) lacks the unsync_child bit of this %s page",
+				       (void *)parent, i, child->unsync ? "unsync" : "unsync-parent");
 		}
+		/* mark_unsync / clear_unsync_child_bit keep the count and the bits together; stale
+		 * bits (a child unlinked since) are allowed, the unsync walks clear them. */
+		uint64_t bits = 0;
+		for (int w = 0; w < SMMU_PT_ENTRIES / 64; w++)
+			bits += (uint64_t)__builtin_popcountll(child->unsync_child_bitmap[w]);
+		if (bits != child->unsync_children)
+			report(a, SMMU_INV_PARENT_LINKS, SPOT(.sp = child, .gfn = child->gfn), (int64_t)bits,
+			       child->unsync_children, "unsync_children differs from the bits set");
 	}
 }
 
@@ -772,7 +794,7 @@ static void audit_write_protect(struct audit *a)
 	size_t ng = 0;
 	for (uint32_t k = 0; k < a->n; k++) {
 		const struct smmu_sp *sp = a->pages[k];
-		if (!sp->role.direct && !sp->role.invalid && !is_obsolete_sp(vm, sp))
+		if (!sp->role.direct && !sp->role.invalid && !is_obsolete_sp(vm, sp) && !sp->unsync)
 			gfns[ng++] = sp->gfn;
 	}
 	qsort(gfns, ng, sizeof(*gfns), cmp_u64);
@@ -870,6 +892,9 @@ static void guest_view_leaf(const struct leaf_table *t, unsigned i, struct guest
 
 /* Invariant 7 for the leaf at @sptep in @sp, reached from @v's root at @addr; @g is the guest's
  * view of @addr in shadow mode, NULL in direct mode. */
+/* The guest view of a leaf of an unsync page: none to compare with (invariant 7). */
+static const struct guest_view UNSYNC_VIEW;
+
 static void audit_translation(struct audit *a, const struct smmu_vcpu *v, const struct smmu_sp *sp,
 			      const uint64_t *sptep, uint64_t addr, const struct guest_view *g)
 {
@@ -877,7 +902,9 @@ static void audit_translation(struct audit *a, const struct smmu_vcpu *v, const 
 	int level = (int)sp->role.level;
 	smmu_gfn_t leaf_gfn = kvm_mmu_page_get_gfn(sp, (int)(sptep - sp->spt)), gfn;
 #define AT(...) SPOT(.sp = sp, .sptep = sptep, .vcpu = v, .addr = addr, .gfn = leaf_gfn __VA_ARGS__)
-	if (g) {
+	if (g == &UNSYNC_VIEW) {
+		gfn = leaf_gfn;
+	} else if (g) {
 		if (g->rc) {
 			report(a, SMMU_INV_TRANSLATION, AT(), 0, g->rc,
 			       "guest tables do not map an address the shadow root maps");
@@ -952,6 +979,12 @@ static void walk_root(struct audit *a, const struct smmu_vcpu *v, const struct s
 					continue;
 				}
 				addr = sign_extend_48(addr);
+				if (sp->unsync) {
+					/* The guest writes an unsync page's table freely: its leaves
+					 * follow the table only once synced (kvm_sync_page). */
+					audit_translation(a, v, sp, sptep, addr, &UNSYNC_VIEW);
+					continue;
+				}
 				struct guest_view g;
 				if (level == SMMU_LEVEL_4K && !lt_ready) {
 					leaf_table_init(a, v, addr, &lt);

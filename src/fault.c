@@ -13,7 +13,11 @@
 #define ACC_ALL (SMMU_ACC_WRITE | SMMU_ACC_USER | SMMU_ACC_EXEC)
 
 /* kvm_mmu_get_page: the page of this gfn and role from mmu_page_hash, never an obsolete one
- * (nor an invalid one: the invalid bit is part of the role), else a new page. */
+ * (nor an invalid one: the invalid bit is part of the role), else a new page. An unsync page
+ * found is synced first (3.11's kvm_sync_page_transient, today's kvm_sync_page: it stays
+ * unsync), and one that cannot be is zapped and replaced. Unsync pages of the gfn met while
+ * looking for a page above level 1 are zapped (today) or synced when the page is created
+ * (3.11): rules->get_higher_zaps_unsync. */
 struct smmu_sp *kvm_mmu_get_page(struct smmu_vcpu *v, smmu_gfn_t gfn, int level, bool direct,
 				 uint32_t access)
 {
@@ -22,12 +26,34 @@ struct smmu_sp *kvm_mmu_get_page(struct smmu_vcpu *v, smmu_gfn_t gfn, int level,
 	role.level = (unsigned)level;
 	role.direct = direct;
 	role.access = access;
-	struct smmu_sp *sp;
+	struct smmu_sp *sp, *found = NULL;
+	struct list_node invalid_list;
+	bool need_sync = false;
+	list_init(&invalid_list);
 	for_each_sp_in_bucket(vm, sp, gfn, node) {
-		if (sp->gfn != gfn || is_obsolete_sp(vm, sp) || sp->role.word != role.word)
+		if (sp->gfn != gfn || is_obsolete_sp(vm, sp))
 			continue;
-		return sp;
+		if (sp->role.word != role.word) {
+			need_sync |= sp->unsync;
+			if (sp->unsync && level > SMMU_LEVEL_4K && vm->rules->get_higher_zaps_unsync)
+				kvm_mmu_prepare_zap_page(vm, sp, &invalid_list);
+			continue;
+		}
+		if (sp->unsync) {
+			int ret = kvm_sync_page(v, sp, &invalid_list);
+			if (ret < 0)
+				break;
+			if (ret > 0 && vm->rules->sync_flushes_remote)
+				kvm_flush_remote_tlbs(vm, 0);
+		}
+		if (sp->unsync_children)
+			vcpu_make_request(v, KVM_REQ_MMU_SYNC);
+		found = sp;
+		break;
 	}
+	kvm_mmu_commit_zap_page(vm, &invalid_list);
+	if (found)
+		return found;
 	sp = kvm_mmu_alloc_page(vm, &v->caches, direct);
 	sp->gfn = gfn;
 	sp->role = role;
@@ -37,6 +63,8 @@ struct smmu_sp *kvm_mmu_get_page(struct smmu_vcpu *v, smmu_gfn_t gfn, int level,
 	if (!direct) {
 		if (rmap_write_protect(vm, gfn))
 			kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_WRPROT);
+		if (level > SMMU_LEVEL_4K && need_sync && !vm->rules->get_higher_zaps_unsync)
+			kvm_sync_pages(v, gfn);
 		account_shadowed(vm, sp);
 	}
 	vm_event(vm, SMMU_EV_PAGE_CREATED, sp);
@@ -59,6 +87,7 @@ int mmu_alloc_roots(struct smmu_vcpu *v)
 	sp->root_count++;
 	v->root = sp;
 	v->stat.roots_loaded++;
+	kvm_mmu_sync_roots_locked(v); /* kvm_mmu_load: the root's unsync pages are synced */
 	return 0;
 }
 
@@ -82,23 +111,10 @@ void mmu_free_roots(struct smmu_vcpu *v)
 	vm_unlock(v->vm);
 }
 
-/* mmu_need_write_protect: a valid indirect page shadows @gfn (no page is ever unsync here). */
-bool mmu_need_write_protect(struct smmu_vm *vm, smmu_gfn_t gfn)
-{
-	struct smmu_sp *sp;
-	/* As kvm_mmu_pte_write's shortcut: with no indirect page nothing is write-protected. */
-	if (!atomic_load_explicit(&vm->indirect_shadow_pages, memory_order_relaxed))
-		return false;
-	for_each_sp_in_bucket(vm, sp, gfn, node)
-		if (sp->gfn == gfn && !sp->role.direct && !sp->role.invalid)
-			return true;
-	return false;
-}
-
 /* mmu_set_spte + set_spte: install the leaf. Returns true when a write had to be refused because
- * the gfn is a shadowed guest table (the access must be emulated). A prefetched spte (pte
- * prefetch: speculative in 3.11, prefetch in make_spte today) is made without the Accessed bit
- * and is no fixed fault. */
+ * the gfn is a shadowed guest table that cannot go unsync (mmu_try_to_unsync_pages: the access
+ * must be emulated). A prefetched spte (pte prefetch: speculative in 3.11, prefetch in make_spte
+ * today) is made without the Accessed bit and is no fixed fault. */
 bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, bool write_fault, int level,
 		  smmu_gfn_t gfn, struct memslot *slot, bool prefetch)
 {
@@ -133,7 +149,7 @@ bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, boo
 		pte_access &= ~(uint32_t)SMMU_ACC_WRITE;
 	if (pte_access & SMMU_ACC_WRITE) {
 		spte |= PT_WRITABLE_MASK;
-		if (mmu_need_write_protect(vm, gfn)) {
+		if (mmu_try_to_unsync_pages(vm, gfn, true, prefetch)) {
 			wrprot = true;
 			spte &= ~PT_WRITABLE_MASK;
 		} else {
@@ -362,6 +378,8 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 	} else {
 		make_mmu_pages_available(vm);
 		r = v->root ? 0 : mmu_alloc_roots(v);
+		if (!r && v->sync_pending) /* KVM_REQ_MMU_SYNC, taken at this entry */
+			kvm_mmu_sync_roots_locked(v);
 		if (!r) {
 			if (shadow) {
 				r = fetch(v, addr, &w, access & SMMU_ACC_WRITE, slot, info);

@@ -136,13 +136,20 @@ struct smmu_sp {
 	/* zap_leaf_first's scan hint: in generation zap_scan_gen (low 16 bits), no spte below
 	 * zap_scan links an obsolete child. A stale hint only costs the leaf-first order. */
 	uint16_t zap_scan, zap_scan_gen;
-	/* No unsync flag: the model keeps every indirect page synced (write-protected). */
+	/* Unsync pages (unsync.c): a level-1 indirect page whose guest table the guest may write
+	 * without a trap (kvm_unsync_page); its parents carry one unsync_child_bitmap bit for it
+	 * (mark_unsync), and unsync_children counts a page's set bits. Bits go stale when a child
+	 * is unlinked; the unsync walks clear them (__mmu_unsync_walk), as KVM's do. */
+	bool unsync;
+	uint16_t unsync_children;
+	uint64_t unsync_child_bitmap[SMMU_PT_ENTRIES / 64];
 };
 
 /* ---- vCPUs (kvm_vcpu + kvm_mmu) -------------------------------------------------------------- */
 
 #define KVM_REQ_TLB_FLUSH (1u << 0)
 #define KVM_REQ_MMU_RELOAD (1u << 1)
+#define KVM_REQ_MMU_SYNC (1u << 2)
 
 /*
  * vcpu->mode (kvm_vcpu.mode). The low two bits are the mode; the bits above count the vCPU's
@@ -179,6 +186,7 @@ struct smmu_vcpu {
 	smmu_gpa_t cr3;
 	bool has_cr3;
 	struct smmu_sp *root;       /* root_hpa; protected by mmu_lock */
+	bool sync_pending;          /* KVM_REQ_MMU_SYNC taken, roots not synced yet (own thread) */
 	struct vcpu_caches caches;
 	struct tlb_entry *tlb;      /* tlb_sets * tlb_ways */
 	uint32_t tlb_clock;
@@ -229,6 +237,7 @@ struct smmu_vm {
 	_Atomic uint64_t remote_flushes;
 	_Atomic uint64_t reload_requests;
 	uint64_t unaccount_no_slot;     /* unaccount_shadowed found no slot: KVM would crash */
+	uint64_t mmu_unsync;            /* kvm->stat.mmu_unsync: unsync pages now (protected by mmu_lock) */
 	/* Freed under mmu_lock (protected by it), handed on by vm_unlock once the lock is free:
 	 * headers (each with its gfns array) to hdr_cache, rmap descriptors to the allocator, whose
 	 * free may purge or trim memory, milliseconds that are not KVM's. */
@@ -384,7 +393,6 @@ struct smmu_sp *kvm_mmu_get_page(struct smmu_vcpu *v, smmu_gfn_t gfn, int level,
 int mmu_alloc_roots(struct smmu_vcpu *v);
 void mmu_free_roots(struct smmu_vcpu *v); /* takes mmu_lock */
 void mmu_free_roots_locked(struct smmu_vcpu *v, struct list_node *invalid_list);
-bool mmu_need_write_protect(struct smmu_vm *vm, smmu_gfn_t gfn);
 /* mmu_set_spte: install a leaf; @prefetch for pte prefetch's (no Accessed bit, not a fixed fault).
  * True when a write fault had to be refused (the gfn is a shadowed guest table). */
 bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, bool write_fault, int level,
@@ -397,6 +405,25 @@ void kvm_mmu_pte_write(struct smmu_vm *vm, smmu_gpa_t gpa, size_t len);
 /* FNAME(pte_prefetch) / direct_pte_prefetch after a fault installed @sptep; @spurious: the fault
  * left @sptep as it was (RET_PF_SPURIOUS). Caller holds mmu_lock. */
 void pte_prefetch(struct smmu_vcpu *v, uint64_t *sptep, bool spurious);
+/* FNAME(prefetch_gpte): map @gpte into @spte of indirect page @sp; false when it cannot. */
+bool prefetch_gpte(struct smmu_vcpu *v, struct smmu_sp *sp, uint64_t *spte, uint64_t gpte);
+
+/* ---- unsync.c: unsync shadow pages ------------------------------------------------------------ */
+/* mark_unsync for the spte @sptep that links an unsync page (or one with unsync children). */
+void mark_unsync(struct smmu_vm *vm, uint64_t *sptep);
+/* mmu_try_to_unsync_pages / 3.11's mmu_need_write_protect: true when a writable spte of @gfn
+ * must be refused (write-protected); else every valid indirect page of @gfn is unsync now. */
+bool mmu_try_to_unsync_pages(struct smmu_vm *vm, smmu_gfn_t gfn, bool can_unsync, bool prefetch);
+void kvm_unlink_unsync_page(struct smmu_vm *vm, struct smmu_sp *sp);
+/* mmu_zap_unsync_children: prepare_zap every unsync page below @parent; how many. */
+int mmu_zap_unsync_children(struct smmu_vm *vm, struct smmu_sp *parent, struct list_node *invalid_list);
+/* kvm_sync_page: bring @sp's sptes in line with its guest table; -1 when @sp was zapped
+ * instead, else whether a TLB flush is needed. Does not clear sp->unsync. */
+int kvm_sync_page(struct smmu_vcpu *v, struct smmu_sp *sp, struct list_node *invalid_list);
+/* kvm_mmu_sync_roots: sync every unsync page below the vCPU's root. mmu_lock held. */
+void kvm_mmu_sync_roots_locked(struct smmu_vcpu *v);
+/* 3.11's kvm_sync_pages: sync (or zap) every unsync page of @gfn. Lock held. */
+void kvm_sync_pages(struct smmu_vcpu *v, smmu_gfn_t gfn);
 
 /* ---- vcpu.c -------------------------------------------------------------------------------- */
 void vcpu_process_requests(struct smmu_vcpu *v);

@@ -156,6 +156,8 @@ void link_shadow_page(struct smmu_vm *vm, struct mmu_cache *desc, uint64_t *spte
 			PT_ACCESSED_MASK;
 	mmu_spte_set(vm, sptep, spte);
 	pte_list_add(vm, desc, sptep, &sp->parent_ptes);
+	if (sp->unsync_children || sp->unsync)
+		mark_unsync(vm, sptep);
 }
 
 void drop_parent_pte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *parent_pte)
@@ -198,7 +200,8 @@ static void kvm_mmu_unlink_parents(struct smmu_vm *vm, struct smmu_sp *sp)
 		drop_parent_pte(vm, sp, sptep);
 }
 
-/* kvm_mmu_prepare_zap_page (3.11): returns the pages that went to @invalid_list. */
+/* kvm_mmu_prepare_zap_page: returns the pages that went to @invalid_list, the unsync children
+ * zapped first (mmu_zap_unsync_children) included. */
 int kvm_mmu_prepare_zap_page(struct smmu_vm *vm, struct smmu_sp *sp, struct list_node *invalid_list)
 {
 	lockdep_assert_held(&vm->mmu_lock);
@@ -209,10 +212,18 @@ int kvm_mmu_prepare_zap_page(struct smmu_vm *vm, struct smmu_sp *sp, struct list
 	__builtin_prefetch(sp->hash_link.pprev, 1);
 	__builtin_prefetch(sp->hash_link.next, 1);
 	vm->stat.pages_zapped++;
+	/* Every call, as the kvm_mmu_prepare_zap_page tracepoint, which comes first in both eras
+	 * (before the unsync children it zaps): a root zapped while in use is prepared again when
+	 * its last user drops it (mmu_free_root_page). The hook sees role.invalid still clear on
+	 * the first zap only. */
+	vm_event(vm, SMMU_EV_PAGE_ZAPPED, sp);
+	ret = mmu_zap_unsync_children(vm, sp, invalid_list);
 	kvm_mmu_page_unlink_children(vm, sp);
 	kvm_mmu_unlink_parents(vm, sp);
 	if (!sp->role.invalid && !sp->role.direct)
 		unaccount_shadowed(vm, sp);
+	if (sp->unsync)
+		kvm_unlink_unsync_page(vm, sp);
 	if (!sp->root_count) {
 		ret++;
 		list_move(&sp->link, invalid_list);
@@ -223,10 +234,6 @@ int kvm_mmu_prepare_zap_page(struct smmu_vm *vm, struct smmu_sp *sp, struct list
 		if (!sp->role.invalid && !is_obsolete_sp(vm, sp))
 			kvm_reload_remote_mmus(vm);
 	}
-	/* Every call, as the kvm_mmu_prepare_zap_page tracepoint: a root zapped while in use is
-	 * prepared again when its last user drops it (mmu_free_root_page). The hook sees role.invalid
-	 * still clear on the first zap only. */
-	vm_event(vm, SMMU_EV_PAGE_ZAPPED, sp);
 	sp->role.invalid = 1;
 	return ret;
 }
@@ -275,8 +282,10 @@ static void kvm_mmu_zap_oldest_mmu_pages(struct smmu_vm *vm, uint64_t nr_to_zap,
 		n = n->prev; /* read before the zap moves sp to the invalid list */
 		if (sp->root_count)
 			continue;
-		/* Children are only unlinked (no unsync pages to zap with it): the walk stays stable. */
-		total += (uint64_t)kvm_mmu_prepare_zap_page(vm, sp, invalid_list);
+		int ret = kvm_mmu_prepare_zap_page(vm, sp, invalid_list);
+		total += (uint64_t)ret;
+		if (ret > 1) /* unsync children went too: the list is unstable, restart */
+			n = vm->active_mmu_pages.prev;
 	}
 	vm->stat.pages_recycled += total;
 }

@@ -65,7 +65,7 @@ static void direct_pte_prefetch(struct smmu_vcpu *v, struct smmu_sp *sp, uint64_
  * pte that is not present or not Accessed (the walker checks no reserved bit, nor does this);
  * the spte it would drop is not present already. FNAME(protect_clean_gpte): a clean pte is
  * mapped read-only. */
-static bool prefetch_gpte(struct smmu_vcpu *v, struct smmu_sp *sp, uint64_t *spte, uint64_t gpte)
+bool prefetch_gpte(struct smmu_vcpu *v, struct smmu_sp *sp, uint64_t *spte, uint64_t gpte)
 {
 	if (!(gpte & SMMU_PTE_PRESENT) || !(gpte & SMMU_PTE_ACCESSED))
 		return false;

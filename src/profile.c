@@ -25,6 +25,10 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.log_off_zaps_collapsible = false,
 	.pf_fixed_only_if_fixed = false,
 	.spte_dirty_on_write = false,
+	.prefetch_may_unsync = true,
+	.get_higher_zaps_unsync = false,
+	.sync_flushes_remote = false,
+	.sync_zaps_empty = true,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -45,6 +49,10 @@ const struct smmu_rules smmu_rules_today = {
 	.log_off_zaps_collapsible = true,
 	.pf_fixed_only_if_fixed = true,
 	.spte_dirty_on_write = true,
+	.prefetch_may_unsync = false,
+	.get_higher_zaps_unsync = true,
+	.sync_flushes_remote = true,
+	.sync_zaps_empty = false,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

@@ -100,6 +100,22 @@ struct smmu_rules {
 	 * rebuilds such an spte clears D: not RET_PF_SPURIOUS, and mmu_spte_update flushes
 	 * (kvm_flush_remote_tlbs_with_address from mmu_set_spte). 3.11's set_spte sets no D bit. */
 	bool spte_dirty_on_write;
+	/* Unsync pages (unsync.c). A prefetched spte (pte prefetch, INVLPG's update) of a gfn that
+	 * sync level-1 pages shadow: today's mmu_try_to_unsync_pages returns -EEXIST for a prefetch
+	 * and the spte is write-protected; 3.11's set_spte → mmu_need_write_protect unsyncs them as
+	 * for a fault (speculative does not matter there). */
+	bool prefetch_may_unsync;
+	/* kvm_mmu_get_page for a page above level 1 meeting unsync pages of its gfn: today's
+	 * __kvm_mmu_find_shadow_page zaps each unsync page of the gfn it meets in the bucket walk;
+	 * 3.11 syncs them all (kvm_sync_pages, zapping those that fail) when it creates the page. */
+	bool get_higher_zaps_unsync;
+	/* The flush after a sync: 3.11's __kvm_sync_page flushes the syncing vCPU's own TLB
+	 * (kvm_mmu_flush_tlb) after each page; today's mmu_sync_children / kvm_mmu_get_page flush
+	 * remote TLBs once when a synced spte needs it (kvm_mmu_remote_flush_or_zap). */
+	bool sync_flushes_remote;
+	/* FNAME(sync_page) leaving no spte present: 3.11's returns !nr_present and __kvm_sync_page
+	 * zaps the page; today's returns whether to flush and keeps it. */
+	bool sync_zaps_empty;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

@@ -116,6 +116,8 @@ void vcpu_process_requests(struct smmu_vcpu *v)
 		mmu_free_roots(v);
 		v->stat.reloads++;
 	}
+	if (req & KVM_REQ_MMU_SYNC)
+		v->sync_pending = true; /* synced where srcu is held: kvm_mmu_reload or the next fault */
 	if (req & (KVM_REQ_TLB_FLUSH | KVM_REQ_MMU_RELOAD))
 		vcpu_tlb_flush(v);
 }
@@ -162,15 +164,19 @@ static void vcpu_guest_enter(struct smmu_vcpu *v)
 static int kvm_mmu_reload(struct smmu_vcpu *v)
 {
 	struct smmu_vm *vm = v->vm;
-	if (v->root || (vm->cfg.mode == SMMU_MODE_SHADOW && !v->has_cr3))
+	if ((v->root && !v->sync_pending) || (vm->cfg.mode == SMMU_MODE_SHADOW && !v->has_cr3))
 		return 0;
 	int r = mmu_topup_memory_caches(vm, &v->caches);
 	if (r)
 		return r;
 	pthread_rwlock_rdlock(&vm->srcu);
 	vm_lock(vm, SMMU_SITE_VCPU);
-	make_mmu_pages_available(vm);
-	r = mmu_alloc_roots(v);
+	if (v->root) { /* KVM_REQ_MMU_SYNC: kvm_mmu_sync_roots */
+		kvm_mmu_sync_roots_locked(v);
+	} else {
+		make_mmu_pages_available(vm);
+		r = mmu_alloc_roots(v);
+	}
 	vm_unlock(vm);
 	pthread_rwlock_unlock(&vm->srcu);
 	return r == -EFAULT ? 0 : r;

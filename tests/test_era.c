@@ -609,10 +609,11 @@ static void test_pf_fixed_counts(void **state)
 		assert_int_equal(smmu_vcpu_fault(g.vcpu, ro, SMMU_ACC_READ, &fi), SMMU_FAULT_MAPPED);
 		assert_int_equal(smmu_vcpu_fault(g.vcpu, ro, SMMU_ACC_READ, &fi), SMMU_FAULT_MAPPED);
 		assert_int_equal(pf_fixed(g.vm), n + 1 + (eras[e] == SMMU_PROFILE_LINUX_3_11));
-		/* A gva onto the guest table that maps data: a write to it is emulated. */
+		/* A gva onto the guest's page directory over data: a write to it is emulated (a level-1
+		 * table would go unsync instead: mmu_try_to_unsync_pages). */
 		struct smmu_guest_walk w;
 		assert_int_equal(smmu_guest_walk(g.vm, smmu_gas_cr3(g.gas), data, &w), 0);
-		assert_int_equal(smmu_gas_map(g.gas, pt, w.table_gfn[0], SMMU_LEVEL_4K, RW_USER), 0);
+		assert_int_equal(smmu_gas_map(g.gas, pt, w.table_gfn[1], SMMU_LEVEL_4K, RW_USER), 0);
 		n = pf_fixed(g.vm);
 		assert_int_equal(smmu_vcpu_fault(g.vcpu, pt, SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
 		assert_true(fi.emulated_write);

@@ -62,12 +62,17 @@ enum smmu_invariant {
 	 *  its table. zapped_obsolete_pages holds pages only while a fast-zap drain runs
 	 *  (kvm_zap_obsolete_pages, between its lock breaks), and each of them is invalid, obsolete,
 	 *  no root, with no parent ptes and no present spte; the same holds for the pending invalid
-	 *  list of a lock-breaking zap_all that commits once (today's profile), but for obsolete. */
+	 *  list of a lock-breaking zap_all that commits once (today's profile), but for obsolete.
+	 *  An unsync page is a valid level-1 indirect page, and the VM's mmu_unsync counts the
+	 *  listed unsync pages. */
 	SMMU_INV_PAGE_LISTS = 1,
 	/** Parent links. Every entry of a listed page's parent_ptes is a present non-leaf spte of a
 	 *  listed page that points at this page's table, named once; every present non-leaf spte of
 	 *  a listed page points at the table of a listed page one level lower whose parent_ptes
-	 *  names it; a direct child of a direct parent covers the gfns of its place there. */
+	 *  names it; a direct child of a direct parent covers the gfns of its place there. Every
+	 *  parent spte of an unsync page, or of a page with unsync children, has its bit set in the
+	 *  parent's unsync_child_bitmap, and each page's unsync_children is the number of bits set
+	 *  (bits of children unlinked since may stay set: the unsync walks clear them). */
 	SMMU_INV_PARENT_LINKS = 2,
 	/** Rmaps. Every entry of a slot's rmap (gfn, level) is a present leaf spte of a listed page
 	 *  of that level that maps that gfn, named once; every present leaf spte maps a gfn that
@@ -81,16 +86,18 @@ enum smmu_invariant {
 	 *  fails this one (after a slot is created again, see zap.h). */
 	SMMU_INV_LPAGE_COUNT = 4,
 	/** Write protection. No present writable spte, 4 KiB or large, maps a gfn that a listed,
-	 *  valid, indirect page of the current generation shadows (checked through the rmaps of the
-	 *  gfn and of the large pages holding it). Obsolete pages are left out: lookups never return
+	 *  valid, indirect page of the current generation shadows, unless it is unsync (a gfn whose
+	 *  pages are all unsync may be mapped writable: the guest writes that table untrapped until
+	 *  a sync); checked through the rmaps of the gfn and of the large pages holding it. Obsolete pages are left out: lookups never return
 	 *  them and no vCPU walks one after its reload (invariant 8), so their tables may change. */
 	SMMU_INV_WRITE_PROTECT = 5,
 	/** Large sptes. None at the top level; each maps a gfn aligned to its size, in a large page
 	 *  whose disallow_lpage is 0, of a slot that does not log dirty pages. */
 	SMMU_INV_LARGE_SPTE = 6,
 	/** Translation, per vCPU with no reload pending. In shadow mode it has a CR3 when it has a
-	 *  root. Every present leaf reachable from its root: in shadow mode the guest's tables map
-	 *  that address to the same gfn, with a page at least as large and at least the spte's
+	 *  root. Every present leaf reachable from its root: in shadow mode (but in an unsync page,
+	 *  whose leaves follow its guest table only once synced) the guest's tables map that
+	 *  address to the same gfn, with a page at least as large and at least the spte's
 	 *  write, user and exec rights; in direct mode the gfn is the address's. The gfn lies in a
 	 *  valid memslot, the frame is that slot's backing, and no spte is writable in a read-only
 	 *  slot. */

@@ -117,6 +117,15 @@ struct smmu_vm_counters {
 /** Read the counters. Quiescent point only. @return 0 or -EINVAL for NULL pointers. */
 SMMU_API int smmu_vm_get_counters(const smmu_vm *vm, struct smmu_vm_counters *out);
 
+/**
+ * KVM's mmu_unsync VM stat: the shadow pages that are unsync now (kvm_unsync_page raises it,
+ * kvm_unlink_unsync_page on a sync or a zap lowers it, in both eras). A function of its own:
+ * struct smmu_vm_counters has no reserved room, and a field appended to it would overrun the
+ * struct of a caller built against this header's earlier version. Quiescent point only.
+ * @return 0 or -EINVAL for NULL pointers.
+ */
+SMMU_API int smmu_vm_get_mmu_unsync(const smmu_vm *vm, uint64_t *out);
+
 /** The physical floor of a zap: the cost of touching each shadow page once. */
 struct smmu_floor {
 	uint64_t pages;    /**< shadow pages on active_mmu_pages when measured */

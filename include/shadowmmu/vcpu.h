@@ -65,6 +65,16 @@ SMMU_API int smmu_vcpu_enter(smmu_vcpu *vcpu);
  */
 SMMU_API int smmu_vcpu_mmu_reload(smmu_vcpu *vcpu);
 
+/**
+ * INVLPG (kvm_mmu_invlpg → FNAME(invlpg)): where the walk of @p gva from the root reaches a leaf
+ * of an unsync page (through pages with unsync children), that spte is zapped and the guest pte
+ * it shadows now is mapped again (FNAME(update_pte)); then the vCPU's TLB is flushed. In direct
+ * mode only the TLB flush.
+ * @return 0; -EINVAL (NULL, non-canonical @p gva); -ENOMEM (the vCPU's caches could not be
+ *         filled).
+ */
+SMMU_API int smmu_vcpu_invlpg(smmu_vcpu *vcpu, smmu_gva_t gva);
+
 /** Outcome of a fault. */
 enum smmu_fault_outcome {
 	SMMU_FAULT_MAPPED = 0,   /**< an spte now maps the address with the access asked */

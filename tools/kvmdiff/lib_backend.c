@@ -348,12 +348,14 @@ static int step(struct lib *L, const struct kd_step *st)
 	return r ? lfail(L, "%s", strerror(-r)) : 0;
 }
 
-/* The counters after a step, by KVM's names; the library has no unsync pages and no flood
- * detection, so mmu_unsync and mmu_flooded stay absent. */
+/* The counters after a step, by KVM's names; the library has no flood detection, so
+ * mmu_flooded stays absent. mmu_unsync comes from its own call (smmu_vm_get_mmu_unsync). */
 static void counters(struct lib *L, struct kd_rstep *s)
 {
 	struct smmu_vm_counters c;
+	uint64_t unsync = 0;
 	smmu_vm_get_counters(L->vm, &c);
+	smmu_vm_get_mmu_unsync(L->vm, &unsync);
 	uint64_t pages_4k = 0;
 	smmu_mmu_lock(L->vm, SMMU_SITE_USER0);
 	for (smmu_sp *sp = smmu_active_first(L->vm); sp; sp = smmu_active_next(L->vm, sp)) {
@@ -369,7 +371,7 @@ static void counters(struct lib *L, struct kd_rstep *s)
 		{ KD_C_MMU_CACHE_MISS, c.pages_created }, { KD_C_MMU_SHADOW_ZAPPED, c.pages_zapped },
 		{ KD_C_MMU_RECYCLED, c.pages_recycled },  { KD_C_PF_FIXED, c.faults_fixed },
 		{ KD_C_PAGES_4K, pages_4k },              { KD_C_PAGES_2M, c.lpages },
-		{ KD_C_MMU_PTE_WRITE, c.pte_writes },
+		{ KD_C_MMU_PTE_WRITE, c.pte_writes },     { KD_C_MMU_UNSYNC, unsync },
 		/* The library counts every kvm_flush_remote_tlbs call: KVM's remote_tlb_flush_requests.
 		 * KVM's remote_tlb_flush counts only the calls that kicked a vCPU in guest mode, which
 		 * the library does not count: absent. */
