@@ -292,6 +292,16 @@ static void test_inv1_page_lists(void **state)
 	tl_guest_fini(&g);
 }
 
+/* A direct-mode guest with 8 level-1 pages (4 KiB leaves: the slot logs dirty pages). */
+static void eight_leaf_tables(struct tl_guest *g)
+{
+	tl_guest_init(g, SMMU_MODE_DIRECT, GUEST_PAGES, 0, 0);
+	assert_int_equal(smmu_memslot_set_flags(g->vm, 0, SMMU_MEM_LOG_DIRTY_PAGES), 0);
+	for (uint64_t i = 0; i < 8; i++)
+		assert_int_equal(smmu_vcpu_fault(g->vcpu, (i * 512) << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, NULL),
+				 SMMU_FAULT_MAPPED);
+}
+
 /*
  * Issue 17, bug 5: the state a fast zap's drain leaves at a lock break, made by hand. In KVM's
  * mode the zapped pages wait on zapped_obsolete_pages, still hashed, until the final commit.
@@ -301,12 +311,8 @@ static void test_inv1_drain_state(void **state)
 {
 	(void)state;
 	struct tl_guest g;
-	tl_guest_init(&g, SMMU_MODE_DIRECT, GUEST_PAGES, 0, 0);
+	eight_leaf_tables(&g);
 	smmu_vm *vm = g.vm;
-	assert_int_equal(smmu_memslot_set_flags(vm, 0, SMMU_MEM_LOG_DIRTY_PAGES), 0);
-	for (uint64_t i = 0; i < 8; i++)
-		assert_int_equal(smmu_vcpu_fault(g.vcpu, (i * 512) << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, NULL),
-				 SMMU_FAULT_MAPPED);
 	tl_assert_audit_clean(vm);
 	struct audit_result res;
 
@@ -421,12 +427,8 @@ static void test_inv1_zap_all_pending(void **state)
 {
 	(void)state;
 	struct tl_guest g;
-	tl_guest_init(&g, SMMU_MODE_DIRECT, GUEST_PAGES, 0, 0);
+	eight_leaf_tables(&g);
 	smmu_vm *vm = g.vm;
-	assert_int_equal(smmu_memslot_set_flags(vm, 0, SMMU_MEM_LOG_DIRTY_PAGES), 0);
-	for (uint64_t i = 0; i < 8; i++)
-		assert_int_equal(smmu_vcpu_fault(g.vcpu, (i * 512) << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, NULL),
-				 SMMU_FAULT_MAPPED);
 	struct audit_result res;
 	lock(vm);
 	vm->zap_all_runs++;

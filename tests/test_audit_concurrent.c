@@ -126,6 +126,17 @@ static void test_audit_thread_during_drain(void **state)
 
 /* ---- audit_every_op with a vCPU thread faulting during the drain ---------------------------- */
 
+/* Every 8th page the calling thread zaps, the zap waits, lock held, until another thread queues. */
+static void waiter_every_8th(struct tl_waiter *w, smmu_vm *vm)
+{
+	memset(w, 0, sizeof(*w));
+	w->vm = vm;
+	w->zapper = pthread_self();
+	w->want = 1u << 30;
+	w->every = 8;
+	w->phase = 5;
+}
+
 struct vcpu_thread {
 	smmu_vcpu *v;
 	atomic_int done;
@@ -155,12 +166,7 @@ static void test_audit_every_op_vcpu_during_drain(void **state)
 		assert_int_equal(smmu_vcpu_fault(vt.v, g << SMMU_PAGE_SHIFT, SMMU_ACC_WRITE, NULL), SMMU_FAULT_MAPPED);
 	/* Every 8th zapped page the zap waits, lock held, until the vCPU thread queues for it. */
 	struct tl_waiter w;
-	memset(&w, 0, sizeof(w));
-	w.vm = vm;
-	w.zapper = pthread_self();
-	w.want = 1u << 30;
-	w.every = 8;
-	w.phase = 5;
+	waiter_every_8th(&w, vm);
 	assert_int_equal(smmu_set_hook(vm, tl_waiter_hook, &w), 0);
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, vcpu_main, &vt), 0);
@@ -201,12 +207,7 @@ static void zap_all_during_faults(enum smmu_zap_mode mode)
 	memset(&vt, 0, sizeof(vt));
 	assert_int_equal(smmu_vcpu_create(vm, &vt.v), 0);
 	struct tl_waiter w;
-	memset(&w, 0, sizeof(w));
-	w.vm = vm;
-	w.zapper = pthread_self();
-	w.want = 1u << 30;
-	w.every = 8;
-	w.phase = 5;
+	waiter_every_8th(&w, vm);
 	uint64_t breaks = 0, zapped = 0;
 	for (int round = 0; round < ROUNDS; round++) {
 		for (uint64_t g = 0; g < SLOT_PAGES; g += 512)
