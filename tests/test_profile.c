@@ -15,29 +15,13 @@
 #define POOL_PAGES 1024ull
 #define DATA_GFN 16ull
 
-struct era_guest {
-	smmu_vm *vm;
-	smmu_gas *gas;
-	smmu_vcpu *vcpu;
-};
-
-static void era_guest_init(struct era_guest *g, enum smmu_profile profile)
+/* A shadow guest (testlib's) under @profile. */
+static void era_guest_init(struct tl_guest *g, enum smmu_profile profile)
 {
 	struct smmu_vm_config cfg;
 	smmu_vm_config_default(&cfg);
 	cfg.profile = profile;
-	g->vm = tl_vm_cfg(&cfg);
-	assert_int_equal(smmu_memslot_create(g->vm, 0, 0, GUEST_PAGES, 0), 0);
-	assert_int_equal(smmu_gas_create(g->vm, POOL_GFN, POOL_PAGES, &g->gas), 0);
-	assert_int_equal(smmu_vcpu_create(g->vm, &g->vcpu), 0);
-	assert_int_equal(smmu_vcpu_set_cr3(g->vcpu, smmu_gas_cr3(g->gas)), 0);
-}
-
-static void era_guest_fini(struct era_guest *g)
-{
-	smmu_vcpu_destroy(g->vcpu);
-	smmu_gas_destroy(g->gas);
-	smmu_vm_destroy(g->vm);
+	tl_guest_init_cfg(g, &cfg, GUEST_PAGES, POOL_GFN, POOL_PAGES);
 }
 
 static struct smmu_vm_counters counters(smmu_vm *vm)
@@ -62,7 +46,7 @@ static void count_root_zaps(smmu_vm *vm, enum smmu_event ev, const smmu_sp *sp, 
 
 /* Fault @n pages, each in its own 2 MiB region (a new level-1 shadow page each), under a budget
  * of @budget pages; a fault the recycling made stale (its root zapped) reloads and retries. */
-static void fault_spread(struct era_guest *g, int n, uint64_t budget, unsigned *retries)
+static void fault_spread(struct tl_guest *g, int n, uint64_t budget, unsigned *retries)
 {
 	assert_int_equal(smmu_vm_set_max_mmu_pages(g->vm, budget), 0);
 	for (int i = 0; i < n; i++) {
@@ -87,7 +71,7 @@ static void fault_spread(struct era_guest *g, int n, uint64_t budget, unsigned *
 static void test_recycle_3_11_zaps_the_root(void **state)
 {
 	(void)state;
-	struct era_guest g;
+	struct tl_guest g;
 	struct zap_log log = {0};
 	unsigned retries = 0;
 	era_guest_init(&g, SMMU_PROFILE_LINUX_3_11);
@@ -104,7 +88,7 @@ static void test_recycle_3_11_zaps_the_root(void **state)
 	assert_int_equal(c.reload_requests, log.root_zaps);
 	assert_int_equal(smmu_vcpu_enter(g.vcpu), 0);
 	tl_assert_audit_clean(g.vm);
-	era_guest_fini(&g);
+	tl_guest_fini(&g);
 }
 
 /* zap_oldest_skips_roots, today: pages in use as roots are passed over, so no vCPU reloads and no
@@ -112,7 +96,7 @@ static void test_recycle_3_11_zaps_the_root(void **state)
 static void test_recycle_today_passes_over_roots(void **state)
 {
 	(void)state;
-	struct era_guest g;
+	struct tl_guest g;
 	struct zap_log log = {0};
 	unsigned retries = 0;
 	era_guest_init(&g, SMMU_PROFILE_LINUX_TODAY);
@@ -127,7 +111,7 @@ static void test_recycle_today_passes_over_roots(void **state)
 	assert_int_equal(c.pages_recycled, c.pages_zapped);
 	assert_int_equal(c.pages_recycled, c.pages_freed);
 	tl_assert_audit_clean(g.vm);
-	era_guest_fini(&g);
+	tl_guest_fini(&g);
 }
 
 /* Today's recycling stops as soon as KVM_REFILL_PAGES (25) are free: each round zaps
@@ -135,7 +119,7 @@ static void test_recycle_today_passes_over_roots(void **state)
 static void test_recycle_today_refills_to_25(void **state)
 {
 	(void)state;
-	struct era_guest g;
+	struct tl_guest g;
 	unsigned retries = 0;
 	era_guest_init(&g, SMMU_PROFILE_LINUX_TODAY);
 	/* Fill to exactly 4 free pages below a budget of 64: no recycling yet. */
@@ -153,7 +137,7 @@ static void test_recycle_today_refills_to_25(void **state)
 	assert_int_equal(c.pages_recycled, used - 1);
 	assert_int_equal(c.reload_requests, 0);
 	tl_assert_audit_clean(g.vm);
-	era_guest_fini(&g);
+	tl_guest_fini(&g);
 }
 
 int main(void)
