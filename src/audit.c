@@ -44,8 +44,10 @@ struct audit {
 	uint32_t n;
 	struct smmu_sp **zapped;      /* zapped_obsolete_pages: set indices n, n + 1, ... */
 	uint32_t nz;
-	uint32_t nz_drain;            /* zapped[0 .. nz_drain) are zapped_obsolete_pages', the rest
-				       * zap_all_pending's */
+	uint32_t nz_drain;            /* zapped[0 .. nz_drain) are zapped_obsolete_pages', then
+				       * zap_all_pending's up to nz_pending */
+	uint32_t nz_pending;          /* zapped[nz_pending .. nz): zapped roots still in use that
+				       * are on no list (today's rule), found through the vCPUs */
 	size_t alloc_z;               /* entries of zapped */
 	const struct smmu_vcpu *only; /* the vCPUs whose invariants 7, 8, 10 are checked: */
 	bool all_vcpus;               /* every vCPU, else only this one (or none when NULL) */
@@ -379,6 +381,25 @@ static void collect_zapped(struct audit *a, uint32_t limit)
 		collect_pending(a, &a->vm->zap_all_pending, "zap_all_pending", limit);
 }
 
+/*
+ * The zapped roots still in use that are on no list: today's __kvm_mmu_prepare_zap_page takes
+ * such a root off active_mmu_pages, and only its users' root pointers reach it until the last
+ * one drops it (mmu_free_root_page). They follow the pending pages in zapped[]. Every root a vCPU
+ * holds is looked at (its current root; the roots cache's too, where there is one).
+ */
+static void collect_zapped_roots(struct audit *a, uint32_t limit)
+{
+	const struct smmu_vm *vm = a->vm;
+	a->nz_pending = a->nz;
+	for (int k = 0; k < vm->nr_vcpus && a->nz < limit; k++) {
+		const struct smmu_sp *root = vm->vcpus[k] ? vm->vcpus[k]->root : NULL;
+		if (!root || !root->role.invalid || set_find(a, root) != NO_INDEX)
+			continue; /* none, not zapped (invariant 8 looks at it), or found already */
+		set_insert(a, root, a->n + a->nz);
+		a->zapped[a->nz++] = (struct smmu_sp *)root;
+	}
+}
+
 /* Every hash chain holds only listed pages, each in its gfn's bucket (audit_all_active_sps
  * walks the list; KVM has no check of the hash). */
 static void audit_hash(struct audit *a)
@@ -432,6 +453,10 @@ static void audit_page_lists(struct audit *a)
 		if (sp->role.invalid && !sp->root_count)
 			report(a, SMMU_INV_PAGE_LISTS, SPOT(.sp = sp, .gfn = sp->gfn), 1, 0,
 			       "invalid page with no root user left on active_mmu_pages");
+		else if (sp->role.invalid && vm->rules->zapped_root_leaves_active_list)
+			report(a, SMMU_INV_PAGE_LISTS, SPOT(.sp = sp, .gfn = sp->gfn), 0, 1,
+			       "zapped root in use left on active_mmu_pages (today's "
+			       "__kvm_mmu_prepare_zap_page takes it off the list)");
 		if (!sp->role.direct && !sp->role.invalid)
 			indirect++;
 		if (sp->unsync) {
@@ -444,15 +469,58 @@ static void audit_page_lists(struct audit *a)
 	if (vm->mmu_unsync != unsync)
 		report(a, SMMU_INV_PAGE_LISTS, SPOT(0), (int64_t)unsync, (int64_t)vm->mmu_unsync,
 		       "mmu_unsync differs from the unsync pages listed");
-	if (vm->n_used_mmu_pages != a->n)
-		report(a, SMMU_INV_PAGE_LISTS, SPOT(0), (int64_t)a->n, (int64_t)vm->n_used_mmu_pages,
-		       "n_used_mmu_pages differs from the length of active_mmu_pages");
+	/* A zapped root in use counts until it is freed, on the list (3.11) or off it (today). */
+	uint64_t used = (uint64_t)a->n + (a->nz - a->nz_pending);
+	if (vm->n_used_mmu_pages != used)
+		report(a, SMMU_INV_PAGE_LISTS, SPOT(0), (int64_t)used, (int64_t)vm->n_used_mmu_pages,
+		       "n_used_mmu_pages differs from the length of active_mmu_pages plus the zapped "
+		       "roots in use off it");
 	/* account_shadowed counts every indirect page (whatever the profile counts in
 	 * lpage_info); unaccount_shadowed undoes it when the page is zapped (marked invalid). */
 	uint64_t isp = atomic_load_explicit(&vm->indirect_shadow_pages, memory_order_relaxed);
 	if (isp != indirect)
 		report(a, SMMU_INV_PAGE_LISTS, SPOT(0), (int64_t)indirect, (int64_t)isp,
 		       "indirect_shadow_pages differs from the valid indirect pages listed");
+}
+
+#define ZAPPED SPOT(.sp = sp, .gfn = sp->gfn)
+
+/* Present sptes in @sp's table, and n_present when the table has none: what a zapped page
+ * must not have. */
+static uint32_t zapped_present(const struct smmu_sp *sp)
+{
+	uint32_t present = 0;
+	for (int i = 0; i < SMMU_PT_ENTRIES; i++)
+		present += is_shadow_present_pte(sp->spt[i]);
+	return present ? present : sp->n_present;
+}
+
+/*
+ * A zapped root still in use, on no list (collect_zapped_roots), set index @idx: only today's
+ * rule takes it off active_mmu_pages (3.11 moves it to the head); it stays hashed until freed,
+ * and its zap unlinked its parents and children (a fault under it retries: is_page_fault_stale).
+ */
+static void audit_zapped_root(struct audit *a, const struct smmu_sp *sp, uint32_t idx)
+{
+	const struct smmu_vm *vm = a->vm;
+	uint32_t users = 0;
+	for (int k = 0; k < vm->nr_vcpus; k++)
+		users += vm->vcpus[k] && vm->vcpus[k]->root == sp;
+	if (!vm->rules->zapped_root_leaves_active_list)
+		report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 1, 0,
+		       "zapped root in use is off active_mmu_pages (3.11's kvm_mmu_prepare_zap_page "
+		       "moves it to the head)");
+	if (sp->root_count < users)
+		report(a, SMMU_INV_PAGE_LISTS, ZAPPED, users, sp->root_count,
+		       "zapped root has fewer root users than vCPUs using it");
+	if (!a->in_hash[idx])
+		report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 1, 0,
+		       "zapped root in use is not in mmu_page_hash (it stays there until freed)");
+	if (sp->parent_ptes)
+		report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, 1, "zapped root still has parent ptes");
+	uint32_t present = zapped_present(sp);
+	if (present)
+		report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, present, "zapped root still has present sptes");
 }
 
 /*
@@ -470,7 +538,10 @@ static void audit_zapped(struct audit *a)
 	for (uint32_t k = 0; k < a->nz; k++) {
 		const struct smmu_sp *sp = a->zapped[k];
 		bool drain = k < a->nz_drain;
-#define ZAPPED SPOT(.sp = sp, .gfn = sp->gfn)
+		if (k >= a->nz_pending) {
+			audit_zapped_root(a, sp, a->n + k);
+			continue;
+		}
 		if (drain && !vm->zap_drains)
 			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, 1,
 			       "page on zapped_obsolete_pages while no fast-zap drain runs");
@@ -486,12 +557,9 @@ static void audit_zapped(struct audit *a)
 			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, sp->root_count, "zapped page still has a root user");
 		if (sp->parent_ptes)
 			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, 1, "zapped page still has parent ptes");
-		uint32_t present = 0;
-		for (int i = 0; i < SMMU_PT_ENTRIES; i++)
-			present += is_shadow_present_pte(sp->spt[i]);
-		if (present || sp->n_present)
-			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, present ? present : sp->n_present,
-			       "zapped page still has present sptes");
+		uint32_t present = zapped_present(sp);
+		if (present)
+			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, present, "zapped page still has present sptes");
 #undef ZAPPED
 	}
 }
@@ -1140,6 +1208,7 @@ static long audit_run(struct audit *a, struct smmu_vm *vm, struct smmu_audit_rep
 	count = count_list(a, &vm->zapped_obsolete_pages, "zapped_obsolete_pages") +
 		count_list(a, &vm->zap_all_pending, "zap_all_pending");
 	collect_zapped(a, (uint32_t)(count < a->alloc_z ? count : a->alloc_z));
+	collect_zapped_roots(a, (uint32_t)a->alloc_z);
 	audit_hash(a);
 	audit_page_lists(a);
 	audit_zapped(a);
@@ -1170,7 +1239,7 @@ long audit_vm(struct smmu_vm *vm, struct smmu_audit_report *report, bool all_vcp
 		vm_lock(vm, SMMU_SITE_AUDIT);
 		uint64_t need = count_list_quiet(&vm->active_mmu_pages);
 		uint64_t need_z = count_list_quiet(&vm->zapped_obsolete_pages) +
-				  count_list_quiet(&vm->zap_all_pending);
+				  count_list_quiet(&vm->zap_all_pending) + (uint64_t)vm->nr_vcpus;
 		if (need <= a.alloc_n && need_z <= a.alloc_z)
 			break;
 		vm_unlock(vm);

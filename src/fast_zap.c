@@ -1,9 +1,11 @@
 /*
- * The generation-bump fast zap (kvm_mmu_invalidate_zap_all_pages, Linux 3.11): bump
- * mmu_valid_gen and ask every vCPU to reload its root, both under mmu_lock, so every page is
- * obsolete at once and no lookup returns one again; then zap the obsolete pages from the tail of
- * active_mmu_pages in small batches, breaking the lock between batches. No TLB flush at the
- * breaks: every vCPU reloads its root (and so flushes) before it runs again; one flush at commit.
+ * The generation-bump fast zap (kvm_mmu_invalidate_zap_all_pages, Linux 3.11;
+ * kvm_mmu_zap_all_fast today): bump mmu_valid_gen and ask every vCPU to reload its root, both
+ * under mmu_lock, so every page is obsolete at once and no lookup returns one again; then zap the
+ * obsolete pages from the tail of active_mmu_pages in small batches, breaking the lock between
+ * batches. No TLB flush at the breaks: every vCPU reloads its root (and so flushes) before it
+ * runs again; one flush at commit. Where the eras differ (profile.h): fast_zap_gen_toggles,
+ * zapped_root_leaves_active_list, obsolete_zap_restarts_if_unstable.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -93,7 +95,8 @@ restart:
 		/* active_mmu_pages is FIFO: nothing obsolete lies before the first current page. */
 		if (!is_obsolete_sp(vm, sp))
 			break;
-		/* Zapped roots still in use go back to the head; skipping them ends the walk. */
+		/* Zapped roots still in use go back to the head in 3.11; skipping them ends the walk.
+		 * Today they leave the list, and kvm_zap_obsolete_pages WARNs on one here. */
 		if (sp->role.invalid)
 			continue;
 		if (batch >= vm->cfg.zap_batch) {
@@ -111,11 +114,15 @@ restart:
 			}
 		}
 		struct smmu_sp *victim = vm->cfg.zap_leaf_first ? next_victim(vm, &d, sp) : sp;
-		int ret = kvm_mmu_prepare_zap_page(vm, victim, &vm->zapped_obsolete_pages);
+		int ret;
+		bool unstable = __kvm_mmu_prepare_zap_page(vm, victim, &vm->zapped_obsolete_pages, &ret);
 		d.stamp = vm->stat.pages_zapped;
 		batch += (uint64_t)ret;
 		rep->pages_zapped += (uint64_t)ret;
-		if (ret || victim != sp)
+		/* 3.11 restarts after every page it listed; today only when children went too (the
+		 * page before @sp may be gone), else it goes on with that page. */
+		bool again = vm->rules->obsolete_zap_restarts_if_unstable ? unstable : ret > 0;
+		if (again || victim != sp)
 			goto restart;
 	}
 	/* Flush before freeing: a lockless walker may still use the tables. */
@@ -123,7 +130,23 @@ restart:
 	vm->zap_drains--;
 }
 
-/* The locked step: every page obsolete at once, every vCPU asked to reload. */
+/* Valid pages of an older generation still listed: the tail of active_mmu_pages is one (the
+ * list is FIFO; zapped roots, at its head in 3.11, are passed over). */
+static bool obsolete_pages_left(const struct smmu_vm *vm)
+{
+	for (const struct list_node *n = vm->active_mmu_pages.prev; n != &vm->active_mmu_pages; n = n->prev) {
+		const struct smmu_sp *sp = container_of(n, struct smmu_sp, link);
+		if (!sp->role.invalid)
+			return is_obsolete_sp(vm, sp);
+	}
+	return false;
+}
+
+/*
+ * The locked step: every page obsolete at once, every vCPU asked to reload. mmu_valid_gen counts
+ * the bumps in both eras (rules->fast_zap_gen_toggles: KVM's own value today is its low bit, which
+ * is the same obsolescence as long as one generation at most waits for its drain).
+ */
 void fast_zap_bump_locked(struct smmu_vm *vm)
 {
 	lockdep_assert_held(&vm->mmu_lock);
@@ -144,6 +167,13 @@ static int fast_zap(smmu_vm *vm, int parts, struct smmu_zap_report *rep, const c
 	uint64_t t0 = smmu_now_ns();
 	uint64_t flushes = atomic_load(&vm->remote_flushes);
 	vm_lock(vm, SMMU_SITE_FAST_ZAP);
+	/* A bump alone while a previous bump's pages wait for their drain: today's toggle would
+	 * make them current again (kvm_mmu_zap_all_fast never meets them: it drains before it lets
+	 * go of slots_lock). smmu_fast_zap drains them with its own. */
+	if (parts == FZ_BUMP && vm->rules->fast_zap_gen_toggles && obsolete_pages_left(vm)) {
+		vm_unlock(vm);
+		return -EBUSY;
+	}
 	if (parts & FZ_BUMP)
 		fast_zap_bump_locked(vm);
 	if (parts & FZ_DRAIN)

@@ -373,6 +373,10 @@ void mmu_spte_set(struct smmu_vm *vm, uint64_t *sptep, uint64_t spte);
 /* mmu_page_zap_pte: drop one spte of @sp (leaf via rmap, or unlink the child). True if present. */
 bool mmu_page_zap_pte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *spte);
 int kvm_mmu_prepare_zap_page(struct smmu_vm *vm, struct smmu_sp *sp, struct list_node *invalid_list);
+/* The same with today's signature: the pages zapped in *@nr_zapped; returns true when it zapped
+ * children (unsync ones), so that a walk of active_mmu_pages must restart. */
+bool __kvm_mmu_prepare_zap_page(struct smmu_vm *vm, struct smmu_sp *sp, struct list_node *invalid_list,
+				int *nr_zapped);
 void kvm_mmu_commit_zap_page(struct smmu_vm *vm, struct list_node *invalid_list);
 /* Zap the oldest pages onto @invalid_list until at most @target are in use, by the profile's
  * rule zap_oldest_skips_roots: today's kvm_mmu_zap_oldest_mmu_pages (roots in use passed over,

@@ -102,8 +102,9 @@ void mmu_free_memory_caches(struct smmu_vm *vm, struct vcpu_caches *c)
 
 /*
  * kvm_mmu_alloc_page. New pages go to the head of active_mmu_pages and never move (but for a
- * zapped root still in use): the list is FIFO, which kvm_zap_obsolete_pages relies on when it
- * stops at the first current page it meets from the tail.
+ * zapped root still in use, which 3.11 moves back to the head and today takes off the list:
+ * rules->zapped_root_leaves_active_list): the list is FIFO, which kvm_zap_obsolete_pages relies
+ * on when it stops at the first current page it meets from the tail.
  */
 struct smmu_sp *kvm_mmu_alloc_page(struct smmu_vm *vm, struct vcpu_caches *c, bool direct)
 {
@@ -200,9 +201,12 @@ static void kvm_mmu_unlink_parents(struct smmu_vm *vm, struct smmu_sp *sp)
 		drop_parent_pte(vm, sp, sptep);
 }
 
-/* kvm_mmu_prepare_zap_page: returns the pages that went to @invalid_list, the unsync children
- * zapped first (mmu_zap_unsync_children) included. */
-int kvm_mmu_prepare_zap_page(struct smmu_vm *vm, struct smmu_sp *sp, struct list_node *invalid_list)
+/* __kvm_mmu_prepare_zap_page (today's name; 3.11's kvm_mmu_prepare_zap_page): *@nr_zapped gets
+ * the pages that went to @invalid_list, the unsync children zapped first
+ * (mmu_zap_unsync_children) included; returns whether zapping children made active_mmu_pages
+ * unstable (a walk over it must restart). */
+bool __kvm_mmu_prepare_zap_page(struct smmu_vm *vm, struct smmu_sp *sp, struct list_node *invalid_list,
+				int *nr_zapped)
 {
 	lockdep_assert_held(&vm->mmu_lock);
 	int ret = 0;
@@ -220,22 +224,38 @@ int kvm_mmu_prepare_zap_page(struct smmu_vm *vm, struct smmu_sp *sp, struct list
 	ret = mmu_zap_unsync_children(vm, sp, invalid_list);
 	kvm_mmu_page_unlink_children(vm, sp);
 	kvm_mmu_unlink_parents(vm, sp);
+	bool unstable = ret > 0;
 	if (!sp->role.invalid && !sp->role.direct)
 		unaccount_shadowed(vm, sp);
 	if (sp->unsync)
 		kvm_unlink_unsync_page(vm, sp);
 	if (!sp->root_count) {
 		ret++;
+		/* From active_mmu_pages, or (a root zapped before, today) from no list: list_del
+		 * left its link pointing at itself. */
 		list_move(&sp->link, invalid_list);
 		vm->n_used_mmu_pages--;
 	} else {
-		/* A root still in use stays until its last user drops it. */
-		list_move(&sp->link, &vm->active_mmu_pages);
+		/* A root still in use stays until its last user drops it: off every list (today),
+		 * or at the head of active_mmu_pages (3.11). */
+		if (vm->rules->zapped_root_leaves_active_list)
+			list_del(&sp->link);
+		else
+			list_move(&sp->link, &vm->active_mmu_pages);
 		if (!sp->role.invalid && !is_obsolete_sp(vm, sp))
 			kvm_reload_remote_mmus(vm);
 	}
 	sp->role.invalid = 1;
-	return ret;
+	*nr_zapped = ret;
+	return unstable;
+}
+
+/* kvm_mmu_prepare_zap_page: returns the pages that went to @invalid_list. */
+int kvm_mmu_prepare_zap_page(struct smmu_vm *vm, struct smmu_sp *sp, struct list_node *invalid_list)
+{
+	int nr_zapped;
+	__kvm_mmu_prepare_zap_page(vm, sp, invalid_list, &nr_zapped);
+	return nr_zapped;
 }
 
 /* kvm_mmu_commit_zap_page: flush every vCPU's TLB, then free (no walker can see them now). */

@@ -29,6 +29,9 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.get_higher_zaps_unsync = false,
 	.sync_flushes_remote = false,
 	.sync_zaps_empty = true,
+	.fast_zap_gen_toggles = false,
+	.zapped_root_leaves_active_list = false,
+	.obsolete_zap_restarts_if_unstable = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -53,6 +56,9 @@ const struct smmu_rules smmu_rules_today = {
 	.get_higher_zaps_unsync = true,
 	.sync_flushes_remote = true,
 	.sync_zaps_empty = false,
+	.fast_zap_gen_toggles = true,
+	.zapped_root_leaves_active_list = true,
+	.obsolete_zap_restarts_if_unstable = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

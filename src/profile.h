@@ -116,6 +116,29 @@ struct smmu_rules {
 	/* FNAME(sync_page) leaving no spte present: 3.11's returns !nr_present and __kvm_sync_page
 	 * zaps the page; today's returns whether to flush and keeps it. */
 	bool sync_zaps_empty;
+	/* The generation bump of the fast zap. Today's kvm_mmu_zap_all_fast toggles mmu_valid_gen
+	 * between 0 and 1 (a u8 since 5.4's "Explicitly track only a single invalid mmu generation"),
+	 * which is safe because the bump and kvm_zap_obsolete_pages sit in one mmu_lock critical
+	 * section under slots_lock: at a bump no valid page of the previous generation is left, or
+	 * the toggle would make it current again. 3.11's kvm_mmu_invalidate_zap_all_pages increments
+	 * an unsigned long. The library counts bumps in both eras (its own bumps that KVM does not
+	 * have, SMMU_FLUSH_RMAP_ONLY / _REBUILD and smmu_bump_gen, leave obsolete pages behind by
+	 * design); under the toggle rule the split smmu_fast_zap_bump refuses (-EBUSY) to bump while
+	 * obsolete pages wait for their drain, a state the kernel's toggle can never be in. */
+	bool fast_zap_gen_toggles;
+	/* A zapped root still in use (root_count). Today's __kvm_mmu_prepare_zap_page takes it off
+	 * active_mmu_pages (list_del) and mmu_free_root_page frees it when its last user drops it
+	 * (prepared again, list_add to the invalid list); kvm_zap_obsolete_pages and kvm_mmu_zap_all
+	 * WARN on an invalid page on the list. 3.11's kvm_mmu_prepare_zap_page moves it to the head
+	 * of active_mmu_pages, where the walks skip it. Both count it in n_used_mmu_pages until freed. */
+	bool zapped_root_leaves_active_list;
+	/* kvm_zap_obsolete_pages' walk after a zap: 3.11 restarts from the tail whenever
+	 * kvm_mmu_prepare_zap_page listed a page (ret > 0); today's restarts only when
+	 * __kvm_mmu_prepare_zap_page reports active_mmu_pages unstable (it zapped unsync children,
+	 * or a nested TDP child), else goes on with the page before. Both add the pages zapped
+	 * (nr_zapped, ret) to the batch, and break with cond_resched_lock (3.11) /
+	 * cond_resched_rwlock_write (today) once the batch reaches BATCH_ZAP_PAGES. */
+	bool obsolete_zap_restarts_if_unstable;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

@@ -47,14 +47,29 @@ SMMU_API int smmu_zap_all(smmu_vm *vm, enum smmu_zap_mode mode, uint64_t max_rou
 			  struct smmu_zap_report *rep);
 
 /**
- * Fast zap (kvm_mmu_invalidate_zap_all_pages, Linux 3.11): under mmu_lock bump mmu_valid_gen and
- * request an MMU reload from every vCPU, then zap the obsolete pages from the tail of
- * active_mmu_pages in batches of config.zap_batch, breaking the lock between batches.
+ * Fast zap (kvm_mmu_invalidate_zap_all_pages, Linux 3.11; kvm_mmu_zap_all_fast today): under
+ * mmu_lock bump mmu_valid_gen and request an MMU reload from every vCPU, then zap the obsolete
+ * pages from the tail of active_mmu_pages in batches of config.zap_batch, breaking the lock
+ * between batches. Pages a bump alone (smmu_fast_zap_bump) left obsolete are drained with the
+ * new ones. mmu_valid_gen counts the bumps in both profiles; today's KVM toggles it between 0
+ * and 1, its low bit (see smmu_fast_zap_bump).
  * @return 0 or -EINVAL.
  */
 SMMU_API int smmu_fast_zap(smmu_vm *vm, struct smmu_zap_report *rep);
 
-/** Fast zap's locked step alone: bump the generation and request reloads. @return 0/-EINVAL. */
+/**
+ * Fast zap's locked step alone: bump the generation and request reloads. The obsolete pages stay
+ * listed until smmu_fast_zap_drain() (or smmu_fast_zap()) zaps them.
+ *
+ * Under the today profile a bump is refused while obsolete pages of an earlier bump are still
+ * listed: today's kvm_mmu_zap_all_fast toggles mmu_valid_gen between 0 and 1 and drains in the
+ * same critical section, so a second bump before the drain would make those pages current
+ * again; the kernel never meets that state, and the library does not create it. The 3.11
+ * profile increments (kvm_mmu_invalidate_zap_all_pages) and accepts it: the pages of both
+ * generations are obsolete and the next drain zaps them all.
+ * @return 0; -EINVAL (NULL vm); -EBUSY (today profile: obsolete pages wait for a drain; nothing
+ *         changed, the report is not written).
+ */
 SMMU_API int smmu_fast_zap_bump(smmu_vm *vm, struct smmu_zap_report *rep);
 
 /** Fast zap's drain alone (kvm_zap_obsolete_pages). @return 0 or -EINVAL. */
