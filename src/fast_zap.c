@@ -122,8 +122,10 @@ restart:
 		/* 3.11 restarts after every page it listed; today only when children went too (the
 		 * page before @sp may be gone), else it goes on with that page. */
 		bool again = vm->rules->obsolete_zap_restarts_if_unstable ? unstable : ret > 0;
-		if (again || victim != sp)
+		if (again || victim != sp) {
+			rep->restarts++;
 			goto restart;
+		}
 	}
 	/* Flush before freeing: a lockless walker may still use the tables. */
 	kvm_mmu_commit_zap_page(vm, &vm->zapped_obsolete_pages);

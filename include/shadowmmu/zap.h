@@ -25,6 +25,9 @@ struct smmu_zap_report {
 	uint64_t remote_flushes; /**< kvm_flush_remote_tlbs calls */
 	uint64_t total_ns;       /**< wall time of the call */
 	bool completed;          /**< false when a round limit stopped it (SMMU_ZAP_RESTART) */
+	uint64_t restarts;       /**< the fast zap's drain: walks restarted from the tail after a
+				  *   zap, not at a lock break (not in rounds): 3.11 restarts after
+				  *   every page it listed, today only when unsync children went too */
 };
 
 /**
