@@ -489,6 +489,99 @@ static void test_inv1_zap_all_pending(void **state)
 	tl_guest_fini(&g);
 }
 
+/*
+ * A root zapped while a vCPU uses it: at the head of active_mmu_pages in 3.11, on no list today
+ * (rules->zapped_root_leaves_active_list), counted in n_used_mmu_pages and hashed until freed.
+ * The audit finds it through the vCPUs; each era's place broken by moving it to the other's.
+ */
+static void test_inv1_zapped_roots(void **state)
+{
+	(void)state;
+	for (int e = 0; e < 2; e++) {
+		bool today = e == 1;
+		struct smmu_vm_config cfg;
+		smmu_vm_config_default(&cfg);
+		cfg.mode = SMMU_MODE_SHADOW;
+		cfg.profile = today ? SMMU_PROFILE_LINUX_TODAY : SMMU_PROFILE_LINUX_3_11;
+		struct tl_guest g;
+		tl_guest_init_cfg(&g, &cfg, GUEST_PAGES, POOL_GFN, POOL_PAGES);
+		tl_map_and_fault(&g, DATA_GVA, DATA_GFN, NDATA, SMMU_ACC_WRITE | SMMU_ACC_USER);
+		smmu_vm *vm = g.vm;
+		struct audit_result res;
+		struct smmu_sp *root = g.vcpu->root;
+		struct list_node invalid_list;
+		list_init(&invalid_list);
+		lock(vm);
+		uint64_t used = vm->n_used_mmu_pages;
+		assert_int_equal(kvm_mmu_prepare_zap_page(vm, root, &invalid_list), 0);
+		assert_true(list_empty(&invalid_list));
+		unlock(vm);
+		tl_assert_audit_clean(vm); /* the vCPU's reload is pending */
+
+		/* In the other era's place. */
+		lock(vm);
+		if (today)
+			list_add(&root->link, &vm->active_mmu_pages);
+		else
+			list_del(&root->link);
+		unlock(vm);
+		run_audit(vm, &res);
+		expect_only(&res, SMMU_INV_PAGE_LISTS, 1);
+		assert_ptr_equal(first_of(&res, SMMU_INV_PAGE_LISTS)->sp, root);
+		assert_non_null(strstr(first_of(&res, SMMU_INV_PAGE_LISTS)->what,
+				       today ? "left on active_mmu_pages" : "off active_mmu_pages"));
+		lock(vm);
+		if (today)
+			list_del(&root->link);
+		else
+			list_add(&root->link, &vm->active_mmu_pages);
+		unlock(vm);
+		tl_assert_audit_clean(vm);
+
+		if (today) {
+			/* Off the list, it still counts in n_used_mmu_pages. */
+			lock(vm);
+			vm->n_used_mmu_pages--;
+			unlock(vm);
+			run_audit(vm, &res);
+			expect_only(&res, SMMU_INV_PAGE_LISTS, 1);
+			assert_int_equal(first_of(&res, SMMU_INV_PAGE_LISTS)->expected, (int64_t)used);
+			lock(vm);
+			vm->n_used_mmu_pages++;
+			unlock(vm);
+			/* It stays hashed until freed. */
+			lock(vm);
+			hlist_del(&root->hash_link);
+			unlock(vm);
+			run_audit(vm, &res);
+			expect_only(&res, SMMU_INV_PAGE_LISTS, 1);
+			assert_ptr_equal(first_of(&res, SMMU_INV_PAGE_LISTS)->sp, root);
+			lock(vm);
+			hlist_add_head(&root->hash_link, &vm->mmu_page_hash[kvm_page_table_hashfn(vm, root->gfn)]);
+			unlock(vm);
+			/* Its vCPU holds it: root_count says so. */
+			lock(vm);
+			root->root_count = 0;
+			unlock(vm);
+			run_audit(vm, &res);
+			expect_only(&res, SMMU_INV_PAGE_LISTS, 1);
+			assert_ptr_equal(first_of(&res, SMMU_INV_PAGE_LISTS)->sp, root);
+			lock(vm);
+			root->root_count = 1;
+			unlock(vm);
+			tl_assert_audit_clean(vm);
+		}
+
+		/* The last user lets go: freed. */
+		assert_int_equal(smmu_vcpu_enter(g.vcpu), 0);
+		lock(vm);
+		assert_int_equal(vm->n_used_mmu_pages, used - 1);
+		unlock(vm);
+		tl_assert_audit_clean(vm);
+		tl_guest_fini(&g);
+	}
+}
+
 /* ---- 2. parent links -------------------------------------------------------------------------- */
 
 static void test_inv2_parent_links(void **state)
@@ -1608,6 +1701,7 @@ int main(void)
 		cmocka_unit_test(test_inv1_page_lists),
 		cmocka_unit_test(test_inv1_drain_state),
 		cmocka_unit_test(test_inv1_zap_all_pending),
+		cmocka_unit_test(test_inv1_zapped_roots),
 		cmocka_unit_test(test_inv2_parent_links),
 		cmocka_unit_test(test_inv3_rmap),
 		cmocka_unit_test(test_inv4_lpage_count),
