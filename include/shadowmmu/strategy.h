@@ -78,7 +78,8 @@ SMMU_API void smmu_invalid_list_init(struct smmu_invalid_list *list);
 
 /**
  * kvm_mmu_prepare_zap_page: unlink children and parents, unaccount_shadowed, mark invalid, and
- * move the page to @p list (or keep it on the active list while a vCPU uses it as a root).
+ * move the page to @p list; a root a vCPU still uses is kept, at the head of the active list
+ * (3.11 profile) or on no list (today's: the active-list walkers never meet it again).
  * Zapping a root in use makes **every** vCPU reload, not only its users: as KVM does, it calls
  * kvm_reload_remote_mmus, which posts MMU_RELOAD to all vCPUs (each drops its root at its next
  * entry and builds a fresh one at its next fault); an obsolete root requests nothing, as the
