@@ -361,6 +361,14 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		goto out_srcu;
 	}
 
+	/* kvm_faultin_pfn → hva_to_pfn: the host's own page fault runs here, between the mmu_seq
+	 * sample and mmu_lock; what it unmaps (a zero page copied) comes back through the MMU
+	 * notifier and makes this fault retry. */
+	if (slot && vm->hva_to_pfn_hook) {
+		srcu_hook_reader = vm;
+		vm->hva_to_pfn_hook(vm, memslot_gfn_to_hva(slot, gfn), access & SMMU_ACC_WRITE, vm->hva_to_pfn_ctx);
+		srcu_hook_reader = NULL;
+	}
 	/* The pfn lookup of a write fault (FOLL_WRITE) maps the host page writable; a read fault's
 	 * leaves an untouched page unmapped or on the zero page (memslot.host_writable). */
 	if (slot && (access & SMMU_ACC_WRITE))
@@ -369,6 +377,9 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 	vm_lock(vm, SMMU_SITE_FAULT);
 	vm->stat.faults++;
 	uint64_t created = vm->stat.pages_created;
+	/* Today: recycle first, then the stale check (rules->fault_recycles_before_stale). */
+	if (vm->rules->fault_recycles_before_stale)
+		make_mmu_pages_available(vm);
 	if (vm->rules->fault_checks_stale_root && v->root && (v->root->role.invalid || is_obsolete_sp(vm, v->root))) {
 		/* is_page_fault_stale: the root was zapped; the reload request is pending. */
 		r = SMMU_FAULT_RETRY;
@@ -376,7 +387,8 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		/* mmu_notifier_retry: an invalidation is in progress or ended since the sample. */
 		r = SMMU_FAULT_RETRY;
 	} else {
-		make_mmu_pages_available(vm);
+		if (!vm->rules->fault_recycles_before_stale)
+			make_mmu_pages_available(vm);
 		r = v->root ? 0 : mmu_alloc_roots(v);
 		if (!r && v->sync_pending) /* KVM_REQ_MMU_SYNC, taken at this entry */
 			kvm_mmu_sync_roots_locked(v);

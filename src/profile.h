@@ -116,6 +116,16 @@ struct smmu_rules {
 	/* FNAME(sync_page) leaving no spte present: 3.11's returns !nr_present and __kvm_sync_page
 	 * zaps the page; today's returns whether to flush and keeps it. */
 	bool sync_zaps_empty;
+	/* A page fault once it holds mmu_lock: the order of recycling and the stale check. The kernel
+	 * recorded (Debian's 6.1.0-57, its kvm.ko's paging64_page_fault) runs make_mmu_pages_available
+	 * first and is_page_fault_stale after it, so a fault that retries because the host's MMU
+	 * notifier invalidated since mmu_seq (the copy of the zero page in hva_to_pfn) has recycled
+	 * pages all the same. Upstream checked staleness first (so does the stored torvalds copy, a
+	 * 6.0-era one); a third-party advisory (CVE-2026-64561, "Zapscape") names upstream 2abd5287f083
+	 * as the fix that moved the check after the reclaim, which the 6.1 build has. 3.11's
+	 * FNAME(page_fault) and tdp_page_fault check mmu_notifier_retry first and recycle only in a
+	 * fault that goes on to fetch. */
+	bool fault_recycles_before_stale;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;
