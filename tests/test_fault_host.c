@@ -44,26 +44,17 @@ static void host_hook(smmu_vm *vm, void *hva, bool write, void *ctx)
 	}
 }
 
-static void guest_init(struct tl_guest *g, enum smmu_profile profile)
+/* A shadow guest of @profile with NMAP pages mapped 2 MiB apart, and @h as its host. */
+static void start(struct tl_guest *g, struct host *h, enum smmu_profile profile)
 {
 	struct smmu_vm_config cfg;
 	smmu_vm_config_default(&cfg);
-	cfg.mode = SMMU_MODE_SHADOW;
 	cfg.profile = profile;
-	g->vm = tl_vm_cfg(&cfg);
-	assert_int_equal(smmu_memslot_create(g->vm, 0, 0, SLOT_PAGES, 0), 0);
-	assert_int_equal(smmu_gas_create(g->vm, POOL_GFN, POOL_PAGES, &g->gas), 0);
-	assert_int_equal(smmu_vcpu_create(g->vm, &g->vcpu), 0);
-	assert_int_equal(smmu_vcpu_set_cr3(g->vcpu, smmu_gas_cr3(g->gas)), 0);
+	tl_guest_init_cfg(g, &cfg, SLOT_PAGES, POOL_GFN, POOL_PAGES);
 	for (uint64_t i = 0; i < NMAP; i++)
 		assert_int_equal(smmu_gas_map(g->gas, GVA + i * STRIDE, DATA_GFN + i, SMMU_LEVEL_4K, RW_USER), 0);
-}
-
-static struct smmu_vm_counters counters(smmu_vm *vm)
-{
-	struct smmu_vm_counters c;
-	assert_int_equal(smmu_vm_get_counters(vm, &c), 0);
-	return c;
+	*h = (struct host){ 0 };
+	assert_int_equal(smmu_set_hva_to_pfn_hook(g->vm, host_hook, h), 0);
 }
 
 /* The hook sees each fault's host page, with the fault's direction, and not a fault the guest's
@@ -73,9 +64,8 @@ static void test_hook_sees_faults(void **state)
 	(void)state;
 	for (size_t p = 0; p < sizeof(profiles) / sizeof(profiles[0]); p++) {
 		struct tl_guest g;
-		struct host h = { 0 };
-		guest_init(&g, profiles[p]);
-		assert_int_equal(smmu_set_hva_to_pfn_hook(g.vm, host_hook, &h), 0);
+		struct host h;
+		start(&g, &h, profiles[p]);
 		assert_int_equal(smmu_vcpu_fault(g.vcpu, GVA, SMMU_ACC_USER, NULL), SMMU_FAULT_MAPPED);
 		assert_int_equal(h.calls, 1);
 		assert_int_equal(h.writes, 0);
@@ -106,9 +96,8 @@ static void test_cow_retries(void **state)
 	(void)state;
 	for (size_t p = 0; p < sizeof(profiles) / sizeof(profiles[0]); p++) {
 		struct tl_guest g;
-		struct host h = { 0 };
-		guest_init(&g, profiles[p]);
-		assert_int_equal(smmu_set_hva_to_pfn_hook(g.vm, host_hook, &h), 0);
+		struct host h;
+		start(&g, &h, profiles[p]);
 		assert_int_equal(smmu_vcpu_fault(g.vcpu, GVA, SMMU_ACC_USER, NULL), SMMU_FAULT_MAPPED);
 		struct smmu_translation t;
 		assert_int_equal(smmu_vcpu_translate(g.vcpu, GVA, SMMU_ACC_USER | SMMU_ACC_WRITE, &t), -EACCES);
@@ -138,18 +127,17 @@ static void test_recycle_before_stale(void **state)
 	for (size_t p = 0; p < sizeof(profiles) / sizeof(profiles[0]); p++) {
 		bool today = profiles[p] == SMMU_PROFILE_LINUX_TODAY;
 		struct tl_guest g;
-		struct host h = { 0 };
-		guest_init(&g, profiles[p]);
+		struct host h;
+		start(&g, &h, profiles[p]);
 		assert_int_equal(smmu_vm_set_max_mmu_pages(g.vm, BUDGET), 0);
-		assert_int_equal(smmu_set_hva_to_pfn_hook(g.vm, host_hook, &h), 0);
 		/* Read faults, one new guest table each, until fewer than 5 pages are free. */
 		uint64_t i = 0;
-		struct smmu_vm_counters c = counters(g.vm);
+		struct smmu_vm_counters c = tl_counters(g.vm);
 		while (c.n_max_mmu_pages - c.n_used_mmu_pages >= 5) {
 			assert_true(i < NMAP);
 			assert_int_equal(smmu_vcpu_fault(g.vcpu, GVA + i * STRIDE, SMMU_ACC_USER, NULL), SMMU_FAULT_MAPPED);
 			i++;
-			c = counters(g.vm);
+			c = tl_counters(g.vm);
 		}
 		assert_int_equal(c.pages_recycled, 0);
 		/* A write to a page not mapped yet; the host copies its zero page. */
@@ -160,7 +148,7 @@ static void test_recycle_before_stale(void **state)
 		assert_int_equal(smmu_vcpu_fault(g.vcpu, gva, SMMU_ACC_USER | SMMU_ACC_WRITE, &fi), SMMU_FAULT_RETRY);
 		assert_int_equal(h.invalidations, 1);
 		assert_int_equal(fi.pages_created, 0);
-		struct smmu_vm_counters c1 = counters(g.vm);
+		struct smmu_vm_counters c1 = tl_counters(g.vm);
 		assert_int_equal(c1.pages_created, c.pages_created);
 		if (today) {
 			assert_true(c1.pages_recycled > 0);
@@ -172,7 +160,7 @@ static void test_recycle_before_stale(void **state)
 		tl_assert_audit_clean(g.vm);
 		/* The retry: 3.11 recycles now, today has room; both map the page writable. */
 		assert_int_equal(smmu_vcpu_fault(g.vcpu, gva, SMMU_ACC_USER | SMMU_ACC_WRITE, &fi), SMMU_FAULT_MAPPED);
-		struct smmu_vm_counters c2 = counters(g.vm);
+		struct smmu_vm_counters c2 = tl_counters(g.vm);
 		assert_true(c2.pages_recycled > 0);
 		if (today)
 			assert_int_equal(c2.pages_recycled, c1.pages_recycled);
