@@ -442,8 +442,13 @@ int mmu_zap_unsync_children(struct smmu_vm *vm, struct smmu_sp *parent, struct l
 /* kvm_sync_page: bring @sp's sptes in line with its guest table; -1 when @sp was zapped
  * instead, else whether a TLB flush is needed. Does not clear sp->unsync. */
 int kvm_sync_page(struct smmu_vcpu *v, struct smmu_sp *sp, struct list_node *invalid_list);
-/* kvm_mmu_sync_roots: sync every unsync page below the vCPU's root. mmu_lock held. */
+/* kvm_mmu_sync_roots: sync every unsync page below the vCPU's root. mmu_lock held; it may be
+ * let go and retaken (mmu_sync_children's break). */
 void kvm_mmu_sync_roots_locked(struct smmu_vcpu *v);
+/* mmu_sync_children: sync the unsync pages below @parent, breaking mmu_lock between batches where
+ * needbreak; -EINTR where it had to break and @can_yield is false (today: KVM_REQ_MMU_SYNC made,
+ * nothing let go). mmu_lock held. */
+int mmu_sync_children(struct smmu_vcpu *v, struct smmu_sp *parent, bool can_yield);
 /* 3.11's kvm_sync_pages: sync (or zap) every unsync page of @gfn. Lock held. */
 void kvm_sync_pages(struct smmu_vcpu *v, smmu_gfn_t gfn);
 

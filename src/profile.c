@@ -30,6 +30,7 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.sync_flushes_remote = false,
 	.sync_zaps_empty = true,
 	.fault_recycles_before_stale = false,
+	.fetch_syncs_children = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -55,6 +56,7 @@ const struct smmu_rules smmu_rules_today = {
 	.sync_flushes_remote = true,
 	.sync_zaps_empty = false,
 	.fault_recycles_before_stale = true,
+	.fetch_syncs_children = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)
