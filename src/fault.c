@@ -46,7 +46,7 @@ struct smmu_sp *kvm_mmu_get_page(struct smmu_vcpu *v, smmu_gfn_t gfn, int level,
 			if (ret > 0 && vm->rules->sync_flushes_remote)
 				kvm_flush_remote_tlbs(vm, 0);
 		}
-		if (sp->unsync_children)
+		if (sp->unsync_children && !vm->rules->fetch_syncs_children)
 			vcpu_make_request(v, KVM_REQ_MMU_SYNC);
 		found = sp;
 		break;
@@ -218,8 +218,14 @@ static int fetch(struct smmu_vcpu *v, smmu_gva_t addr, const struct guest_walker
 		uint64_t *sptep = &table[PT64_INDEX(addr, level)];
 		struct smmu_sp *child = NULL;
 		drop_large_spte(vm, sptep);
-		if (!is_shadow_present_pte(*sptep))
+		if (!is_shadow_present_pte(*sptep)) {
 			child = kvm_mmu_get_page(v, w->table_gfn[level - 2], level - 1, false, w->pt_access);
+			/* Today: its unsync pages synced before it is linked (rules->fetch_syncs_children);
+			 * a sync that had to break defers to KVM_REQ_MMU_SYNC and the fault retries. */
+			if (vm->rules->fetch_syncs_children && child->unsync_children &&
+			    mmu_sync_children(v, child, false))
+				return SMMU_FAULT_RETRY;
+		}
 		/* The table just write-protected must still hold what the walk read. */
 		if (gpte_changed(vm, w, level - 1))
 			return SMMU_FAULT_RETRY;
@@ -361,6 +367,14 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		goto out_srcu;
 	}
 
+	/* kvm_faultin_pfn → hva_to_pfn: the host's own page fault runs here, between the mmu_seq
+	 * sample and mmu_lock; what it unmaps (a zero page copied) comes back through the MMU
+	 * notifier and makes this fault retry. */
+	if (slot && vm->hva_to_pfn_hook) {
+		srcu_hook_reader = vm;
+		vm->hva_to_pfn_hook(vm, memslot_gfn_to_hva(slot, gfn), access & SMMU_ACC_WRITE, vm->hva_to_pfn_ctx);
+		srcu_hook_reader = NULL;
+	}
 	/* The pfn lookup of a write fault (FOLL_WRITE) maps the host page writable; a read fault's
 	 * leaves an untouched page unmapped or on the zero page (memslot.host_writable). */
 	if (slot && (access & SMMU_ACC_WRITE))
@@ -369,6 +383,9 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 	vm_lock(vm, SMMU_SITE_FAULT);
 	vm->stat.faults++;
 	uint64_t created = vm->stat.pages_created;
+	/* Today: recycle first, then the stale check (rules->fault_recycles_before_stale). */
+	if (vm->rules->fault_recycles_before_stale)
+		make_mmu_pages_available(vm);
 	if (vm->rules->fault_checks_stale_root && v->root && (v->root->role.invalid || is_obsolete_sp(vm, v->root))) {
 		/* is_page_fault_stale: the root was zapped; the reload request is pending. */
 		r = SMMU_FAULT_RETRY;
@@ -376,10 +393,17 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		/* mmu_notifier_retry: an invalidation is in progress or ended since the sample. */
 		r = SMMU_FAULT_RETRY;
 	} else {
-		make_mmu_pages_available(vm);
+		if (!vm->rules->fault_recycles_before_stale)
+			make_mmu_pages_available(vm);
+		unsigned long acquired = atomic_load_explicit(&vm->mmu_lock.acquisitions, memory_order_relaxed);
 		r = v->root ? 0 : mmu_alloc_roots(v);
 		if (!r && v->sync_pending) /* KVM_REQ_MMU_SYNC, taken at this entry */
 			kvm_mmu_sync_roots_locked(v);
+		/* KVM syncs the roots at the vCPU's entry, before the fault: where that sync let go of
+		 * mmu_lock and the root was zapped meanwhile, the reload comes first. */
+		if (!r && atomic_load_explicit(&vm->mmu_lock.acquisitions, memory_order_relaxed) != acquired &&
+		    (v->root->role.invalid || is_obsolete_sp(vm, v->root)))
+			r = SMMU_FAULT_RETRY;
 		if (!r) {
 			if (shadow) {
 				r = fetch(v, addr, &w, access & SMMU_ACC_WRITE, slot, info);

@@ -232,7 +232,7 @@ SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *sta
 		return -EINVAL;
 	struct smmu_zap_report rep = { 0 };
 	uint64_t dropped = 0;
-	pthread_rwlock_rdlock(&vm->srcu);
+	bool srcu = srcu_read_lock_nested(vm); /* it may run inside a fault's hva_to_pfn hook */
 	vm_lock(vm, SMMU_SITE_MMU_NOTIFIER);
 	vm->mmu_notifier_count++;
 	for (int i = 0; i < vm->slots.n; i++) {
@@ -257,7 +257,7 @@ SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *sta
 		host_pte_unmap(slot, c0, c1); /* MADV_DONTNEED: the host's ptes of the range are gone */
 	}
 	vm_unlock(vm);
-	pthread_rwlock_unlock(&vm->srcu);
+	srcu_read_unlock_nested(vm, srcu);
 	/* kvm_mmu_notifier_invalidate_range_end: the host's change is done. */
 	vm_lock(vm, SMMU_SITE_MMU_NOTIFIER);
 	atomic_fetch_add_explicit(&vm->mmu_notifier_seq, 1, memory_order_release);

@@ -231,6 +231,9 @@ struct smmu_vm {
 	 * Set at a quiescent point; it must not take mmu_lock (a requester may hold it and wait). */
 	void (*guest_mode_hook)(struct smmu_vcpu *v, void *ctx);
 	void *guest_mode_hook_ctx;
+	/* The host's page lookup in a fault (smmu_set_hva_to_pfn_hook); set at a quiescent point. */
+	smmu_hva_to_pfn_fn hva_to_pfn_hook;
+	void *hva_to_pfn_ctx;
 	bool audit_every_op;
 	bool destroying;
 	struct smmu_vm_counters stat;   /* counters; live fields computed on read */
@@ -278,6 +281,25 @@ bool sp_accounted(const struct smmu_vm *vm, const struct smmu_sp *sp);
 #define for_each_sp_in_bucket(vm, sp, gfn, node)                                              \
 	for (struct hlist_node *node = (vm)->mmu_page_hash[kvm_page_table_hashfn(vm, gfn)].first; \
 	     node && ((sp) = container_of(node, struct smmu_sp, hash_link), 1); node = node->next)
+
+/* The VM whose srcu this thread holds for read while the host's page lookup hook runs: the host
+ * calls the hook may make (the MMU notifier, smmu_host_wrote) nest in that read section rather
+ * than take the rwlock again, which would deadlock behind a waiting writer (SRCU readers nest). */
+extern _Thread_local struct smmu_vm *srcu_hook_reader;
+/* srcu for read unless this thread's hook already holds it; @return whether it was taken. */
+static inline bool srcu_read_lock_nested(struct smmu_vm *vm)
+{
+	if (srcu_hook_reader == vm)
+		return false;
+	pthread_rwlock_rdlock(&vm->srcu);
+	return true;
+}
+
+static inline void srcu_read_unlock_nested(struct smmu_vm *vm, bool taken)
+{
+	if (taken)
+		pthread_rwlock_unlock(&vm->srcu);
+}
 
 /* ---- mmu_lock wrappers with hooks (vm.c) --------------------------------------------------- */
 void vm_lock(struct smmu_vm *vm, enum smmu_site site);
@@ -424,8 +446,13 @@ int mmu_zap_unsync_children(struct smmu_vm *vm, struct smmu_sp *parent, struct l
 /* kvm_sync_page: bring @sp's sptes in line with its guest table; -1 when @sp was zapped
  * instead, else whether a TLB flush is needed. Does not clear sp->unsync. */
 int kvm_sync_page(struct smmu_vcpu *v, struct smmu_sp *sp, struct list_node *invalid_list);
-/* kvm_mmu_sync_roots: sync every unsync page below the vCPU's root. mmu_lock held. */
+/* kvm_mmu_sync_roots: sync every unsync page below the vCPU's root. mmu_lock held; it may be
+ * let go and retaken (mmu_sync_children's break). */
 void kvm_mmu_sync_roots_locked(struct smmu_vcpu *v);
+/* mmu_sync_children: sync the unsync pages below @parent, breaking mmu_lock between batches where
+ * needbreak; -EINTR where it had to break and @can_yield is false (today: KVM_REQ_MMU_SYNC made,
+ * nothing let go). mmu_lock held. */
+int mmu_sync_children(struct smmu_vcpu *v, struct smmu_sp *parent, bool can_yield);
 /* 3.11's kvm_sync_pages: sync (or zap) every unsync page of @gfn. Lock held. */
 void kvm_sync_pages(struct smmu_vcpu *v, smmu_gfn_t gfn);
 

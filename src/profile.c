@@ -32,6 +32,8 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.fast_zap_gen_toggles = false,
 	.zapped_root_leaves_active_list = false,
 	.obsolete_zap_restarts_if_unstable = false,
+	.fault_recycles_before_stale = false,
+	.fetch_syncs_children = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -59,6 +61,8 @@ const struct smmu_rules smmu_rules_today = {
 	.fast_zap_gen_toggles = true,
 	.zapped_root_leaves_active_list = true,
 	.obsolete_zap_restarts_if_unstable = true,
+	.fault_recycles_before_stale = true,
+	.fetch_syncs_children = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

@@ -111,7 +111,11 @@ struct smmu_rules {
 	bool get_higher_zaps_unsync;
 	/* The flush after a sync: 3.11's __kvm_sync_page flushes the syncing vCPU's own TLB
 	 * (kvm_mmu_flush_tlb) after each page; today's mmu_sync_children / kvm_mmu_get_page flush
-	 * remote TLBs once when a synced spte needs it (kvm_mmu_remote_flush_or_zap). */
+	 * remote TLBs once when a synced spte needs it (kvm_mmu_remote_flush_or_zap). Also the lock
+	 * break in mmu_sync_children, after each batch: 3.11 commits the batch's zaps, then
+	 * cond_resched_lock; today keeps the zaps and the flush pending across batches and, when
+	 * need_resched() || rwlock_needbreak(), does them (kvm_mmu_remote_flush_or_zap) before
+	 * cond_resched_rwlock_write, or returns -EINTR where it cannot yield. */
 	bool sync_flushes_remote;
 	/* FNAME(sync_page) leaving no spte present: 3.11's returns !nr_present and __kvm_sync_page
 	 * zaps the page; today's returns whether to flush and keeps it. */
@@ -139,6 +143,23 @@ struct smmu_rules {
 	 * (nr_zapped, ret) to the batch, and break with cond_resched_lock (3.11) /
 	 * cond_resched_rwlock_write (today) once the batch reaches BATCH_ZAP_PAGES. */
 	bool obsolete_zap_restarts_if_unstable;
+	/* A page fault once it holds mmu_lock: the order of recycling and the stale check. The kernel
+	 * recorded (Debian's 6.1.0-57, its kvm.ko's paging64_page_fault) runs make_mmu_pages_available
+	 * first and is_page_fault_stale after it, so a fault that retries because the host's MMU
+	 * notifier invalidated since mmu_seq (the copy of the zero page in hva_to_pfn) has recycled
+	 * pages all the same. Upstream checked staleness first (so does the stored torvalds copy, a
+	 * 6.0-era one); a third-party advisory (CVE-2026-64561, "Zapscape") names upstream 2abd5287f083
+	 * as the fix that moved the check after the reclaim, which the 6.1 build has. 3.11's
+	 * FNAME(page_fault) and tdp_page_fault check mmu_notifier_retry first and recycle only in a
+	 * fault that goes on to fetch. */
+	bool fault_recycles_before_stale;
+	/* A page found for a shadow path with unsync pages below it (unsync_children): today's
+	 * FNAME(fetch) syncs them before it links the page (mmu_sync_children(..., can_yield =
+	 * false): on a lock break it flushes, makes KVM_REQ_MMU_SYNC and the fault retries), and
+	 * kvm_mmu_get_page makes no request (since 5.15, "KVM: X86: Synchronize the shadow pagetable
+	 * before link it"); 3.11's kvm_mmu_get_page makes KVM_REQ_MMU_SYNC and fetch links the page
+	 * as it is (the roots' sync at the next entry reaches it). */
+	bool fetch_syncs_children;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

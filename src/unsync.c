@@ -217,8 +217,26 @@ int kvm_sync_page(struct smmu_vcpu *v, struct smmu_sp *sp, struct list_node *inv
 	return r;
 }
 
-/* mmu_sync_children: write-protect the gfns of a batch of unsync pages, then sync each. */
-static void mmu_sync_children(struct smmu_vcpu *v, struct smmu_sp *parent)
+/* kvm_mmu_remote_flush_or_zap: commit the invalid list (its commit flushes), else flush if asked. */
+static void remote_flush_or_zap(struct smmu_vm *vm, struct list_node *invalid_list, bool flush)
+{
+	if (!list_empty(invalid_list))
+		kvm_mmu_commit_zap_page(vm, invalid_list);
+	else if (flush)
+		kvm_flush_remote_tlbs(vm, 0);
+}
+
+/*
+ * mmu_sync_children: write-protect the gfns of a batch of unsync pages, then sync each; after
+ * each batch, the lock break. 3.11 commits the batch's zaps and calls cond_resched_lock (its
+ * flush before the break is that commit; each synced page asked for its own vCPU's TLB flush).
+ * Today (rules->sync_flushes_remote) breaks when need_resched() || rwlock_needbreak(), flushing
+ * or committing what is pending first (kvm_mmu_remote_flush_or_zap); a caller that cannot yield
+ * (@can_yield false: FNAME(fetch), which holds no reference to @parent) gets -EINTR instead, with
+ * KVM_REQ_MMU_SYNC made so that the vCPU's next entry finishes the roots' sync. @return 0 or
+ * -EINTR.
+ */
+int mmu_sync_children(struct smmu_vcpu *v, struct smmu_sp *parent, bool can_yield)
 {
 	struct smmu_vm *vm = v->vm;
 	struct smmu_sp *pages[KVM_PAGE_ARRAY_NR];
@@ -231,29 +249,42 @@ static void mmu_sync_children(struct smmu_vcpu *v, struct smmu_sp *parent)
 		for (int k = 0; k < n; k++)
 			protected |= rmap_write_protect(vm, pages[k]->gfn);
 		if (protected) {
-			kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_WRPROT);
+			if (!list_empty(&invalid_list))
+				kvm_mmu_commit_zap_page(vm, &invalid_list);
+			else
+				kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_WRPROT);
 			flush = false;
 		}
 		for (int k = 0; k < n; k++) {
 			kvm_unlink_unsync_page(vm, pages[k]);
 			flush |= kvm_sync_page(v, pages[k], &invalid_list) > 0;
 		}
-		if (!vm->rules->sync_flushes_remote)
+		if (!vm->rules->sync_flushes_remote) {
 			kvm_mmu_commit_zap_page(vm, &invalid_list); /* 3.11: each batch */
+			vm_cond_resched(vm);
+			continue;
+		}
+		if (mmu_lock_needbreak(&vm->mmu_lock)) {
+			remote_flush_or_zap(vm, &invalid_list, flush);
+			if (!can_yield) {
+				vcpu_make_request(v, KVM_REQ_MMU_SYNC);
+				return -EINTR;
+			}
+			vm_cond_resched(vm);
+			flush = false;
+		}
 	}
-	/* kvm_mmu_remote_flush_or_zap (today) */
-	if (!list_empty(&invalid_list))
-		kvm_mmu_commit_zap_page(vm, &invalid_list);
-	else if (flush && vm->rules->sync_flushes_remote)
-		kvm_flush_remote_tlbs(vm, 0);
+	remote_flush_or_zap(vm, &invalid_list, flush && vm->rules->sync_flushes_remote);
+	return 0;
 }
 
+/* kvm_mmu_sync_roots under mmu_lock (it may break the lock: can_yield). */
 void kvm_mmu_sync_roots_locked(struct smmu_vcpu *v)
 {
 	lockdep_assert_held(&v->vm->mmu_lock);
 	v->sync_pending = false;
 	if (v->root && v->root->unsync_children)
-		mmu_sync_children(v, v->root);
+		mmu_sync_children(v, v->root, true);
 }
 
 void kvm_sync_pages(struct smmu_vcpu *v, smmu_gfn_t gfn)

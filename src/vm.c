@@ -535,7 +535,7 @@ SMMU_API int smmu_host_wrote(smmu_vm *vm, const void *start, const void *end)
 {
 	if (!vm || (uintptr_t)start > (uintptr_t)end)
 		return -EINVAL;
-	pthread_rwlock_rdlock(&vm->srcu);
+	bool srcu = srcu_read_lock_nested(vm);
 	for (int i = 0; i < vm->slots.n; i++) {
 		struct memslot *slot = vm->slots.sorted[i];
 		uintptr_t s0 = (uintptr_t)slot->hva, s1 = s0 + (slot->npages << SMMU_PAGE_SHIFT);
@@ -544,6 +544,17 @@ SMMU_API int smmu_host_wrote(smmu_vm *vm, const void *start, const void *end)
 		for (uintptr_t a = hs & ~(uintptr_t)(SMMU_PAGE_SIZE - 1); a < he; a += SMMU_PAGE_SIZE)
 			host_pte_set_writable(slot, slot->base_gfn + ((a - s0) >> SMMU_PAGE_SHIFT));
 	}
-	pthread_rwlock_unlock(&vm->srcu);
+	srcu_read_unlock_nested(vm, srcu);
+	return 0;
+}
+
+_Thread_local struct smmu_vm *srcu_hook_reader;
+
+SMMU_API int smmu_set_hva_to_pfn_hook(smmu_vm *vm, smmu_hva_to_pfn_fn fn, void *ctx)
+{
+	if (!vm)
+		return -EINVAL;
+	vm->hva_to_pfn_hook = fn;
+	vm->hva_to_pfn_ctx = ctx;
 	return 0;
 }

@@ -94,6 +94,20 @@ void tl_guest_fini(struct tl_guest *g)
 	g->vm = NULL;
 }
 
+struct smmu_vm_counters tl_counters(smmu_vm *vm)
+{
+	struct smmu_vm_counters c;
+	assert_int_equal(smmu_vm_get_counters(vm, &c), 0);
+	return c;
+}
+
+uint64_t tl_mmu_unsync(smmu_vm *vm)
+{
+	uint64_t n = ~0ull;
+	assert_int_equal(smmu_vm_get_mmu_unsync(vm, &n), 0);
+	return n;
+}
+
 void tl_map_and_fault(struct tl_guest *g, smmu_gva_t base, smmu_gfn_t first_gfn, uint64_t n,
 		      uint32_t access)
 {

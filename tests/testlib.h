@@ -43,6 +43,9 @@ void tl_guest_init(struct tl_guest *g, enum smmu_mmu_mode mode, uint64_t npages,
 void tl_guest_init_cfg(struct tl_guest *g, const struct smmu_vm_config *cfg, uint64_t npages, smmu_gfn_t pool_gfn,
 		       uint64_t pool_pages);
 void tl_guest_fini(struct tl_guest *g);
+/* The VM's counters (smmu_vm_get_counters), and mmu_unsync now; fail the test on error. */
+struct smmu_vm_counters tl_counters(smmu_vm *vm);
+uint64_t tl_mmu_unsync(smmu_vm *vm);
 /* Map @n 4 KiB pages: gva base + i * 4K -> gfn first_gfn + i (writable, user), and fault each
  * in with @access. In direct mode only faults gpa (first_gfn + i) * 4K. */
 void tl_map_and_fault(struct tl_guest *g, smmu_gva_t base, smmu_gfn_t first_gfn, uint64_t n,

@@ -309,6 +309,25 @@ SMMU_API int smmu_host_wrote(smmu_vm *vm, const void *start, const void *end);
 SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *start,
 						    const void *end);
 
+/**
+ * The host's page lookup in a fault (kvm_faultin_pfn → hva_to_pfn → the host's page fault):
+ * smmu_vcpu_fault calls it for a fault on a gfn of a slot (not a write to a read-only slot),
+ * with the host address of the gfn's page and whether the fault writes, after the fault sampled
+ * the MMU notifier's sequence and before it takes mmu_lock, on the faulting thread. The host does
+ * there what its own page fault would (map the zero page, copy it on a write, split a huge page)
+ * and reports what it unmapped through smmu_mmu_notifier_invalidate_range from inside the hook;
+ * the fault then retries (SMMU_FAULT_RETRY), as KVM's does. The hook may call
+ * smmu_mmu_notifier_invalidate_range and smmu_host_wrote for @p vm, nothing else of the library.
+ */
+typedef void (*smmu_hva_to_pfn_fn)(smmu_vm *vm, void *hva, bool write, void *ctx);
+
+/**
+ * Install (or with NULL remove) the host's page-lookup hook (smmu_hva_to_pfn_fn). Without one,
+ * a fault finds the host's page as it is. Quiescent point only (no fault in flight).
+ * @return 0; -EINVAL (NULL @p vm).
+ */
+SMMU_API int smmu_set_hva_to_pfn_hook(smmu_vm *vm, smmu_hva_to_pfn_fn fn, void *ctx);
+
 /** The host address space is going away (kvm_mmu_notifier_release): zaps all, with the fast
  *  invalidate in the 3.11 profile, with kvm_mmu_zap_all in today's. @return 0/-EINVAL. */
 SMMU_API int smmu_mmu_notifier_release(smmu_vm *vm);

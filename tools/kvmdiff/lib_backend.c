@@ -103,6 +103,17 @@ static void host_touch(struct lib *L, uint64_t gpa, bool write, bool guest)
 		smmu_mmu_notifier_invalidate_range(L->vm, (void *)start, (void *)end);
 }
 
+/* The host's page fault inside KVM's (hva_to_pfn): the zero page copied on a write, or a huge
+ * page split, is unmapped there, after the fault sampled mmu_seq, so that fault retries. */
+static void host_hva_to_pfn(smmu_vm *vm, void *p, bool write, void *ctx)
+{
+	struct lib *L = ctx;
+	uintptr_t hva = (uintptr_t)p, start, end;
+	int i = host_of(L, hva);
+	if (i >= 0 && kd_hostmem_access(&L->host[i].h, hva, write, &start, &end))
+		smmu_mmu_notifier_invalidate_range(vm, (void *)start, (void *)end);
+}
+
 static int mem_read(void *ctx, uint64_t gpa, uint64_t *val)
 {
 	struct lib *L = ctx;
@@ -155,37 +166,14 @@ static int host_map(struct lib *L, int as, const struct kd_step *st)
 	return 0;
 }
 
-/* The gpa the guest's tables give @gva (a walk without side effects); false where none. */
-static bool guest_gpa(struct lib *L, uint64_t root_gpa, uint64_t gva, uint64_t *gpa)
-{
-	uint64_t table = root_gpa;
-	for (int level = 4; level >= 1; level--) {
-		const uint64_t *t = smmu_gfn_to_hva(L->vm, table >> 12);
-		if (!t)
-			return false;
-		uint64_t e = __atomic_load_n(t + ((gva >> (12 + 9 * (level - 1))) & 511), __ATOMIC_RELAXED);
-		if (!(e & SMMU_PTE_PRESENT))
-			return false;
-		uint64_t size = 1ull << (12 + 9 * (level - 1));
-		if (level == 1 || (e & SMMU_PTE_LARGE)) {
-			*gpa = (e & SMMU_PTE_ADDR_MASK & ~(size - 1)) | (gva & (size - 1));
-			return true;
-		}
-		table = e & SMMU_PTE_ADDR_MASK;
-	}
-	return false;
-}
-
 /* One CPL 3 access as the hardware and KVM would make it: through the sptes when they allow it,
- * else a fault; a store to a write-protected guest table is emulated. The host side of the
- * access (a zero page copied, a huge page split) comes first: KVM's fault would meet it in
- * hva_to_pfn and retry after the invalidation. */
+ * else a fault; a store to a write-protected guest table is emulated. The host side of a fault
+ * (a zero page copied, a huge page split) happens inside it (host_hva_to_pfn), as in KVM's
+ * hva_to_pfn; a fault that retries for it re-executes the instruction: the guest fetches it
+ * again first, and that fetch faults where the retried fault's recycling zapped the program's
+ * shadow path. */
 static int access_one(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, uint64_t val)
 {
-	uint64_t gpa;
-	for (int i = 0; i < L->sc->nvcpus; i++)
-		if (L->vcpu[i] == v && L->vcpu_as[i] >= 0 && guest_gpa(L, L->sc->as[L->vcpu_as[i]].pool_gpa, gva, &gpa))
-			host_touch(L, gpa, acc & SMMU_ACC_WRITE, true);
 	acc |= SMMU_ACC_USER;
 	for (int tries = 0; tries < 8; tries++) {
 		struct smmu_translation t;
@@ -213,7 +201,12 @@ static int access_one(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, u
 			return lfail(L, "the guest's tables do not allow access %#x at gva %#llx (reason %d): "
 					"the real guest would take a #PF it cannot handle", acc,
 				     (unsigned long long)gva, fi.pf_reason);
+		if (r == SMMU_FAULT_RETRY && !(acc & SMMU_ACC_EXEC) &&
+		    access_one(L, v, KD_CODE_GPA, SMMU_ACC_EXEC, 0))
+			return -1;
 		if (r == SMMU_FAULT_MAPPED && fi.emulated_write) {
+			/* The emulator's store (kvm_write_guest): the host's page fault, if any, first. */
+			host_touch(L, (fi.gfn << 12) | (gva & 4095), true, true);
 			r = smmu_guest_write(L->vm, (fi.gfn << 12) | (gva & 4095), &val, sizeof(val));
 			return r ? lfail(L, "emulated store at %#llx: %s", (unsigned long long)gva, strerror(-r)) : 0;
 		}
@@ -440,6 +433,7 @@ int kd_lib_run(const struct kd_scenario *sc, struct kd_record *rec, bool do_audi
 		}
 	}
 	smmu_set_hook(L.vm, hook, &L);
+	smmu_set_hva_to_pfn_hook(L.vm, host_hva_to_pfn, &L);
 	for (size_t i = 0; i < sc->nsteps; i++) {
 		L.st = &sc->steps[i];
 		if (!(L.cur = kd_record_step(rec, L.st->line, L.st->text))) {
@@ -463,6 +457,7 @@ int kd_lib_run(const struct kd_scenario *sc, struct kd_record *rec, bool do_audi
 out:
 	L.cur = NULL;
 	smmu_set_hook(L.vm, NULL, NULL);
+	smmu_set_hva_to_pfn_hook(L.vm, NULL, NULL);
 	smmu_vm_destroy(L.vm);
 	for (int i = 0; i < KD_HOST_SLOTS; i++)
 		if (L.host[i].id >= 0)
