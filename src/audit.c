@@ -1073,6 +1073,50 @@ static void audit_tlb(struct audit *a, const struct smmu_vcpu *v)
 	}
 }
 
+/* How many of the VM's vCPU roots, current and cached (prev_roots), are @sp. */
+static uint32_t roots_holding(const struct smmu_vm *vm, const struct smmu_sp *sp)
+{
+	uint32_t n = 0;
+	for (int k = 0; k < vm->nr_vcpus; k++) {
+		const struct smmu_vcpu *v = vm->vcpus[k];
+		n += v->root == sp;
+		for (int i = 0; i < KVM_MMU_NUM_PREV_ROOTS; i++)
+			n += v->prev_roots[i].sp == sp;
+	}
+	return n;
+}
+
+/* Invariant 1's root counts: a listed page's root_count is the number of vCPU roots, current
+ * and cached, that hold it. The roots are changed under mmu_lock only (roots.c), so every audit
+ * point checks this, whatever requests are pending. */
+static void audit_root_counts(struct audit *a)
+{
+	struct smmu_vm *vm = a->vm;
+	for (uint32_t k = 0; k < a->n; k++) {
+		const struct smmu_sp *sp = a->pages[k];
+		if (sp->root_count) {
+			uint32_t held = roots_holding(vm, sp);
+			if (held != sp->root_count)
+				report(a, SMMU_INV_PAGE_LISTS, SPOT(.sp = sp, .gfn = sp->gfn), held, sp->root_count,
+				       "root_count is not the number of vCPU roots (current and cached) holding the page");
+		}
+	}
+	/* A root held by a page whose root_count is 0 (the loop above passed over it). */
+	for (int k = 0; k < vm->nr_vcpus; k++) {
+		const struct smmu_vcpu *v = vm->vcpus[k];
+		for (int i = -1; i < KVM_MMU_NUM_PREV_ROOTS; i++) {
+			const struct smmu_sp *sp = i < 0 ? v->root : v->prev_roots[i].sp;
+			if (sp && set_lookup(a, sp) != NO_INDEX && !sp->root_count)
+				report(a, SMMU_INV_PAGE_LISTS, SPOT(.sp = sp, .gfn = sp->gfn, .vcpu = v), 1, 0,
+				       i < 0 ? "vCPU's root has root_count 0" : "vCPU's cached root has root_count 0");
+		}
+		for (int i = vm->rules->prev_roots; i < KVM_MMU_NUM_PREV_ROOTS; i++)
+			if (v->prev_roots[i].sp)
+				report(a, SMMU_INV_PAGE_LISTS, SPOT(.raw_sp = v->prev_roots[i].sp, .vcpu = v),
+				       vm->rules->prev_roots, i + 1, "more cached roots than the profile keeps");
+	}
+}
+
 static void audit_vcpus(struct audit *a)
 {
 	struct smmu_vm *vm = a->vm;
@@ -1083,7 +1127,7 @@ static void audit_vcpus(struct audit *a)
 		if (!v || (!a->all_vcpus && v != a->only))
 			continue;
 		uint32_t req = atomic_load_explicit(&v->requests, memory_order_relaxed);
-		if (req & KVM_REQ_MMU_RELOAD)
+		if (req & (KVM_REQ_MMU_RELOAD | KVM_REQ_MMU_FREE_OBSOLETE_ROOTS))
 			continue; /* the root is dropped at the next entry: nothing to check yet */
 		if (v->root) {
 			uint32_t ri = set_lookup(a, v->root);
@@ -1142,6 +1186,7 @@ static long audit_run(struct audit *a, struct smmu_vm *vm, struct smmu_audit_rep
 	collect_zapped(a, (uint32_t)(count < a->alloc_z ? count : a->alloc_z));
 	audit_hash(a);
 	audit_page_lists(a);
+	audit_root_counts(a);
 	audit_zapped(a);
 	audit_parent_ptes(a);
 	audit_rmaps(a);

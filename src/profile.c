@@ -29,6 +29,8 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.get_higher_zaps_unsync = false,
 	.sync_flushes_remote = false,
 	.sync_zaps_empty = true,
+	.prev_roots = 0,
+	.reload_frees_obsolete_only = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -53,6 +55,8 @@ const struct smmu_rules smmu_rules_today = {
 	.get_higher_zaps_unsync = true,
 	.sync_flushes_remote = true,
 	.sync_zaps_empty = false,
+	.prev_roots = 3, /* KVM_MMU_NUM_PREV_ROOTS */
+	.reload_frees_obsolete_only = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

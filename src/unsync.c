@@ -276,12 +276,12 @@ void kvm_sync_pages(struct smmu_vcpu *v, smmu_gfn_t gfn)
  * children; at a leaf of an unsync page, zap the spte and map the guest pte it shadows now
  * (FNAME(update_pte) → FNAME(prefetch_gpte)).
  */
-static void invlpg_locked(struct smmu_vcpu *v, smmu_gva_t gva)
+static void invlpg_locked(struct smmu_vcpu *v, struct smmu_sp *root, smmu_gva_t gva)
 {
 	struct smmu_vm *vm = v->vm;
-	if (!v->root)
+	if (!root)
 		return;
-	uint64_t *table = v->root->spt;
+	uint64_t *table = root->spt;
 	for (int level = PT64_ROOT_LEVEL; level >= 1; level--) {
 		uint64_t *sptep = &table[PT64_INDEX(gva, level)];
 		struct smmu_sp *sp = page_header(sptep);
@@ -302,7 +302,9 @@ static void invlpg_locked(struct smmu_vcpu *v, smmu_gva_t gva)
 	}
 }
 
-/* kvm_mmu_invlpg: FNAME(invlpg), then the vCPU's TLB entry (the model flushes its whole TLB). */
+/* kvm_mmu_invlpg → kvm_mmu_invalidate_gva: FNAME(invlpg) from the current root, then from each
+ * cached root (today; 3.11 has none), then the vCPU's TLB entry (the model flushes its whole
+ * TLB). */
 SMMU_API int smmu_vcpu_invlpg(smmu_vcpu *v, smmu_gva_t gva)
 {
 	if (!v || !is_canonical(gva))
@@ -315,7 +317,9 @@ SMMU_API int smmu_vcpu_invlpg(smmu_vcpu *v, smmu_gva_t gva)
 			return r;
 		pthread_rwlock_rdlock(&vm->srcu);
 		vm_lock(vm, SMMU_SITE_VCPU);
-		invlpg_locked(v, gva);
+		invlpg_locked(v, v->root, gva);
+		for (int i = 0; i < KVM_MMU_NUM_PREV_ROOTS; i++)
+			invlpg_locked(v, v->prev_roots[i].sp, gva);
 		vm_unlock(vm);
 		pthread_rwlock_unlock(&vm->srcu);
 	}

@@ -57,7 +57,9 @@ enum smmu_invariant {
 	 *  NULL link, no page twice, no page on both). Every page in mmu_page_hash is listed or on
 	 *  zapped_obsolete_pages, once, in the bucket of its gfn, with a consistent back link. Every
 	 *  listed page is in mmu_page_hash; a listed page is invalid only while a root user holds it
-	 *  (root_count). n_used_mmu_pages is the number of listed pages, indirect_shadow_pages the
+	 *  (root_count), and its root_count is the number of vCPU roots holding it, current and
+	 *  cached (the today profile's previous roots), none cached beyond what the profile keeps
+	 *  (checked at every audit point). n_used_mmu_pages is the number of listed pages, indirect_shadow_pages the
 	 *  number of valid indirect ones, and each page's n_present the number of present sptes in
 	 *  its table. zapped_obsolete_pages holds pages only while a fast-zap drain runs
 	 *  (kvm_zap_obsolete_pages, between its lock breaks), and each of them is invalid, obsolete,
