@@ -140,8 +140,8 @@ static void test_3_11_switch_drops_root(void **state)
 /* Loading the CR3 the vCPU has keeps its root (both eras). */
 static void test_same_cr3_keeps_root(void **state)
 {
+	(void)state;
 	for (int e = 0; e < 2; e++) {
-		(void)state;
 		struct fix f;
 		setup(&f, e ? SMMU_PROFILE_LINUX_TODAY : SMMU_PROFILE_LINUX_3_11);
 		switch_and_read(&f, 0);
