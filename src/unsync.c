@@ -186,7 +186,9 @@ static int sync_page(struct smmu_vm *vm, struct smmu_sp *sp, int *nr_present)
 		if (!(gpte & SMMU_PTE_DIRTY))
 			access &= ~(uint32_t)SMMU_ACC_WRITE;
 		struct memslot *slot = gfn_to_memslot(&vm->slots, gfn);
-		uint64_t spte = old & ~(PT_WRITABLE_MASK | PT_USER_MASK | PT64_NX_MASK);
+		/* Rebuilt as a prefetch (make_spte's prefetch, 3.11's set_spte speculative): no
+		 * Accessed bit; Dirty as rules->spte_dirty_on_write says, below. */
+		uint64_t spte = old & ~(PT_WRITABLE_MASK | PT_USER_MASK | PT64_NX_MASK | PT_ACCESSED_MASK | PT_DIRTY_MASK);
 		if (!(access & SMMU_ACC_EXEC))
 			spte |= PT64_NX_MASK;
 		if (access & SMMU_ACC_USER)
@@ -196,8 +198,12 @@ static int sync_page(struct smmu_vm *vm, struct smmu_sp *sp, int *nr_present)
 			spte |= PT_WRITABLE_MASK;
 			mark_page_dirty(slot, gfn);
 		}
+		if (vm->rules->spte_dirty_on_write && is_writable_pte(spte) && !is_writable_pte(old))
+			spte |= PT_DIRTY_MASK; /* make_spte: not where it overwrites a writable spte */
 		if ((old & ~spte & (PT_WRITABLE_MASK | PT_USER_MASK)) || (spte & ~old & PT64_NX_MASK))
 			flush = true; /* mmu_spte_update: rights taken away */
+		if (old & ~spte & (PT_ACCESSED_MASK | PT_DIRTY_MASK))
+			flush = true; /* today's mmu_spte_update: Accessed or Dirty cleared (3.11 flushes anyway) */
 		__atomic_store_n(sptep, spte, __ATOMIC_RELAXED);
 		(*nr_present)++;
 	}

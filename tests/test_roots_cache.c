@@ -360,6 +360,60 @@ static void test_invlpg_syncs_cached_root(void **state)
 	teardown(&f);
 }
 
+/* The leaf spte for @gva under @root (present or not). */
+static uint64_t leaf_under(const struct smmu_sp *root, smmu_gva_t gva)
+{
+	const uint64_t *table = root->spt;
+	for (int level = PT64_ROOT_LEVEL; level > 1; level--) {
+		uint64_t e = table[PT64_INDEX(gva, level)];
+		if (!is_shadow_present_pte(e))
+			return 0;
+		table = spte_to_child_spt(e);
+	}
+	return table[PT64_INDEX(gva, 1)];
+}
+
+/* A cached root reused by MOV CR3 is synced at the next entry (KVM_REQ_MMU_SYNC →
+ * kvm_mmu_sync_roots): its unsync page's kept sptes are rebuilt as prefetches, without the
+ * Accessed bit, in both eras; today that clearing is a remote flush of its own
+ * (mmu_spte_update), after the one for the write protection; 3.11 flushes locally. */
+static void test_reuse_syncs_cached_root(void **state)
+{
+	(void)state;
+	uint64_t flushes[2];
+	for (int e = 0; e < 2; e++) {
+		struct fix f;
+		setup(&f, e ? SMMU_PROFILE_LINUX_TODAY : SMMU_PROFILE_LINUX_3_11);
+		const smmu_gva_t pt_gva = DATA_GVA + (4ull << 20);
+		struct smmu_guest_walk w;
+		assert_int_equal(smmu_guest_walk(f.vm, cr3(&f, 0), DATA_GVA, &w), 0);
+		assert_int_equal(smmu_gas_map(f.as[0], pt_gva, w.table_gfn[0], SMMU_LEVEL_4K, RW_USER), 0);
+		switch_and_read(&f, 0);
+		struct smmu_sp *r0 = f.v->root;
+		assert_true(leaf_under(r0, DATA_GVA) & PT_ACCESSED_MASK);
+		/* The guest writes another pte of the data page's table: the page goes unsync. */
+		uint64_t pte = ((uint64_t)(DATA_GFN + 50) << SMMU_PAGE_SHIFT) | SMMU_PTE_PRESENT | SMMU_PTE_USER;
+		assert_int_equal(smmu_vcpu_write(f.v, pt_gva + 8 * 7, &pte, sizeof(pte)), 0);
+		uint64_t unsync = 0;
+		assert_int_equal(smmu_vm_get_mmu_unsync(f.vm, &unsync), 0);
+		assert_int_equal(unsync, 1);
+		switch_and_read(&f, 1);
+		uint64_t c0 = vm_ctr(&f).remote_tlb_flushes;
+		assert_int_equal(smmu_vcpu_load_cr3(f.v, cr3(&f, 0)), 0);
+		assert_int_equal(smmu_vcpu_mmu_reload(f.v), 0);
+		flushes[e] = vm_ctr(&f).remote_tlb_flushes - c0;
+		assert_int_equal(smmu_vm_get_mmu_unsync(f.vm, &unsync), 0);
+		assert_int_equal(unsync, 0);
+		uint64_t leaf = leaf_under(f.v->root, DATA_GVA);
+		assert_true(is_shadow_present_pte(leaf));
+		assert_false(leaf & PT_ACCESSED_MASK);
+		tl_assert_audit_clean(f.vm);
+		teardown(&f);
+	}
+	assert_int_equal(flushes[0], 1); /* 3.11: the write protection */
+	assert_int_equal(flushes[1], 2); /* today: and the Accessed bits cleared */
+}
+
 /* The audit's root counts, broken on purpose: a cached root's root_count off by one; a cached
  * root forgotten without its count dropped; a cached root in a profile that keeps none. */
 static void test_audit_root_counts(void **state)
@@ -416,6 +470,7 @@ int main(void)
 		cmocka_unit_test(test_fast_zap_frees_obsolete_roots),
 		cmocka_unit_test(test_root_zap_frees_only_obsolete),
 		cmocka_unit_test(test_invlpg_syncs_cached_root),
+		cmocka_unit_test(test_reuse_syncs_cached_root),
 		cmocka_unit_test(test_audit_root_counts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
