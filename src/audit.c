@@ -392,11 +392,14 @@ static void collect_zapped_roots(struct audit *a, uint32_t limit)
 	const struct smmu_vm *vm = a->vm;
 	a->nz_pending = a->nz;
 	for (int k = 0; k < vm->nr_vcpus && a->nz < limit; k++) {
-		const struct smmu_sp *root = vm->vcpus[k] ? vm->vcpus[k]->root : NULL;
-		if (!root || !root->role.invalid || set_find(a, root) != NO_INDEX)
-			continue; /* none, not zapped (invariant 8 looks at it), or found already */
-		set_insert(a, root, a->n + a->nz);
-		a->zapped[a->nz++] = (struct smmu_sp *)root;
+		const struct smmu_vcpu *v = vm->vcpus[k];
+		for (int i = -1; v && i < KVM_MMU_NUM_PREV_ROOTS && a->nz < limit; i++) {
+			const struct smmu_sp *root = i < 0 ? v->root : v->prev_roots[i].sp;
+			if (!root || !root->role.invalid || set_find(a, root) != NO_INDEX)
+				continue; /* none, not zapped (invariant 8 looks at it), or found already */
+			set_insert(a, root, a->n + a->nz);
+			a->zapped[a->nz++] = (struct smmu_sp *)root;
+		}
 	}
 }
 
@@ -495,6 +498,8 @@ static uint32_t zapped_present(const struct smmu_sp *sp)
 	return present ? present : sp->n_present;
 }
 
+static uint32_t roots_holding(const struct smmu_vm *vm, const struct smmu_sp *sp);
+
 /*
  * A zapped root still in use, on no list (collect_zapped_roots), set index @idx: only today's
  * rule takes it off active_mmu_pages (3.11 moves it to the head); it stays hashed until freed,
@@ -503,16 +508,14 @@ static uint32_t zapped_present(const struct smmu_sp *sp)
 static void audit_zapped_root(struct audit *a, const struct smmu_sp *sp, uint32_t idx)
 {
 	const struct smmu_vm *vm = a->vm;
-	uint32_t users = 0;
-	for (int k = 0; k < vm->nr_vcpus; k++)
-		users += vm->vcpus[k] && vm->vcpus[k]->root == sp;
+	uint32_t users = roots_holding(vm, sp);
 	if (!vm->rules->zapped_root_leaves_active_list)
 		report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 1, 0,
 		       "zapped root in use is off active_mmu_pages (3.11's kvm_mmu_prepare_zap_page "
 		       "moves it to the head)");
 	if (sp->root_count < users)
 		report(a, SMMU_INV_PAGE_LISTS, ZAPPED, users, sp->root_count,
-		       "zapped root has fewer root users than vCPUs using it");
+		       "zapped root has fewer root users than vCPU roots (current and cached) holding it");
 	if (!a->in_hash[idx])
 		report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 1, 0,
 		       "zapped root in use is not in mmu_page_hash (it stays there until freed)");
@@ -1141,6 +1144,50 @@ static void audit_tlb(struct audit *a, const struct smmu_vcpu *v)
 	}
 }
 
+/* How many of the VM's vCPU roots, current and cached (prev_roots), are @sp. */
+static uint32_t roots_holding(const struct smmu_vm *vm, const struct smmu_sp *sp)
+{
+	uint32_t n = 0;
+	for (int k = 0; k < vm->nr_vcpus; k++) {
+		const struct smmu_vcpu *v = vm->vcpus[k];
+		n += v->root == sp;
+		for (int i = 0; i < KVM_MMU_NUM_PREV_ROOTS; i++)
+			n += v->prev_roots[i].sp == sp;
+	}
+	return n;
+}
+
+/* Invariant 1's root counts: a listed page's root_count is the number of vCPU roots, current
+ * and cached, that hold it. The roots are changed under mmu_lock only (roots.c), so every audit
+ * point checks this, whatever requests are pending. */
+static void audit_root_counts(struct audit *a)
+{
+	struct smmu_vm *vm = a->vm;
+	for (uint32_t k = 0; k < a->n; k++) {
+		const struct smmu_sp *sp = a->pages[k];
+		if (sp->root_count) {
+			uint32_t held = roots_holding(vm, sp);
+			if (held != sp->root_count)
+				report(a, SMMU_INV_PAGE_LISTS, SPOT(.sp = sp, .gfn = sp->gfn), held, sp->root_count,
+				       "root_count is not the number of vCPU roots (current and cached) holding the page");
+		}
+	}
+	/* A root held by a page whose root_count is 0 (the loop above passed over it). */
+	for (int k = 0; k < vm->nr_vcpus; k++) {
+		const struct smmu_vcpu *v = vm->vcpus[k];
+		for (int i = -1; i < KVM_MMU_NUM_PREV_ROOTS; i++) {
+			const struct smmu_sp *sp = i < 0 ? v->root : v->prev_roots[i].sp;
+			if (sp && set_lookup(a, sp) != NO_INDEX && !sp->root_count)
+				report(a, SMMU_INV_PAGE_LISTS, SPOT(.sp = sp, .gfn = sp->gfn, .vcpu = v), 1, 0,
+				       i < 0 ? "vCPU's root has root_count 0" : "vCPU's cached root has root_count 0");
+		}
+		for (int i = vm->rules->prev_roots; i < KVM_MMU_NUM_PREV_ROOTS; i++)
+			if (v->prev_roots[i].sp)
+				report(a, SMMU_INV_PAGE_LISTS, SPOT(.raw_sp = v->prev_roots[i].sp, .vcpu = v),
+				       vm->rules->prev_roots, i + 1, "more cached roots than the profile keeps");
+	}
+}
+
 static void audit_vcpus(struct audit *a)
 {
 	struct smmu_vm *vm = a->vm;
@@ -1151,7 +1198,7 @@ static void audit_vcpus(struct audit *a)
 		if (!v || (!a->all_vcpus && v != a->only))
 			continue;
 		uint32_t req = atomic_load_explicit(&v->requests, memory_order_relaxed);
-		if (req & KVM_REQ_MMU_RELOAD)
+		if (req & (KVM_REQ_MMU_RELOAD | KVM_REQ_MMU_FREE_OBSOLETE_ROOTS))
 			continue; /* the root is dropped at the next entry: nothing to check yet */
 		if (v->root) {
 			uint32_t ri = set_lookup(a, v->root);
@@ -1211,6 +1258,7 @@ static long audit_run(struct audit *a, struct smmu_vm *vm, struct smmu_audit_rep
 	collect_zapped_roots(a, (uint32_t)a->alloc_z);
 	audit_hash(a);
 	audit_page_lists(a);
+	audit_root_counts(a);
 	audit_zapped(a);
 	audit_parent_ptes(a);
 	audit_rmaps(a);
@@ -1239,7 +1287,8 @@ long audit_vm(struct smmu_vm *vm, struct smmu_audit_report *report, bool all_vcp
 		vm_lock(vm, SMMU_SITE_AUDIT);
 		uint64_t need = count_list_quiet(&vm->active_mmu_pages);
 		uint64_t need_z = count_list_quiet(&vm->zapped_obsolete_pages) +
-				  count_list_quiet(&vm->zap_all_pending) + (uint64_t)vm->nr_vcpus;
+				  count_list_quiet(&vm->zap_all_pending) +
+				  (uint64_t)vm->nr_vcpus * (1 + KVM_MMU_NUM_PREV_ROOTS);
 		if (need <= a.alloc_n && need_z <= a.alloc_z)
 			break;
 		vm_unlock(vm);

@@ -86,6 +86,7 @@ int mmu_alloc_roots(struct smmu_vcpu *v)
 	}
 	sp->root_count++;
 	v->root = sp;
+	v->root_pgd = vm->cfg.mode == SMMU_MODE_DIRECT ? 0 : v->cr3; /* root.pgd */
 	v->stat.roots_loaded++;
 	kvm_mmu_sync_roots_locked(v); /* kvm_mmu_load: the root's unsync pages are synced */
 	return 0;
@@ -93,12 +94,7 @@ int mmu_alloc_roots(struct smmu_vcpu *v)
 
 void mmu_free_roots_locked(struct smmu_vcpu *v, struct list_node *invalid_list)
 {
-	struct smmu_sp *sp = v->root;
-	if (!sp)
-		return;
-	v->root = NULL;
-	if (--sp->root_count == 0 && sp->role.invalid)
-		kvm_mmu_prepare_zap_page(v->vm, sp, invalid_list);
+	kvm_mmu_free_roots_locked(v, KVM_MMU_ROOTS_ALL, invalid_list);
 }
 
 void mmu_free_roots(struct smmu_vcpu *v)
@@ -147,6 +143,8 @@ bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, boo
 	 * (hva_to_pfn: the fast lookup asks for a writable page, the slow one maps it read-only). */
 	if ((slot->flags & SMMU_MEM_READONLY) || (!prefetch && !write_fault && !host_pte_writable(slot, gfn)))
 		pte_access &= ~(uint32_t)SMMU_ACC_WRITE;
+	else
+		spte |= SPTE_HOST_WRITABLE;
 	if (pte_access & SMMU_ACC_WRITE) {
 		spte |= PT_WRITABLE_MASK;
 		if (mmu_try_to_unsync_pages(vm, gfn, true, prefetch)) {

@@ -150,6 +150,20 @@ struct smmu_sp {
 #define KVM_REQ_TLB_FLUSH (1u << 0)
 #define KVM_REQ_MMU_RELOAD (1u << 1)
 #define KVM_REQ_MMU_SYNC (1u << 2)
+/* Today's request after a fast zap or the zap of a root in use (kvm_mmu_free_obsolete_roots);
+ * 3.11 sends KVM_REQ_MMU_RELOAD (kvm_mmu_unload). rules->reload_frees_obsolete_only picks. */
+#define KVM_REQ_MMU_FREE_OBSOLETE_ROOTS (1u << 3)
+
+/* kvm_mmu_root_info: a root the vCPU holds (one root_count) and the CR3 it shadows. */
+#define KVM_MMU_NUM_PREV_ROOTS 3
+struct vcpu_root {
+	struct smmu_sp *sp;
+	smmu_gpa_t pgd;
+};
+/* kvm_mmu_free_roots's roots_to_free: KVM_MMU_ROOT_CURRENT | KVM_MMU_ROOT_PREVIOUS(i). */
+#define KVM_MMU_ROOT_CURRENT 1u
+#define KVM_MMU_ROOT_PREVIOUS(i) (2u << (i))
+#define KVM_MMU_ROOTS_ALL (~0u)
 
 /*
  * vcpu->mode (kvm_vcpu.mode). The low two bits are the mode; the bits above count the vCPU's
@@ -186,6 +200,10 @@ struct smmu_vcpu {
 	smmu_gpa_t cr3;
 	bool has_cr3;
 	struct smmu_sp *root;       /* root_hpa; protected by mmu_lock */
+	smmu_gpa_t root_pgd;        /* the CR3 root shadows (root.pgd) */
+	/* mmu->prev_roots, most recently used first, protected by mmu_lock: roots kept across MOV
+	 * CR3 (rules->prev_roots of them, none in 3.11), each holding one root_count (roots.c). */
+	struct vcpu_root prev_roots[KVM_MMU_NUM_PREV_ROOTS];
 	bool sync_pending;          /* KVM_REQ_MMU_SYNC taken, roots not synced yet (own thread) */
 	struct vcpu_caches caches;
 	struct tlb_entry *tlb;      /* tlb_sets * tlb_ways */
@@ -417,8 +435,21 @@ void vcpu_make_request(struct smmu_vcpu *v, uint32_t req);
 struct smmu_sp *kvm_mmu_get_page(struct smmu_vcpu *v, smmu_gfn_t gfn, int level, bool direct,
 				 uint32_t access);
 int mmu_alloc_roots(struct smmu_vcpu *v);
+/* kvm_mmu_unload: free every root the vCPU holds, current and cached. */
 void mmu_free_roots(struct smmu_vcpu *v); /* takes mmu_lock */
 void mmu_free_roots_locked(struct smmu_vcpu *v, struct list_node *invalid_list);
+
+/* ---- roots.c: the roots cache (prev_roots) --------------------------------------------------- */
+/* kvm_mmu_free_roots: drop the roots named by @roots_to_free (KVM_MMU_ROOT_*), previous ones
+ * first; a zapped root whose last user this was goes to @invalid_list. mmu_lock held. */
+void kvm_mmu_free_roots_locked(struct smmu_vcpu *v, unsigned roots_to_free, struct list_node *invalid_list);
+/* kvm_mmu_free_obsolete_roots: drop the current and cached roots that are obsolete or zapped
+ * (KVM_REQ_MMU_FREE_OBSOLETE_ROOTS); true when the current root went. Takes mmu_lock. */
+bool kvm_mmu_free_obsolete_roots(struct smmu_vcpu *v);
+/* kvm_mmu_new_pgd → fast_pgd_switch: make a cached root of @pgd current, or keep the current one
+ * in the cache (evicting the least recently used) and leave the vCPU without a root. True on a
+ * hit. mmu_lock held. */
+bool kvm_mmu_new_pgd(struct smmu_vcpu *v, smmu_gpa_t pgd, struct list_node *invalid_list);
 /* mmu_set_spte: install a leaf; @prefetch for pte prefetch's (no Accessed bit, not a fixed fault).
  * True when a write fault had to be refused (the gfn is a shadowed guest table). */
 bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, bool write_fault, int level,

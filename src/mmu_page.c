@@ -432,5 +432,8 @@ void kvm_reload_remote_mmus(struct smmu_vm *vm)
 {
 	lockdep_assert_held(&vm->mmu_lock);
 	atomic_fetch_add_explicit(&vm->reload_requests, 1, memory_order_relaxed);
-	kvm_make_all_cpus_request(vm, KVM_REQ_MMU_RELOAD, &vm->mmu_lock.sites[vm->mmu_lock.site]);
+	/* Today: KVM_REQ_MMU_FREE_OBSOLETE_ROOTS (kvm_mmu_zap_all_fast, __kvm_mmu_prepare_zap_page);
+	 * 3.11: KVM_REQ_MMU_RELOAD (kvm_reload_remote_mmus). */
+	uint32_t req = vm->rules->reload_frees_obsolete_only ? KVM_REQ_MMU_FREE_OBSOLETE_ROOTS : KVM_REQ_MMU_RELOAD;
+	kvm_make_all_cpus_request(vm, req, &vm->mmu_lock.sites[vm->mmu_lock.site]);
 }

@@ -34,6 +34,8 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.obsolete_zap_restarts_if_unstable = false,
 	.fault_recycles_before_stale = false,
 	.fetch_syncs_children = false,
+	.prev_roots = 0,
+	.reload_frees_obsolete_only = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -63,6 +65,8 @@ const struct smmu_rules smmu_rules_today = {
 	.obsolete_zap_restarts_if_unstable = true,
 	.fault_recycles_before_stale = true,
 	.fetch_syncs_children = true,
+	.prev_roots = 3, /* KVM_MMU_NUM_PREV_ROOTS */
+	.reload_frees_obsolete_only = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

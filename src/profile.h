@@ -160,6 +160,21 @@ struct smmu_rules {
 	 * before link it"); 3.11's kvm_mmu_get_page makes KVM_REQ_MMU_SYNC and fetch links the page
 	 * as it is (the roots' sync at the next entry reaches it). */
 	bool fetch_syncs_children;
+	/* The roots cache on a guest's MOV CR3 (kvm_set_cr3 → kvm_mmu_new_pgd → fast_pgd_switch,
+	 * cached_root_find_and_keep_current / cached_root_find_without_current): today's vCPU keeps
+	 * up to KVM_MMU_NUM_PREV_ROOTS (3) previous roots, each holding a root_count; a switch to a
+	 * CR3 whose root is cached and not zapped (is_root_usable) makes it current again, with a
+	 * sync (KVM_REQ_MMU_SYNC) and a TLB flush, else the current root becomes the most recent
+	 * cached one and the least recent is freed (mmu_free_root_page). 3.11's kvm_mmu_new_cr3
+	 * (paging_new_cr3 → mmu_free_roots) frees the root: no cache (0). KVM_SET_SREGS changing
+	 * CR3 is kvm_mmu_reset_context → kvm_mmu_unload in both eras: every root goes. */
+	uint8_t prev_roots;
+	/* What a fast zap (and the zap of a root in use) asks of every vCPU: today's
+	 * KVM_REQ_MMU_FREE_OBSOLETE_ROOTS → kvm_mmu_free_obsolete_roots frees, at the vCPU's next
+	 * entry, the current and cached roots that are obsolete or zapped (is_obsolete_root) and
+	 * keeps the others; 3.11's KVM_REQ_MMU_RELOAD → kvm_mmu_unload frees the root whatever it
+	 * is. */
+	bool reload_frees_obsolete_only;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

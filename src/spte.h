@@ -18,6 +18,10 @@
 #define PT_DIRTY_MASK (1ull << 6)
 #define PT_PAGE_SIZE_MASK (1ull << 7)
 #define PT64_NX_MASK (1ull << 63)
+/* A software bit of leaf sptes: the host maps the frame writable (shadow_host_writable_mask,
+ * today's DEFAULT_SPTE_HOST_WRITABLE, bit 9; 3.11's SPTE_HOST_WRITEABLE). make_spte / set_spte
+ * never make a spte writable without it, and a sync keeps it from the spte it rebuilds. */
+#define SPTE_HOST_WRITABLE (1ull << 9)
 #define PT64_BASE_ADDR_MASK 0x000ffffffffff000ull
 #define PT64_PERM_MASK (PT_PRESENT_MASK | PT_WRITABLE_MASK | PT_USER_MASK | PT64_NX_MASK)
 

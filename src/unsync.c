@@ -186,18 +186,27 @@ static int sync_page(struct smmu_vm *vm, struct smmu_sp *sp, int *nr_present)
 		if (!(gpte & SMMU_PTE_DIRTY))
 			access &= ~(uint32_t)SMMU_ACC_WRITE;
 		struct memslot *slot = gfn_to_memslot(&vm->slots, gfn);
-		uint64_t spte = old & ~(PT_WRITABLE_MASK | PT_USER_MASK | PT64_NX_MASK);
+		/* Rebuilt as a prefetch (make_spte's prefetch, 3.11's set_spte speculative): no
+		 * Accessed bit; Dirty as rules->spte_dirty_on_write says, below. */
+		uint64_t spte = old & ~(PT_WRITABLE_MASK | PT_USER_MASK | PT64_NX_MASK | PT_ACCESSED_MASK | PT_DIRTY_MASK);
 		if (!(access & SMMU_ACC_EXEC))
 			spte |= PT64_NX_MASK;
 		if (access & SMMU_ACC_USER)
 			spte |= PT_USER_MASK;
+		/* host_writable is the old spte's (FNAME(sync_page)): a frame the host mapped
+		 * read-only (a read fault over the zero page) stays read-only. */
 		if ((access & SMMU_ACC_WRITE) && slot && !(slot->flags & SMMU_MEM_READONLY) &&
+		    (old & SPTE_HOST_WRITABLE) &&
 		    (is_writable_pte(old) || !mmu_try_to_unsync_pages(vm, gfn, false, true))) {
 			spte |= PT_WRITABLE_MASK;
 			mark_page_dirty(slot, gfn);
 		}
+		if (vm->rules->spte_dirty_on_write && is_writable_pte(spte) && !is_writable_pte(old))
+			spte |= PT_DIRTY_MASK; /* make_spte: not where it overwrites a writable spte */
 		if ((old & ~spte & (PT_WRITABLE_MASK | PT_USER_MASK)) || (spte & ~old & PT64_NX_MASK))
 			flush = true; /* mmu_spte_update: rights taken away */
+		if (old & ~spte & (PT_ACCESSED_MASK | PT_DIRTY_MASK))
+			flush = true; /* today's mmu_spte_update: Accessed or Dirty cleared (3.11 flushes anyway) */
 		__atomic_store_n(sptep, spte, __ATOMIC_RELAXED);
 		(*nr_present)++;
 	}
@@ -307,12 +316,12 @@ void kvm_sync_pages(struct smmu_vcpu *v, smmu_gfn_t gfn)
  * children; at a leaf of an unsync page, zap the spte and map the guest pte it shadows now
  * (FNAME(update_pte) → FNAME(prefetch_gpte)).
  */
-static void invlpg_locked(struct smmu_vcpu *v, smmu_gva_t gva)
+static void invlpg_locked(struct smmu_vcpu *v, struct smmu_sp *root, smmu_gva_t gva)
 {
 	struct smmu_vm *vm = v->vm;
-	if (!v->root)
+	if (!root)
 		return;
-	uint64_t *table = v->root->spt;
+	uint64_t *table = root->spt;
 	for (int level = PT64_ROOT_LEVEL; level >= 1; level--) {
 		uint64_t *sptep = &table[PT64_INDEX(gva, level)];
 		struct smmu_sp *sp = page_header(sptep);
@@ -333,7 +342,9 @@ static void invlpg_locked(struct smmu_vcpu *v, smmu_gva_t gva)
 	}
 }
 
-/* kvm_mmu_invlpg: FNAME(invlpg), then the vCPU's TLB entry (the model flushes its whole TLB). */
+/* kvm_mmu_invlpg → kvm_mmu_invalidate_gva: FNAME(invlpg) from the current root, then from each
+ * cached root (today; 3.11 has none), then the vCPU's TLB entry (the model flushes its whole
+ * TLB). */
 SMMU_API int smmu_vcpu_invlpg(smmu_vcpu *v, smmu_gva_t gva)
 {
 	if (!v || !is_canonical(gva))
@@ -346,7 +357,9 @@ SMMU_API int smmu_vcpu_invlpg(smmu_vcpu *v, smmu_gva_t gva)
 			return r;
 		pthread_rwlock_rdlock(&vm->srcu);
 		vm_lock(vm, SMMU_SITE_VCPU);
-		invlpg_locked(v, gva);
+		invlpg_locked(v, v->root, gva);
+		for (int i = 0; i < KVM_MMU_NUM_PREV_ROOTS; i++)
+			invlpg_locked(v, v->prev_roots[i].sp, gva);
 		vm_unlock(vm);
 		pthread_rwlock_unlock(&vm->srcu);
 	}

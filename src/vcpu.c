@@ -93,10 +93,14 @@ SMMU_API void smmu_vcpu_destroy(smmu_vcpu *v)
 
 SMMU_API int smmu_vcpu_id(const smmu_vcpu *v) { return v ? v->id : -EINVAL; }
 
-/* kvm_mmu_new_cr3: drop the root; the next fault builds the new one. */
+static bool cr3_ok(smmu_gpa_t cr3) { return !(cr3 & (SMMU_PAGE_SIZE - 1)) && cr3 < (1ull << SMMU_GPA_BITS); }
+
+/* KVM_SET_SREGS with another CR3 (__set_sregs → kvm_mmu_reset_context → kvm_mmu_unload): every
+ * root goes, cached ones too; the next entry or fault builds the new one. So does 3.11's
+ * kvm_set_cr3 (kvm_mmu_new_cr3 → mmu_free_roots), which has no cache. */
 SMMU_API int smmu_vcpu_set_cr3(smmu_vcpu *v, smmu_gpa_t cr3)
 {
-	if (!v || (cr3 & (SMMU_PAGE_SIZE - 1)) || cr3 >= (1ull << SMMU_GPA_BITS))
+	if (!v || !cr3_ok(cr3))
 		return -EINVAL;
 	v->cr3 = cr3;
 	v->has_cr3 = true;
@@ -106,19 +110,56 @@ SMMU_API int smmu_vcpu_set_cr3(smmu_vcpu *v, smmu_gpa_t cr3)
 	return 0;
 }
 
+/* The guest's MOV CR3 (kvm_set_cr3). Another CR3: kvm_mmu_new_pgd, which finds its root among
+ * the cached ones (rules->prev_roots) or leaves the vCPU without one. Then, as for the same CR3,
+ * kvm_invalidate_pcid (no PCID): KVM_REQ_MMU_SYNC and a flush of the vCPU's TLB (3.11:
+ * kvm_mmu_sync_roots and kvm_mmu_flush_tlb for the same CR3; the new root another CR3 gets is
+ * synced as it is loaded). */
+SMMU_API int smmu_vcpu_load_cr3(smmu_vcpu *v, smmu_gpa_t cr3)
+{
+	if (!v || !cr3_ok(cr3))
+		return -EINVAL;
+	struct smmu_vm *vm = v->vm;
+	if (vm->cfg.mode == SMMU_MODE_SHADOW) {
+		struct list_node invalid_list;
+		list_init(&invalid_list);
+		vm_lock(vm, SMMU_SITE_VCPU);
+		if (!v->has_cr3 || cr3 != v->cr3)
+			kvm_mmu_new_pgd(v, cr3, &invalid_list);
+		v->cr3 = cr3;
+		v->has_cr3 = true;
+		kvm_mmu_commit_zap_page(vm, &invalid_list);
+		vm_unlock(vm);
+		vcpu_make_request(v, KVM_REQ_MMU_SYNC);
+	} else {
+		v->cr3 = cr3;
+		v->has_cr3 = true;
+	}
+	vcpu_tlb_flush(v);
+	vcpu_audit_point(v, "load_cr3");
+	return 0;
+}
+
 /* The part of vcpu_enter_guest that handles requests. */
 void vcpu_process_requests(struct smmu_vcpu *v)
 {
 	uint32_t req = atomic_exchange_explicit(&v->requests, 0, memory_order_acquire);
 	if (!req)
 		return;
-	if (req & KVM_REQ_MMU_RELOAD) {
+	bool dropped = false;
+	if (req & KVM_REQ_MMU_RELOAD) { /* kvm_mmu_unload */
 		mmu_free_roots(v);
+		v->stat.reloads++;
+		dropped = true;
+	}
+	if (req & KVM_REQ_MMU_FREE_OBSOLETE_ROOTS) {
+		dropped |= kvm_mmu_free_obsolete_roots(v);
 		v->stat.reloads++;
 	}
 	if (req & KVM_REQ_MMU_SYNC)
 		v->sync_pending = true; /* synced where srcu is held: kvm_mmu_reload or the next fault */
-	if (req & (KVM_REQ_TLB_FLUSH | KVM_REQ_MMU_RELOAD))
+	/* A root dropped: the next one is loaded with a TLB flush (kvm_mmu_load). */
+	if ((req & KVM_REQ_TLB_FLUSH) || dropped)
 		vcpu_tlb_flush(v);
 }
 

@@ -327,6 +327,9 @@ static void test_spurious_fault_era_rule(void **state)
 		/* Read-only: a writable spte rebuilt over itself loses its Dirty bit today
 		 * (rules->spte_dirty_on_write), so it would not come out unchanged. */
 		map_pages(&p, 8, SMMU_PROT_USER);
+		/* Page 3's frame mapped writable by the host from the start, so that its spte
+		 * (SPTE_HOST_WRITABLE included) comes out the same the second time. */
+		host_write(&p, DATA_GFN + 3, 1);
 		fault(&p, 3, SMMU_ACC_READ);
 		assert_int_equal(present_mask(&p, 8), 0x08);
 		host_write(&p, DATA_GFN, 8);

@@ -58,10 +58,12 @@ enum smmu_invariant {
 	 *  zapped_obsolete_pages, once, in the bucket of its gfn, with a consistent back link. Every
 	 *  listed page is in mmu_page_hash; a listed page is invalid only while a root user holds it
 	 *  (root_count), and only under the 3.11 profile: today's takes a zapped root in use off the
-	 *  list, and the audit finds it through the vCPUs' roots (invalid, hashed, root_count at
-	 *  least the vCPUs holding it, no parent ptes, no present spte; under 3.11 one off the list
-	 *  is a violation). n_used_mmu_pages is the number of listed pages plus those zapped roots
-	 *  off the list, indirect_shadow_pages the
+	 *  list, and the audit finds it through the vCPUs' roots (invalid, hashed, no parent ptes,
+	 *  no present spte; under 3.11 one off the list is a violation). A root's root_count is the
+	 *  number of vCPU roots holding it, current and cached (the today profile's previous roots),
+	 *  none cached beyond what the profile keeps (checked at every audit point).
+	 *  n_used_mmu_pages is the number of listed pages plus those zapped roots off the list,
+	 *  indirect_shadow_pages the
 	 *  number of valid indirect ones, and each page's n_present the number of present sptes in
 	 *  its table. zapped_obsolete_pages holds pages only while a fast-zap drain runs
 	 *  (kvm_zap_obsolete_pages, between its lock breaks), and each of them is invalid, obsolete,

@@ -41,14 +41,32 @@ SMMU_API void smmu_vcpu_destroy(smmu_vcpu *vcpu);
 SMMU_API int smmu_vcpu_id(const smmu_vcpu *vcpu);
 
 /**
- * Load CR3 (kvm_set_cr3 → kvm_mmu_new_cr3): the current root is dropped and the TLB flushed; the
- * new root is built at the next fault. Ignored in direct mode except for the TLB flush.
+ * Set CR3 from outside the guest, as KVM_SET_SREGS does when CR3 changes (kvm_mmu_reset_context
+ * → kvm_mmu_unload; 3.11's kvm_set_cr3 → kvm_mmu_new_cr3 drops roots the same way): every root
+ * the vCPU holds is dropped, the current one and, in the today profile, the cached ones, and the
+ * TLB flushed; the new root is built at the next entry (smmu_vcpu_mmu_reload) or fault. Ignored
+ * in direct mode except for the TLB flush.
  * @return 0; -EINVAL (NULL, cr3 not page-aligned or beyond the address space).
  */
 SMMU_API int smmu_vcpu_set_cr3(smmu_vcpu *vcpu, smmu_gpa_t cr3);
 
 /**
- * Process pending requests as vcpu_enter_guest does: KVM_REQ_MMU_RELOAD drops the root (so an
+ * The guest's own MOV to CR3 (kvm_set_cr3). In the today profile a vCPU keeps up to 3 previous
+ * roots (kvm_mmu_new_pgd → fast_pgd_switch): loading a CR3 whose root is cached, and not zapped
+ * since, makes that root current again, no page created; otherwise the current root becomes the
+ * most recently used cached one, the least recently used is dropped if the cache was full, and
+ * the new root is built at the next entry or fault. In the 3.11 profile (no cache) the root is
+ * dropped, as smmu_vcpu_set_cr3() does. Loading the CR3 the vCPU has changes no root. In every
+ * case the roots are synced at the next entry (KVM_REQ_MMU_SYNC: the unsync pages below the
+ * root) and the TLB is flushed. Ignored in direct mode except for the TLB flush.
+ * @return 0; -EINVAL (NULL, cr3 not page-aligned or beyond the address space; nothing changed).
+ */
+SMMU_API int smmu_vcpu_load_cr3(smmu_vcpu *vcpu, smmu_gpa_t cr3);
+
+/**
+ * Process pending requests as vcpu_enter_guest does: a reload request after a fast zap or the
+ * zap of a root in use drops the roots (3.11's KVM_REQ_MMU_RELOAD: every root; today's
+ * KVM_REQ_MMU_FREE_OBSOLETE_ROOTS: the obsolete and zapped ones, current and cached, so an
  * obsolete root is released), KVM_REQ_TLB_FLUSH empties the TLB.
  * @return 0 or -EINVAL.
  */
@@ -154,7 +172,7 @@ struct smmu_vcpu_counters {
 	uint64_t tlb_hits;     /**< accesses the software TLB answered */
 	uint64_t tlb_misses;   /**< accesses that walked the shadow root */
 	uint64_t tlb_flushes;  /**< TLB flushes (requests processed, CR3 loads) */
-	uint64_t reloads;      /**< MMU reload requests processed (root dropped) */
+	uint64_t reloads;      /**< MMU reload requests processed (3.11's KVM_REQ_MMU_RELOAD: every root dropped; today's KVM_REQ_MMU_FREE_OBSOLETE_ROOTS: the obsolete ones) */
 	uint64_t roots_loaded; /**< roots allocated (mmu_alloc_roots) */
 };
 SMMU_API int smmu_vcpu_get_counters(const smmu_vcpu *vcpu, struct smmu_vcpu_counters *out);

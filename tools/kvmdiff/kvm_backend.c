@@ -41,6 +41,7 @@
 __asm__(".pushsection .rodata\n"
 	".globl kd_guest_code\n"
 	".globl kd_guest_code_end\n"
+	".globl kd_guest_movcr3\n"
 	"kd_guest_code:\n"
 	".code64\n"
 	"1:	mov $0x10000, %esi\n" /* KD_MBOX_GPA */
@@ -64,13 +65,20 @@ __asm__(".pushsection .rodata\n"
 	"	jnz 3b\n"
 	"4:	out %al, $0x10\n"     /* KD_IO_PORT */
 	"	jmp 1b\n"
+	/* movcr3, run at CPL 0: the guest's own MOV to CR3 (RAX), then HLT exits to the host. */
+	"kd_guest_movcr3:\n"
+	"	mov %rax, %cr3\n"
+	"	hlt\n"
+	"	jmp kd_guest_movcr3\n"
 	"kd_guest_code_end:\n"
 	".popsection\n");
-extern const unsigned char kd_guest_code[], kd_guest_code_end[];
+extern const unsigned char kd_guest_code[], kd_guest_code_end[], kd_guest_movcr3[];
 _Static_assert(KD_MBOX_GPA == 0x10000, "the guest program loads the mailbox address");
 
 #define GDT_GPA 0x3000ull
 #define TSS_GPA 0x4000ull
+#define SEL_KCODE 0x08 /* GDT entry 1 */
+#define SEL_KDATA 0x10 /* GDT entry 2 */
 #define SEL_UDATA 0x1b /* GDT entry 3, RPL 3 */
 #define SEL_UCODE 0x23 /* GDT entry 4, RPL 3 */
 #define SEL_TSS 0x28   /* GDT entries 5-6 */
@@ -736,6 +744,59 @@ static int guest_run(struct kvm *K, int v, uint64_t op, uint64_t addr, uint64_t 
 	}
 }
 
+/*
+ * The guest's own MOV to CR3 (movcr3), which KVM intercepts (kvm_set_cr3), unlike KVM_SET_SREGS
+ * (the cr3 step: kvm_mmu_reset_context). MOV CR3 needs CPL 0: the vCPU gets ring-0 CS and SS by
+ * KVM_SET_SREGS with CR0, CR3, CR4 and EFER unchanged (__set_sregs_common asks for an MMU reset
+ * only when one of those changes), runs a stub (mov %rax,%cr3; hlt: KVM_EXIT_HLT without an
+ * in-kernel irqchip), and gets its CPL 3 segments back with the CR3 it now reads, again without
+ * a reset. The guest's loop starts again at its top at the next run (a new RIP also keeps KVM
+ * from completing the last `out` on the stub: complete_fast_pio_out checks the RIP).
+ */
+static int guest_movcr3(struct kvm *K, int v, uint64_t cr3)
+{
+	if (K->vcpu_as[v] < 0)
+		return kfail(K, "vcpu %d has no cr3 yet", v);
+	struct kvm_sregs user, sr;
+	struct kvm_regs saved, rg;
+	if (ioctl(K->vcpu[v], KVM_GET_SREGS, &user) || ioctl(K->vcpu[v], KVM_GET_REGS, &saved))
+		return kfail(K, "KVM_GET_SREGS/REGS: %s", strerror(errno));
+	sr = user;
+	seg(&sr.cs, SEL_KCODE, 11, 0, true);
+	seg(&sr.ss, SEL_KDATA, 3, 0, false);
+	if (ioctl(K->vcpu[v], KVM_SET_SREGS, &sr))
+		return kfail(K, "KVM_SET_SREGS (CPL 0): %s", strerror(errno));
+	rg = saved;
+	rg.rip = KD_CODE_GPA + (uint64_t)(kd_guest_movcr3 - kd_guest_code);
+	rg.rax = cr3;
+	if (ioctl(K->vcpu[v], KVM_SET_REGS, &rg))
+		return kfail(K, "KVM_SET_REGS: %s", strerror(errno));
+	for (;;) {
+		if (ioctl(K->vcpu[v], KVM_RUN, 0)) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return kfail(K, "KVM_RUN: %s", strerror(errno));
+		}
+		if (K->run[v]->exit_reason == KVM_EXIT_HLT)
+			break;
+		if (K->run[v]->exit_reason == KVM_EXIT_MMIO)
+			continue;
+		return kfail(K, "movcr3: exit reason %u instead of HLT", K->run[v]->exit_reason);
+	}
+	if (ioctl(K->vcpu[v], KVM_GET_SREGS, &sr))
+		return kfail(K, "KVM_GET_SREGS: %s", strerror(errno));
+	if (sr.cr3 != cr3)
+		return kfail(K, "movcr3: CR3 is %#llx after the stub, not %#llx", (unsigned long long)sr.cr3,
+			     (unsigned long long)cr3);
+	user.cr3 = sr.cr3;
+	if (ioctl(K->vcpu[v], KVM_SET_SREGS, &user))
+		return kfail(K, "KVM_SET_SREGS (CPL 3): %s", strerror(errno));
+	saved.rip = KD_CODE_GPA;
+	if (ioctl(K->vcpu[v], KVM_SET_REGS, &saved))
+		return kfail(K, "KVM_SET_REGS: %s", strerror(errno));
+	return 0;
+}
+
 /* ---- steps ------------------------------------------------------------------------------- */
 
 static int host_map(struct kvm *K, int as, const struct kd_step *st)
@@ -796,6 +857,11 @@ static int step(struct kvm *K, const struct kd_step *st)
 		K->vcpu_as[st->vcpu] = st->id;
 		return 0;
 	}
+	case KD_MOVCR3:
+		if (guest_movcr3(K, st->vcpu, K->sc->as[st->id].pool_gpa))
+			return -1;
+		K->vcpu_as[st->vcpu] = st->id;
+		return 0;
 	case KD_TOUCH:
 		return guest_run(K, st->vcpu, st->write ? 2 : 1, st->a, st->b, st->c, 0);
 	case KD_GPTE:

@@ -228,6 +228,27 @@ static int guest_enter(struct lib *L, int v)
 	return 0;
 }
 
+/* The guest's own MOV to CR3 (the kernel side runs it at CPL 0 from the program's page): the
+ * entry, the fetch of the MOV in the old address space, smmu_vcpu_load_cr3 (kvm_set_cr3), the
+ * entry after the intercept and the fetch of the HLT after it in the new one. */
+static int guest_movcr3(struct lib *L, const struct kd_step *st)
+{
+	smmu_vcpu *v = L->vcpu[st->vcpu];
+	if (L->vcpu_as[st->vcpu] < 0)
+		return lfail(L, "vcpu %d has no cr3 yet", st->vcpu);
+	int r = smmu_vcpu_mmu_reload(v);
+	if (r)
+		return lfail(L, "smmu_vcpu_mmu_reload: %s", strerror(-r));
+	if (access_one(L, v, KD_CODE_GPA, SMMU_ACC_EXEC, 0))
+		return -1;
+	if ((r = smmu_vcpu_load_cr3(v, L->sc->as[st->id].pool_gpa)))
+		return lfail(L, "smmu_vcpu_load_cr3: %s", strerror(-r));
+	L->vcpu_as[st->vcpu] = st->id;
+	if ((r = smmu_vcpu_mmu_reload(v)))
+		return lfail(L, "smmu_vcpu_mmu_reload: %s", strerror(-r));
+	return access_one(L, v, KD_CODE_GPA, SMMU_ACC_EXEC, 0);
+}
+
 /* The guest stores into its own page table through its pool window. */
 static int guest_pte_store(struct lib *L, const struct kd_step *st)
 {
@@ -299,6 +320,8 @@ static int step(struct lib *L, const struct kd_step *st)
 		if (!r)
 			L->vcpu_as[st->vcpu] = st->id;
 		break;
+	case KD_MOVCR3:
+		return guest_movcr3(L, st);
 	case KD_TOUCH:
 		if (guest_enter(L, st->vcpu))
 			return -1;

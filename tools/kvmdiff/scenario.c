@@ -18,6 +18,7 @@ static const char *const op_names[] = {
 	[KD_DELETE] = "delete", [KD_MOVE] = "move", [KD_FLAGS] = "flags", [KD_AS] = "as",
 	[KD_MAP] = "map", [KD_CR3] = "cr3", [KD_TOUCH] = "touch", [KD_GPTE] = "gpte",
 	[KD_GCLEAR] = "gclear", [KD_INVALIDATE] = "invalidate", [KD_DIRTYLOG] = "dirtylog",
+	[KD_MOVCR3] = "movcr3",
 };
 
 const char *kd_op_name(enum kd_op op)
@@ -43,7 +44,7 @@ uint64_t kd_now_ns(void)
 
 bool kd_step_runs_guest(const struct kd_step *st)
 {
-	return st->op == KD_TOUCH || st->op == KD_GPTE || st->op == KD_GCLEAR;
+	return st->op == KD_TOUCH || st->op == KD_GPTE || st->op == KD_GCLEAR || st->op == KD_MOVCR3;
 }
 
 /* What the parser knows of a slot while it reads the file. */
@@ -318,6 +319,7 @@ static int parse_step(struct parser *p, struct kd_step *st)
 		return 0;
 	}
 	case KD_CR3:
+	case KD_MOVCR3:
 		if (need(p, 2) || as_index(p, 1, &st->id) || options(p, 2, st, " vcpu "))
 			return -1;
 		return 0;

@@ -51,6 +51,7 @@ enum kd_op {
 	KD_GCLEAR,     /* gclear AS GVA LEVEL [vcpu V]     the guest clears its own entry at LEVEL 1..3 */
 	KD_INVALIDATE, /* invalidate ID OFFSET SIZE        madvise(DONTNEED): the MMU notifier */
 	KD_DIRTYLOG,   /* dirtylog ID                      KVM_GET_DIRTY_LOG */
+	KD_MOVCR3,     /* movcr3 AS [vcpu V]               the guest's own MOV to CR3 */
 };
 
 struct kd_step {

@@ -47,10 +47,10 @@ static void test_parse(void **state)
 		 "map a 0x40000000 0x2000000 4 2m gstride 4M nx noa\ncr3 b vcpu 1\n"
 		 "touch 0x40000000 8 4K write vcpu 1   # trailing comment\ngclear a 0x40000000 2\n"
 		 "gpte a 0x40001000 0x2001000 ro\ninvalidate 3 4K 8K\ndirtylog 3\nflags 3 none\nmove 3 0x4000000\n"
-		 "mmu_pages 100\ndelete 3\n",
+		 "mmu_pages 100\ndelete 3\nmovcr3 a vcpu 1\n",
 		 &sc);
 	assert_int_equal(sc.nvcpus, 2);
-	assert_int_equal(sc.nsteps, 15);
+	assert_int_equal(sc.nsteps, 16);
 	assert_string_equal(sc.name, "t");
 	const struct kd_step *st = &sc.steps[1];
 	assert_int_equal(st->op, KD_SLOT);
@@ -74,6 +74,11 @@ static void test_parse(void **state)
 	assert_string_equal(st->text, "touch 0x40000000 8 4K write vcpu 1");
 	assert_int_equal(sc.steps[7].level, 2);
 	assert_true(sc.steps[8].ro);
+	st = &sc.steps[15];
+	assert_int_equal(st->op, KD_MOVCR3);
+	assert_int_equal(st->id, 0);
+	assert_int_equal(st->vcpu, 1);
+	assert_true(kd_step_runs_guest(st));
 	kd_scenario_free(&sc);
 
 	parse_bad("slot 1 0x2000000 4K\nfrob 1\n", 2, "unknown step 'frob'");
