@@ -144,14 +144,15 @@ struct smmu_rules {
 	 * cond_resched_rwlock_write (today) once the batch reaches BATCH_ZAP_PAGES. */
 	bool obsolete_zap_restarts_if_unstable;
 	/* A page fault once it holds mmu_lock: the order of recycling and the stale check. The kernel
-	 * recorded (Debian's 6.1.0-57, its kvm.ko's paging64_page_fault) runs make_mmu_pages_available
-	 * first and is_page_fault_stale after it, so a fault that retries because the host's MMU
-	 * notifier invalidated since mmu_seq (the copy of the zero page in hva_to_pfn) has recycled
-	 * pages all the same. Upstream checked staleness first (so does the stored torvalds copy, a
-	 * 6.0-era one); a third-party advisory (CVE-2026-64561, "Zapscape") names upstream 2abd5287f083
-	 * as the fix that moved the check after the reclaim, which the 6.1 build has. 3.11's
-	 * FNAME(page_fault) and tdp_page_fault check mmu_notifier_retry first and recycle only in a
-	 * fault that goes on to fetch. */
+	 * recorded (Debian's 6.1.0-57, i.e. 6.1.192: its kvm.ko's paging64_page_fault and
+	 * direct_page_fault, disassembled) runs make_mmu_pages_available first and
+	 * is_page_fault_stale after it, so a fault that retries because the host's MMU notifier
+	 * invalidated since mmu_seq (the copy of the zero page in hva_to_pfn) has recycled pages all
+	 * the same. Every upstream source we could read (5.16-6.0, 6.9 and later, all from before
+	 * mid-2026) checks staleness first, as 3.11's FNAME(page_fault) and tdp_page_fault check
+	 * mmu_notifier_retry first. Public reports date a fix to the shadow MMU's zap path
+	 * (CVE-2026-64561, August 2026) in the stable builds 6.18.42, 6.12.101, 6.6.148 and 7.1.6;
+	 * that this reorder is part of it is our inference, its source not read. */
 	bool fault_recycles_before_stale;
 	/* A page found for a shadow path with unsync pages below it (unsync_children): today's
 	 * FNAME(fetch) syncs them before it links the page (mmu_sync_children(..., can_yield =
