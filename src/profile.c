@@ -29,6 +29,7 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.get_higher_zaps_unsync = false,
 	.sync_flushes_remote = false,
 	.sync_zaps_empty = true,
+	.pte_write_skips_obsolete = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -53,6 +54,7 @@ const struct smmu_rules smmu_rules_today = {
 	.get_higher_zaps_unsync = true,
 	.sync_flushes_remote = true,
 	.sync_zaps_empty = false,
+	.pte_write_skips_obsolete = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

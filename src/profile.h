@@ -116,6 +116,13 @@ struct smmu_rules {
 	/* FNAME(sync_page) leaving no spte present: 3.11's returns !nr_present and __kvm_sync_page
 	 * zaps the page; today's returns whether to flush and keeps it. */
 	bool sync_zaps_empty;
+	/* The pages a trapped guest page-table write looks at (kvm_mmu_pte_write; today's
+	 * kvm_mmu_track_write): 3.11's for_each_gfn_indirect_valid_sp skips invalid pages only, so
+	 * an obsolete page still counts the write (detect_write_flooding), may be zapped by it
+	 * (mmu_flooded) and has its written spte zapped; today's for_each_gfn_valid_sp_with_gptes
+	 * skips obsolete pages too (is_obsolete_sp). Flood and misalignment detection themselves are
+	 * the same in both eras. */
+	bool pte_write_skips_obsolete;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

@@ -348,14 +348,15 @@ static int step(struct lib *L, const struct kd_step *st)
 	return r ? lfail(L, "%s", strerror(-r)) : 0;
 }
 
-/* The counters after a step, by KVM's names; the library has no flood detection, so
- * mmu_flooded stays absent. mmu_unsync comes from its own call (smmu_vm_get_mmu_unsync). */
+/* The counters after a step, by KVM's names. mmu_unsync and mmu_flooded come from their own
+ * calls (smmu_vm_get_mmu_unsync, smmu_vm_get_mmu_flooded). */
 static void counters(struct lib *L, struct kd_rstep *s)
 {
 	struct smmu_vm_counters c;
-	uint64_t unsync = 0;
+	uint64_t unsync = 0, flooded = 0;
 	smmu_vm_get_counters(L->vm, &c);
 	smmu_vm_get_mmu_unsync(L->vm, &unsync);
+	smmu_vm_get_mmu_flooded(L->vm, &flooded);
 	uint64_t pages_4k = 0;
 	smmu_mmu_lock(L->vm, SMMU_SITE_USER0);
 	for (smmu_sp *sp = smmu_active_first(L->vm); sp; sp = smmu_active_next(L->vm, sp)) {
@@ -372,6 +373,7 @@ static void counters(struct lib *L, struct kd_rstep *s)
 		{ KD_C_MMU_RECYCLED, c.pages_recycled },  { KD_C_PF_FIXED, c.faults_fixed },
 		{ KD_C_PAGES_4K, pages_4k },              { KD_C_PAGES_2M, c.lpages },
 		{ KD_C_MMU_PTE_WRITE, c.pte_writes },     { KD_C_MMU_UNSYNC, unsync },
+		{ KD_C_MMU_FLOODED, flooded },
 		/* The library counts every kvm_flush_remote_tlbs call: KVM's remote_tlb_flush_requests.
 		 * KVM's remote_tlb_flush counts only the calls that kicked a vCPU in guest mode, which
 		 * the library does not count: absent. */
