@@ -179,8 +179,9 @@ static bool guest_gpa(struct lib *L, uint64_t root_gpa, uint64_t gva, uint64_t *
 /* One CPL 3 access as the hardware and KVM would make it: through the sptes when they allow it,
  * else a fault; a store to a write-protected guest table is emulated. The host side of the
  * access (a zero page copied, a huge page split) comes first: KVM's fault would meet it in
- * hva_to_pfn and retry after the invalidation. */
-static int access_one(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, uint64_t val)
+ * hva_to_pfn and retry after the invalidation. A store writes the low @bytes bytes of @val
+ * (within one page: the callers check). */
+static int access_store(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, uint64_t val, unsigned bytes)
 {
 	uint64_t gpa;
 	for (int i = 0; i < L->sc->nvcpus; i++)
@@ -192,10 +193,13 @@ static int access_one(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, u
 		int r = smmu_vcpu_translate(v, gva, acc, &t);
 		if (!r) {
 			if (acc & SMMU_ACC_WRITE) {
-				__atomic_store_n((uint64_t *)t.hva, val, __ATOMIC_RELAXED);
+				if (bytes == 8)
+					__atomic_store_n((uint64_t *)t.hva, val, __ATOMIC_RELAXED);
+				else
+					memcpy(t.hva, &val, bytes); /* little-endian: the low bytes */
 				/* The store lands in the library's backing: its host page is mapped
 				 * writable from now on, as the kernel's would be after a write. */
-				return smmu_host_wrote(L->vm, t.hva, (uint64_t *)t.hva + 1) ? lfail(L, "smmu_host_wrote") : 0;
+				return smmu_host_wrote(L->vm, t.hva, (char *)t.hva + bytes) ? lfail(L, "smmu_host_wrote") : 0;
 			}
 			return 0;
 		}
@@ -214,11 +218,16 @@ static int access_one(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, u
 					"the real guest would take a #PF it cannot handle", acc,
 				     (unsigned long long)gva, fi.pf_reason);
 		if (r == SMMU_FAULT_MAPPED && fi.emulated_write) {
-			r = smmu_guest_write(L->vm, (fi.gfn << 12) | (gva & 4095), &val, sizeof(val));
+			r = smmu_guest_write(L->vm, (fi.gfn << 12) | (gva & 4095), &val, bytes);
 			return r ? lfail(L, "emulated store at %#llx: %s", (unsigned long long)gva, strerror(-r)) : 0;
 		}
 	}
 	return lfail(L, "no progress at gva %#llx after 8 faults", (unsigned long long)gva);
+}
+
+static int access_one(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, uint64_t val)
+{
+	return access_store(L, v, gva, acc, val, 8);
 }
 
 /* A guest run: vcpu_enter_guest, fetch the program, read the mailbox, then the step's work. */
@@ -242,11 +251,14 @@ static int guest_pte_store(struct lib *L, const struct kd_step *st)
 	uint64_t gva, val;
 	if (L->vcpu_as[st->vcpu] != st->id)
 		return lfail(L, "vcpu %d does not run in address space '%s' (cr3 first)", st->vcpu, as->name);
-	if (kd_guest_store(&L->gpt[st->id], as, st, &gva, &val))
+	int e = kd_guest_store(&L->gpt[st->id], as, st, &gva, &val);
+	if (e == -ERANGE)
+		return lfail(L, "the %d-byte store at offset %d runs past the table's end", st->bytes, st->offset);
+	if (e)
 		return lfail(L, "gva %#llx has no such entry in '%s'", (unsigned long long)st->a, as->name);
 	if (guest_enter(L, st->vcpu))
 		return -1;
-	return access_one(L, L->vcpu[st->vcpu], gva, SMMU_ACC_WRITE, val);
+	return access_store(L, L->vcpu[st->vcpu], gva, SMMU_ACC_WRITE, val, (unsigned)st->bytes);
 }
 
 static int step(struct lib *L, const struct kd_step *st)

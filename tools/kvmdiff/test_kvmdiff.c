@@ -73,7 +73,15 @@ static void test_parse(void **state)
 	assert_int_equal(st->c, 4096);
 	assert_string_equal(st->text, "touch 0x40000000 8 4K write vcpu 1");
 	assert_int_equal(sc.steps[7].level, 2);
+	assert_int_equal(sc.steps[7].bytes, 8); /* a whole entry unless said */
+	assert_int_equal(sc.steps[7].offset, 0);
 	assert_true(sc.steps[8].ro);
+	kd_scenario_free(&sc);
+	parse_ok("as a 16\ngclear a 0x40000000 2 bytes 2 offset 6\ngpte a 0x40001000 0x2001000 offset 4\n", &sc);
+	assert_int_equal(sc.steps[1].bytes, 2);
+	assert_int_equal(sc.steps[1].offset, 6);
+	assert_int_equal(sc.steps[2].bytes, 8);
+	assert_int_equal(sc.steps[2].offset, 4);
 	kd_scenario_free(&sc);
 
 	parse_bad("slot 1 0x2000000 4K\nfrob 1\n", 2, "unknown step 'frob'");
@@ -91,6 +99,9 @@ static void test_parse(void **state)
 	parse_bad("mmu_pages 63\n", 1, "KVM refuses fewer than 64");
 	parse_bad("slot 1 0x2000000 64K ro\nas a 8 at 0x2000000\n", 2, "inside one writable slot");
 	parse_bad("slot 1 0x2000000 64K\nas a 32 at 0x2000000\n", 2, "inside one writable slot");
+	parse_bad("as a 16\ngclear a 0x40000000 2 bytes 3\n", 2, "bytes 1, 2, 4 or 8");
+	parse_bad("as a 16\ngpte a 0x40001000 0x2001000 offset 8\n", 2, "offset 0..7");
+	parse_bad("as a 16\ntouch 0x40000000 1 0 read bytes 4\n", 2, "unexpected 'bytes'");
 }
 
 /* ---- the builder makes the bytes smmu_gas_map makes ---------------------------------------- */
