@@ -40,23 +40,9 @@ static uint64_t flooded(smmu_vm *vm)
 	return n;
 }
 
-static struct smmu_vm_counters counters(smmu_vm *vm)
-{
-	struct smmu_vm_counters c;
-	assert_int_equal(smmu_vm_get_counters(vm, &c), 0);
-	return c;
-}
-
-/* The valid, current indirect page of @gfn at @level, or NULL. */
 static struct smmu_sp *find_sp(smmu_vm *vm, smmu_gfn_t gfn, int level)
 {
-	for (struct list_node *n = vm->active_mmu_pages.next; n != &vm->active_mmu_pages; n = n->next) {
-		struct smmu_sp *sp = container_of(n, struct smmu_sp, link);
-		if (sp->gfn == gfn && (int)sp->role.level == level && !sp->role.direct && !sp->role.invalid &&
-		    !is_obsolete_sp(vm, sp))
-			return sp;
-	}
-	return NULL;
+	return (struct smmu_sp *)tl_find_sp(vm, gfn, level);
 }
 
 static void read_region(struct fix *f, int i)
@@ -102,9 +88,9 @@ static void pd_store(struct fix *f, unsigned idx, size_t bytes, unsigned offset)
 	uint8_t cur[16];
 	smmu_gpa_t at = (f->l2 << SMMU_PAGE_SHIFT) + idx * 8 + offset;
 	assert_int_equal(smmu_guest_read(f->g.vm, at, cur, bytes), 0);
-	struct smmu_vm_counters c0 = counters(f->g.vm);
+	struct smmu_vm_counters c0 = tl_counters(f->g.vm);
 	assert_int_equal(smmu_vcpu_write(f->g.vcpu, PD_WIN + idx * 8 + offset, cur, bytes), 0);
-	assert_int_equal(counters(f->g.vm).pte_writes, c0.pte_writes + 1); /* trapped, once */
+	assert_int_equal(tl_counters(f->g.vm).pte_writes, c0.pte_writes + 1); /* trapped, once */
 }
 
 /* Emulated store of the same 8 bytes into entry @idx of table @gfn (smmu_guest_write). */
@@ -129,18 +115,18 @@ static void test_third_write_floods(void **state)
 	FOR_EACH_ERA(p) {
 		struct fix f;
 		setup(&f, p);
-		struct smmu_vm_counters c0 = counters(f.g.vm);
+		struct smmu_vm_counters c0 = tl_counters(f.g.vm);
 		pd_store(&f, 1, 8, 0);
 		pd_store(&f, 2, 8, 0);
 		struct smmu_sp *sp = find_sp(f.g.vm, f.l2, SMMU_LEVEL_2M);
 		assert_non_null(sp);
 		assert_int_equal(sp->write_flooding_count, 2);
 		assert_int_equal(flooded(f.g.vm), 0);
-		assert_int_equal(counters(f.g.vm).pages_zapped, c0.pages_zapped);
+		assert_int_equal(tl_counters(f.g.vm).pages_zapped, c0.pages_zapped);
 		pd_store(&f, 3, 8, 0);
 		assert_null(find_sp(f.g.vm, f.l2, SMMU_LEVEL_2M));
 		assert_int_equal(flooded(f.g.vm), 1);
-		assert_int_equal(counters(f.g.vm).pages_zapped, c0.pages_zapped + 1);
+		assert_int_equal(tl_counters(f.g.vm).pages_zapped, c0.pages_zapped + 1);
 		tl_assert_audit_clean(f.g.vm);
 		/* The guest's next use of the directory shadows it again, its count from zero. */
 		read_region(&f, 4);
@@ -235,10 +221,10 @@ static void test_level1_never_floods(void **state)
 		struct smmu_sp *sp = find_sp(f.g.vm, f.l1, SMMU_LEVEL_4K);
 		assert_non_null(sp);
 		assert_true(is_shadow_present_pte(sp->spt[0]));
-		struct smmu_vm_counters c0 = counters(f.g.vm);
+		struct smmu_vm_counters c0 = tl_counters(f.g.vm);
 		for (unsigned i = 0; i < 5; i++)
 			same_u64(&f, f.l1, i);
-		assert_int_equal(counters(f.g.vm).pte_writes, c0.pte_writes + 5);
+		assert_int_equal(tl_counters(f.g.vm).pte_writes, c0.pte_writes + 5);
 		assert_ptr_equal(find_sp(f.g.vm, f.l1, SMMU_LEVEL_4K), sp);
 		assert_int_equal(sp->write_flooding_count, 0);
 		assert_int_equal(flooded(f.g.vm), 0);
@@ -341,10 +327,10 @@ static void test_obsolete_pages_by_era(void **state)
 		assert_non_null(sp);
 		assert_int_equal(smmu_fast_zap_bump(f.g.vm, NULL), 0);
 		assert_true(is_obsolete_sp(f.g.vm, sp));
-		struct smmu_vm_counters c0 = counters(f.g.vm);
+		struct smmu_vm_counters c0 = tl_counters(f.g.vm);
 		for (unsigned i = 1; i <= 3; i++)
 			same_u64(&f, f.l2, i);
-		struct smmu_vm_counters c1 = counters(f.g.vm);
+		struct smmu_vm_counters c1 = tl_counters(f.g.vm);
 		assert_int_equal(c1.pte_writes, c0.pte_writes + 3);
 		if (p == SMMU_PROFILE_LINUX_3_11) {
 			assert_int_equal(flooded(f.g.vm), 1);

@@ -30,6 +30,12 @@ long tl_audit_count(smmu_vm *vm, enum smmu_invariant inv, struct smmu_violation 
 /* Total violations of any invariant. */
 long tl_audit_total(smmu_vm *vm);
 
+/* smmu_vm_get_counters, failing the test on error. */
+struct smmu_vm_counters tl_counters(smmu_vm *vm);
+/* The valid indirect page of the current generation shadowing @gfn at @level, or NULL (takes
+ * mmu_lock: call it where the test's thread does not hold it). */
+smmu_sp *tl_find_sp(smmu_vm *vm, smmu_gfn_t gfn, int level);
+
 /* A shadow-mode guest: slot 0 of @npages at gfn 0, page tables from a pool at @pool_gfn
  * (@pool_pages frames), one vCPU with CR3 loaded. */
 struct tl_guest {
