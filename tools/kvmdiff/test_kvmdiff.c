@@ -271,6 +271,22 @@ static void test_lib_refuses_host_write_to_shadowed_table(void **state)
 	kd_scenario_free(&sc);
 }
 
+/* A narrow or offset store must end inside the table: the last entry's 8 bytes at +4 do not. */
+static void test_lib_store_past_table_end(void **state)
+{
+	(void)state;
+	struct kd_scenario sc;
+	struct kd_record r;
+	char err[1024] = "";
+	parse_ok("slot 1 0x2000000 4M\nas a 64\nmap a 0x7fe00000 0x2000000 1\ncr3 a\ntouch 0x7fe00000 1 4K read\n"
+		 "gclear a 0x7fe00000 2 offset 4\n",
+		 &sc);
+	assert_int_equal(kd_lib_run(&sc, &r, true, err, sizeof(err)), -1);
+	if (!strstr(err, "t.scn:6: gclear:") || !strstr(err, "runs past the table's end"))
+		fail_msg("unexpected error: %s", err);
+	kd_scenario_free(&sc);
+}
+
 static void test_lib_guest_pte_write_is_trapped(void **state)
 {
 	(void)state;
@@ -589,6 +605,7 @@ int main(void)
 		cmocka_unit_test(test_gpt_matches_library),
 		cmocka_unit_test(test_lib_one_table_per_page),
 		cmocka_unit_test(test_lib_refuses_host_write_to_shadowed_table),
+		cmocka_unit_test(test_lib_store_past_table_end),
 		cmocka_unit_test(test_lib_guest_pte_write_is_trapped),
 		cmocka_unit_test(test_hostmem),
 		cmocka_unit_test_setup_teardown(test_record_round_trip_and_self_match, pair_setup, pair_teardown),
