@@ -17,7 +17,8 @@
  * found is synced first (3.11's kvm_sync_page_transient, today's kvm_sync_page: it stays
  * unsync), and one that cannot be is zapped and replaced. Unsync pages of the gfn met while
  * looking for a page above level 1 are zapped (today) or synced when the page is created
- * (3.11): rules->get_higher_zaps_unsync. */
+ * (3.11): rules->get_higher_zaps_unsync. A page found is in use again: its write-flooding
+ * count restarts (__clear_sp_write_flooding_count, both eras). */
 struct smmu_sp *kvm_mmu_get_page(struct smmu_vcpu *v, smmu_gfn_t gfn, int level, bool direct,
 				 uint32_t access)
 {
@@ -48,6 +49,7 @@ struct smmu_sp *kvm_mmu_get_page(struct smmu_vcpu *v, smmu_gfn_t gfn, int level,
 		}
 		if (sp->unsync_children && !vm->rules->fetch_syncs_children)
 			vcpu_make_request(v, KVM_REQ_MMU_SYNC);
+		sp->write_flooding_count = 0;
 		found = sp;
 		break;
 	}
@@ -198,7 +200,10 @@ static bool gpte_changed(struct smmu_vm *vm, const struct guest_walker *w, int l
 	return now != w->ptes[level - 1];
 }
 
-/* FNAME(fetch): build the shadow path for a walked guest address. */
+/* FNAME(fetch): build the shadow path for a walked guest address. Every page the walk goes
+ * through, the leaf's table included, is in use: clear_sp_write_flooding_count (3.11 and today;
+ * today's FNAME(page_fault) takes a write to a write-tracked gfn through a present spte to
+ * emulation without the fetch, after shadow_page_table_clear_flood clears the same path). */
 static int fetch(struct smmu_vcpu *v, smmu_gva_t addr, const struct guest_walker *w, bool write_fault,
 		 struct memslot *slot, struct smmu_fault_info *info)
 {
@@ -215,6 +220,7 @@ static int fetch(struct smmu_vcpu *v, smmu_gva_t addr, const struct guest_walker
 	for (; level > w->level; level--) {
 		uint64_t *sptep = &table[PT64_INDEX(addr, level)];
 		struct smmu_sp *child = NULL;
+		clear_sp_write_flooding_count(sptep);
 		drop_large_spte(vm, sptep);
 		if (!is_shadow_present_pte(*sptep)) {
 			child = kvm_mmu_get_page(v, w->table_gfn[level - 2], level - 1, false, w->pt_access);
@@ -239,6 +245,7 @@ static int fetch(struct smmu_vcpu *v, smmu_gva_t addr, const struct guest_walker
 	uint32_t direct_access = w->pte_access;
 	for (; level > hlevel; level--) {
 		uint64_t *sptep = &table[PT64_INDEX(addr, level)];
+		clear_sp_write_flooding_count(sptep);
 		drop_large_spte(vm, sptep);
 		if (is_shadow_present_pte(*sptep)) { /* validate_direct_spte */
 			struct smmu_sp *child = page_header(spte_to_child_spt(*sptep));
@@ -263,6 +270,7 @@ static int fetch(struct smmu_vcpu *v, smmu_gva_t addr, const struct guest_walker
 		return SMMU_FAULT_MMIO; /* set_mmio_spte: the model keeps no MMIO spte */
 	smmu_gfn_t gfn = w->gfn & ~(KVM_PAGES_PER_HPAGE(hlevel) - 1);
 	uint64_t *sptep = &table[PT64_INDEX(addr, hlevel)], old = *sptep;
+	clear_sp_write_flooding_count(sptep);
 	info->emulated_write = mmu_set_spte(v, sptep, w->pte_access, write_fault, hlevel, gfn, slot, false);
 	pte_prefetch(v, sptep, *sptep == old && !info->emulated_write);
 	info->level = hlevel;
@@ -420,7 +428,10 @@ out_srcu:
 	return r;
 }
 
-/* detect_write_misaligned: a write that is not one whole 8-byte entry (or a byte of one). */
+/* detect_write_misaligned: the write is not one whole 8-byte entry nor a byte at an entry's
+ * start (Linux clears flag bits with a one-byte andb): more than one entry, or under 4 bytes.
+ * The pte size is 8: the model shadows 64-bit guests only (role.cr4_pae, today's
+ * !has_4_byte_gpte). Both eras. */
 static bool detect_write_misaligned(smmu_gpa_t gpa, size_t bytes)
 {
 	unsigned offset = gpa & (SMMU_PAGE_SIZE - 1);
@@ -429,13 +440,35 @@ static bool detect_write_misaligned(smmu_gpa_t gpa, size_t bytes)
 	return ((offset ^ (offset + bytes - 1)) & ~7u) || bytes < 4;
 }
 
-/* kvm_mmu_pte_write: a guest store hit a gfn that indirect pages shadow. Without a vCPU there is
- * no cache to prefetch the new entry from, so the affected sptes are zapped, never updated. */
+/* detect_write_flooding: the third trapped write to a page with no use of it in between (the
+ * count restarts where clear_sp_write_flooding_count is called) means its gfn is no longer a
+ * page table, or a fork is rewriting it: zap it. Level-1 pages are never flooded: they can go
+ * unsync instead. Both eras. */
+static bool detect_write_flooding(struct smmu_sp *sp)
+{
+	if (sp->role.level == SMMU_LEVEL_4K)
+		return false;
+	return ++sp->write_flooding_count >= 3;
+}
+
+/* kvm_mmu_pte_write (3.11; today's kvm_mmu_track_write): a guest store of @len bytes at @gpa
+ * hit a gfn that indirect pages shadow. Each such page is zapped when the store is misaligned
+ * or floods it (mmu_flooded), else the spte of the written entry is zapped. Without a vCPU
+ * there is no cache to prefetch the new entry from, so that spte is never updated in place.
+ * Which pages are looked at: rules->pte_write_skips_obsolete. */
 void kvm_mmu_pte_write(struct smmu_vm *vm, smmu_gpa_t gpa, size_t len)
 {
 	smmu_gfn_t gfn = gpa >> SMMU_PAGE_SHIFT;
 	struct list_node invalid_list;
 	bool zap_page = false, remote_flush = false;
+	/* mmu_pte_write_fetch_gpte, both eras: with CR4.PAE (every 64-bit guest) a 4-byte store is
+	 * taken for a store of the whole entry it starts in, as a 32-bit PAE guest writes a gpte in
+	 * two halves. A 4-byte store that straddles two entries is so taken for its first entry
+	 * only, as in KVM. */
+	if (len == 4) {
+		gpa &= ~(smmu_gpa_t)7;
+		len = 8;
+	}
 	list_init(&invalid_list);
 	vm_lock(vm, SMMU_SITE_PTE_WRITE);
 	vm->stat.pte_writes++;
@@ -443,8 +476,11 @@ void kvm_mmu_pte_write(struct smmu_vm *vm, smmu_gpa_t gpa, size_t len)
 	for_each_sp_in_bucket(vm, sp, gfn, node) {
 		if (sp->gfn != gfn || sp->role.direct || sp->role.invalid)
 			continue;
-		if (detect_write_misaligned(gpa, len)) {
+		if (vm->rules->pte_write_skips_obsolete && is_obsolete_sp(vm, sp))
+			continue;
+		if (detect_write_misaligned(gpa, len) || detect_write_flooding(sp)) {
 			zap_page |= kvm_mmu_prepare_zap_page(vm, sp, &invalid_list) != 0;
+			vm->mmu_flooded++;
 			continue;
 		}
 		uint64_t *spte = &sp->spt[(gpa & (SMMU_PAGE_SIZE - 1)) / 8];

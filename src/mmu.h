@@ -141,6 +141,9 @@ struct smmu_sp {
 	 * (mark_unsync), and unsync_children counts a page's set bits. Bits go stale when a child
 	 * is unlinked; the unsync walks clear them (__mmu_unsync_walk), as KVM's do. */
 	bool unsync;
+	/* Trapped writes since the page was last used (detect_write_flooding; both eras): a walk
+	 * through it or a lookup that finds it resets it (clear_sp_write_flooding_count). */
+	uint8_t write_flooding_count;
 	uint16_t unsync_children;
 	uint64_t unsync_child_bitmap[SMMU_PT_ENTRIES / 64];
 };
@@ -259,6 +262,8 @@ struct smmu_vm {
 	_Atomic uint64_t reload_requests;
 	uint64_t unaccount_no_slot;     /* unaccount_shadowed found no slot: KVM would crash */
 	uint64_t mmu_unsync;            /* kvm->stat.mmu_unsync: unsync pages now (protected by mmu_lock) */
+	uint64_t mmu_flooded;           /* kvm->stat.mmu_flooded: pages zapped by a flooded or
+	                                   misaligned trapped write (protected by mmu_lock) */
 	/* Freed under mmu_lock (protected by it), handed on by vm_unlock once the lock is free:
 	 * headers (each with its gfns array) to hdr_cache, rmap descriptors to the allocator, whose
 	 * free may purge or trim memory, milliseconds that are not KVM's. */
@@ -284,6 +289,12 @@ static inline uint32_t kvm_page_table_hashfn(const struct smmu_vm *vm, smmu_gfn_
 static inline bool is_obsolete_sp(const struct smmu_vm *vm, const struct smmu_sp *sp)
 {
 	return sp->mmu_valid_gen != vm->mmu_valid_gen;
+}
+/* clear_sp_write_flooding_count: the page holding @sptep was used (a fault's walk through it);
+ * trapped writes to its guest table count from zero again. Both eras. */
+static inline void clear_sp_write_flooding_count(const uint64_t *sptep)
+{
+	page_header(sptep)->write_flooding_count = 0;
 }
 /* kvm_mmu_max_gfn + 1: the first gfn the VM's MMU cannot map. Direct pages are indexed by the
  * gpa, so a 4-level direct map reaches 2^48 and a gpa above it would land in the spte of its

@@ -36,6 +36,7 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.fetch_syncs_children = false,
 	.prev_roots = 0,
 	.reload_frees_obsolete_only = false,
+	.pte_write_skips_obsolete = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -67,6 +68,7 @@ const struct smmu_rules smmu_rules_today = {
 	.fetch_syncs_children = true,
 	.prev_roots = 3, /* KVM_MMU_NUM_PREV_ROOTS */
 	.reload_frees_obsolete_only = true,
+	.pte_write_skips_obsolete = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

@@ -176,6 +176,13 @@ struct smmu_rules {
 	 * keeps the others; 3.11's KVM_REQ_MMU_RELOAD → kvm_mmu_unload frees the root whatever it
 	 * is. */
 	bool reload_frees_obsolete_only;
+	/* The pages a trapped guest page-table write looks at (kvm_mmu_pte_write; today's
+	 * kvm_mmu_track_write): 3.11's for_each_gfn_indirect_valid_sp skips invalid pages only, so
+	 * an obsolete page still counts the write (detect_write_flooding), may be zapped by it
+	 * (mmu_flooded) and has its written spte zapped; today's for_each_gfn_valid_sp_with_gptes
+	 * skips obsolete pages too (is_obsolete_sp). Flood and misalignment detection themselves are
+	 * the same in both eras. */
+	bool pte_write_skips_obsolete;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

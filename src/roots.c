@@ -118,7 +118,11 @@ bool kvm_mmu_new_pgd(struct smmu_vcpu *v, smmu_gpa_t pgd, struct list_node *inva
 {
 	lockdep_assert_held(&v->vm->mmu_lock);
 	/* fast_pgd_switch */
-	if (v->root)
-		return cached_root_find_and_keep_current(v, pgd, invalid_list);
-	return cached_root_find_without_current(v, pgd);
+	bool hit = v->root ? cached_root_find_and_keep_current(v, pgd, invalid_list)
+			   : cached_root_find_without_current(v, pgd);
+	/* A reused root is in use again: its write-flooding count restarts
+	 * (__clear_sp_write_flooding_count; a direct root has none). */
+	if (hit && v->root && !v->root->role.direct)
+		v->root->write_flooding_count = 0;
+	return hit;
 }

@@ -82,6 +82,14 @@ SMMU_API int smmu_vm_get_counters(const smmu_vm *vm, struct smmu_vm_counters *ou
 	return 0;
 }
 
+SMMU_API int smmu_vm_get_mmu_flooded(const smmu_vm *vm, uint64_t *out)
+{
+	if (!vm || !out)
+		return -EINVAL;
+	*out = vm->mmu_flooded;
+	return 0;
+}
+
 /* A zap's physical floor: read each table once, then free as many objects as the zap frees. */
 SMMU_API int smmu_measure_floor(smmu_vm *vm, struct smmu_floor *out)
 {

@@ -458,6 +458,30 @@ static void test_audit_root_counts(void **state)
 	teardown(&f);
 }
 
+/* Today's kvm_mmu_new_pgd: a cached root reused by MOV CR3 is in use again, so its
+ * write-flooding count restarts (__clear_sp_write_flooding_count); two trapped stores into the
+ * cached root's table do not carry over to flood it on the next one. */
+static void test_reuse_clears_flood_count(void **state)
+{
+	(void)state;
+	struct fix f;
+	setup(&f, SMMU_PROFILE_LINUX_TODAY);
+	switch_and_read(&f, 0);
+	switch_and_read(&f, 1);
+	struct smmu_sp *root0 = root_of(&f, 0);
+	assert_non_null(root0);
+	assert_ptr_equal(f.v->prev_roots[0].sp, root0);
+	uint64_t zero = 0;
+	for (int i = 0; i < 2; i++) /* stores into an unused PML4 entry: trapped, counted */
+		assert_int_equal(smmu_guest_write(f.vm, cr3(&f, 0) + 500 * 8, &zero, sizeof(zero)), 0);
+	assert_int_equal(root0->write_flooding_count, 2);
+	switch_and_read(&f, 0);
+	assert_ptr_equal(f.v->root, root0); /* reused, not rebuilt */
+	assert_int_equal(root0->write_flooding_count, 0);
+	tl_assert_audit_clean(f.vm);
+	teardown(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -472,6 +496,7 @@ int main(void)
 		cmocka_unit_test(test_invlpg_syncs_cached_root),
 		cmocka_unit_test(test_reuse_syncs_cached_root),
 		cmocka_unit_test(test_audit_root_counts),
+		cmocka_unit_test(test_reuse_clears_flood_count),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

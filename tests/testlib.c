@@ -86,19 +86,33 @@ void tl_guest_init_cfg(struct tl_guest *g, const struct smmu_vm_config *cfg, uin
 		assert_int_equal(smmu_vcpu_set_cr3(g->vcpu, smmu_gas_cr3(g->gas)), 0);
 }
 
+struct smmu_vm_counters tl_counters(smmu_vm *vm)
+{
+	struct smmu_vm_counters c;
+	assert_int_equal(smmu_vm_get_counters(vm, &c), 0);
+	return c;
+}
+
+smmu_sp *tl_find_sp(smmu_vm *vm, smmu_gfn_t gfn, int level)
+{
+	smmu_sp *found = NULL;
+	smmu_mmu_lock(vm, SMMU_SITE_USER3);
+	for (smmu_sp *sp = smmu_active_first(vm); sp && !found; sp = smmu_active_next(vm, sp)) {
+		struct smmu_sp_info i;
+		assert_int_equal(smmu_sp_get_info(vm, sp, &i), 0);
+		if (i.gfn == gfn && i.level == level && !i.direct && !i.invalid && !i.obsolete)
+			found = sp;
+	}
+	smmu_mmu_unlock(vm);
+	return found;
+}
+
 void tl_guest_fini(struct tl_guest *g)
 {
 	smmu_vcpu_destroy(g->vcpu);
 	smmu_gas_destroy(g->gas);
 	smmu_vm_destroy(g->vm);
 	g->vm = NULL;
-}
-
-struct smmu_vm_counters tl_counters(smmu_vm *vm)
-{
-	struct smmu_vm_counters c;
-	assert_int_equal(smmu_vm_get_counters(vm, &c), 0);
-	return c;
 }
 
 uint64_t tl_mmu_unsync(smmu_vm *vm)

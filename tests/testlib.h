@@ -30,6 +30,12 @@ long tl_audit_count(smmu_vm *vm, enum smmu_invariant inv, struct smmu_violation 
 /* Total violations of any invariant. */
 long tl_audit_total(smmu_vm *vm);
 
+/* smmu_vm_get_counters, failing the test on error. */
+struct smmu_vm_counters tl_counters(smmu_vm *vm);
+/* The valid indirect page of the current generation shadowing @gfn at @level, or NULL (takes
+ * mmu_lock: call it where the test's thread does not hold it). */
+smmu_sp *tl_find_sp(smmu_vm *vm, smmu_gfn_t gfn, int level);
+
 /* A shadow-mode guest: slot 0 of @npages at gfn 0, page tables from a pool at @pool_gfn
  * (@pool_pages frames), one vCPU with CR3 loaded. */
 struct tl_guest {
@@ -43,8 +49,7 @@ void tl_guest_init(struct tl_guest *g, enum smmu_mmu_mode mode, uint64_t npages,
 void tl_guest_init_cfg(struct tl_guest *g, const struct smmu_vm_config *cfg, uint64_t npages, smmu_gfn_t pool_gfn,
 		       uint64_t pool_pages);
 void tl_guest_fini(struct tl_guest *g);
-/* The VM's counters (smmu_vm_get_counters), and mmu_unsync now; fail the test on error. */
-struct smmu_vm_counters tl_counters(smmu_vm *vm);
+/* mmu_unsync now (smmu_vm_get_mmu_unsync); fails the test on error. */
 uint64_t tl_mmu_unsync(smmu_vm *vm);
 /* Map @n 4 KiB pages: gva base + i * 4K -> gfn first_gfn + i (writable, user), and fault each
  * in with @access. In direct mode only faults gpa (first_gfn + i) * 4K. */

@@ -126,6 +126,18 @@ SMMU_API int smmu_vm_get_counters(const smmu_vm *vm, struct smmu_vm_counters *ou
  */
 SMMU_API int smmu_vm_get_mmu_unsync(const smmu_vm *vm, uint64_t *out);
 
+/**
+ * KVM's mmu_flooded VM stat: the shadow pages a trapped guest page-table write zapped instead
+ * of updating (kvm_mmu_pte_write, today's kvm_mmu_track_write): the write was misaligned
+ * (detect_write_misaligned: not one whole 8-byte entry, nor one byte at an entry's start; a
+ * 4-byte store counts as one of its whole entry), or it was the third to a page above level 1
+ * with no fault's walk through that page and no lookup finding it in between
+ * (detect_write_flooding). Both eras. A function of its own, as smmu_vm_get_mmu_unsync is.
+ * Monotonic. Quiescent point only.
+ * @return 0 or -EINVAL for NULL pointers.
+ */
+SMMU_API int smmu_vm_get_mmu_flooded(const smmu_vm *vm, uint64_t *out);
+
 /** The physical floor of a zap: the cost of touching each shadow page once. */
 struct smmu_floor {
 	uint64_t pages;    /**< shadow pages on active_mmu_pages when measured */

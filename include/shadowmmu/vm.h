@@ -345,8 +345,9 @@ SMMU_API int smmu_guest_read(const smmu_vm *vm, smmu_gpa_t gpa, void *buf, size_
 /**
  * Write guest physical memory as an emulated guest store (emulator_write_phys): when a written
  * gfn is a shadowed guest page table, the write is trapped and kvm_mmu_pte_write zaps the
- * shadow entries that depended on the old value, then the bytes land. A @p len of 0 writes
- * nothing and returns 0 (@p buf may then be NULL).
+ * shadow entries that depended on the old value, or the whole shadow page when the write is
+ * misaligned or floods it (smmu_vm_get_mmu_flooded says when). Each page's part of the range is
+ * one write. A @p len of 0 writes nothing and returns 0 (@p buf may then be NULL).
  * @return 0; -EINVAL (NULL vm, NULL buf with len > 0); -EFAULT (a byte in no valid slot, or the
  *         range runs past 2^64; nothing written); -EROFS (slot read-only; nothing written).
  */

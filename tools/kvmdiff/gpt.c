@@ -97,7 +97,10 @@ int kd_guest_store(struct kd_gpt *g, const struct kd_as *as, const struct kd_ste
 	} else {
 		*val = kd_gpt_leaf(st->c, 1, SMMU_PROT_USER | (st->ro ? 0 : SMMU_PROT_WRITE));
 	}
-	*gva = KD_PTWIN + (a - as->pool_gpa);
+	/* A store that runs past the table's end would be two stores (the emulator splits it). */
+	if ((a & 4095) + (uint64_t)st->offset + (uint64_t)st->bytes > 4096)
+		return -ERANGE;
+	*gva = KD_PTWIN + (a - as->pool_gpa) + (uint64_t)st->offset;
 	return 0;
 }
 

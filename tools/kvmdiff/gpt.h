@@ -39,8 +39,10 @@ int kd_gpt_entry_gpa(struct kd_gpt *g, uint64_t gva, int level, uint64_t *pte_gp
 /* The entry a 4 KiB leaf mapping @gpa with @prot holds (as smmu_gas_map writes it). */
 uint64_t kd_gpt_leaf(uint64_t gpa, int level, uint32_t prot);
 
-/* The guest store a gpte or gclear step makes: the gva of the entry in the address space's pool
- * window and the value. @return 0; -ENOENT (no table there; for gclear: entry not present). */
+/* The guest store a gpte or gclear step makes: the gva it stores to in the address space's pool
+ * window (the entry's, plus the step's offset) and the value (its low st->bytes bytes are
+ * stored). @return 0; -ENOENT (no table there; for gclear: entry not present); -ERANGE (the
+ * store would run past the table's end). */
 int kd_guest_store(struct kd_gpt *g, const struct kd_as *as, const struct kd_step *st, uint64_t *gva,
 		   uint64_t *val);
 

@@ -37,7 +37,10 @@
 
 /* ---- the guest program ------------------------------------------------------------------- */
 
-/* Mailbox layout (u64 each): op (1 read, 2 write), address, count, stride, value. */
+/* Mailbox layout (u64 each): op (1 read, 2 write; 3, 4, 5: write the value's low 4, 2, 1
+ * bytes), address, count, stride, value. The narrow stores are reached from the end of the
+ * program, so that every instruction of ops 1 and 2 keeps its address (0x1023 the read, 0x1030
+ * the store: the addresses of the walks in the records taken before they were added). */
 __asm__(".pushsection .rodata\n"
 	".globl kd_guest_code\n"
 	".globl kd_guest_code_end\n"
@@ -52,8 +55,9 @@ __asm__(".pushsection .rodata\n"
 	"	mov 32(%rsi), %r9\n"
 	"	test %rcx, %rcx\n"
 	"	jz 4f\n"
-	"	cmp $2, %rax\n"
-	"	je 3f\n"
+	"	cmp $2, %eax\n"
+	"	jae 5f\n"
+	"	nop\n"
 	"2:	mov (%rbx), %r8\n"
 	"	add %rdx, %rbx\n"
 	"	dec %rcx\n"
@@ -65,6 +69,25 @@ __asm__(".pushsection .rodata\n"
 	"	jnz 3b\n"
 	"4:	out %al, $0x10\n"     /* KD_IO_PORT */
 	"	jmp 1b\n"
+	"5:	je 3b\n"
+	"	cmp $4, %eax\n"
+	"	je 7f\n"
+	"	ja 8f\n"
+	"6:	mov %r9d, (%rbx)\n"
+	"	add %rdx, %rbx\n"
+	"	dec %rcx\n"
+	"	jnz 6b\n"
+	"	jmp 4b\n"
+	"7:	mov %r9w, (%rbx)\n"
+	"	add %rdx, %rbx\n"
+	"	dec %rcx\n"
+	"	jnz 7b\n"
+	"	jmp 4b\n"
+	"8:	mov %r9b, (%rbx)\n"
+	"	add %rdx, %rbx\n"
+	"	dec %rcx\n"
+	"	jnz 8b\n"
+	"	jmp 4b\n"
 	/* movcr3, run at CPL 0: the guest's own MOV to CR3 (RAX), then HLT exits to the host. */
 	"kd_guest_movcr3:\n"
 	"	mov %rax, %cr3\n"
@@ -870,9 +893,13 @@ static int step(struct kvm *K, const struct kd_step *st)
 		uint64_t gva, val;
 		if (K->vcpu_as[st->vcpu] != st->id)
 			return kfail(K, "vcpu %d does not run in address space '%s' (cr3 first)", st->vcpu, as->name);
-		if (kd_guest_store(&K->gpt[st->id], as, st, &gva, &val))
+		int e = kd_guest_store(&K->gpt[st->id], as, st, &gva, &val);
+		if (e == -ERANGE)
+			return kfail(K, "the %d-byte store at offset %d runs past the table's end", st->bytes, st->offset);
+		if (e)
 			return kfail(K, "gva %#llx has no such entry in '%s'", (unsigned long long)st->a, as->name);
-		return guest_run(K, st->vcpu, 2, gva, 1, 0, val);
+		uint64_t op = st->bytes == 8 ? 2 : st->bytes == 4 ? 3 : st->bytes == 2 ? 4 : 5;
+		return guest_run(K, st->vcpu, op, gva, 1, 0, val);
 	}
 	case KD_INVALIDATE:
 		/* Zapping the pages' host mapping fires the MMU notifier's invalidate_range_start. */

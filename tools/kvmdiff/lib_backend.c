@@ -166,13 +166,16 @@ static int host_map(struct lib *L, int as, const struct kd_step *st)
 	return 0;
 }
 
+static int access_one(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, uint64_t val);
+
 /* One CPL 3 access as the hardware and KVM would make it: through the sptes when they allow it,
  * else a fault; a store to a write-protected guest table is emulated. The host side of a fault
  * (a zero page copied, a huge page split) happens inside it (host_hva_to_pfn), as in KVM's
  * hva_to_pfn; a fault that retries for it re-executes the instruction: the guest fetches it
  * again first, and that fetch faults where the retried fault's recycling zapped the program's
- * shadow path. */
-static int access_one(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, uint64_t val)
+ * shadow path. A store writes the low @bytes bytes of @val (within one page: the callers
+ * check). */
+static int access_store(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, uint64_t val, unsigned bytes)
 {
 	acc |= SMMU_ACC_USER;
 	for (int tries = 0; tries < 8; tries++) {
@@ -180,10 +183,13 @@ static int access_one(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, u
 		int r = smmu_vcpu_translate(v, gva, acc, &t);
 		if (!r) {
 			if (acc & SMMU_ACC_WRITE) {
-				__atomic_store_n((uint64_t *)t.hva, val, __ATOMIC_RELAXED);
+				if (bytes == 8)
+					__atomic_store_n((uint64_t *)t.hva, val, __ATOMIC_RELAXED);
+				else
+					memcpy(t.hva, &val, bytes); /* little-endian: the low bytes */
 				/* The store lands in the library's backing: its host page is mapped
 				 * writable from now on, as the kernel's would be after a write. */
-				return smmu_host_wrote(L->vm, t.hva, (uint64_t *)t.hva + 1) ? lfail(L, "smmu_host_wrote") : 0;
+				return smmu_host_wrote(L->vm, t.hva, (char *)t.hva + bytes) ? lfail(L, "smmu_host_wrote") : 0;
 			}
 			return 0;
 		}
@@ -207,11 +213,16 @@ static int access_one(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, u
 		if (r == SMMU_FAULT_MAPPED && fi.emulated_write) {
 			/* The emulator's store (kvm_write_guest): the host's page fault, if any, first. */
 			host_touch(L, (fi.gfn << 12) | (gva & 4095), true, true);
-			r = smmu_guest_write(L->vm, (fi.gfn << 12) | (gva & 4095), &val, sizeof(val));
+			r = smmu_guest_write(L->vm, (fi.gfn << 12) | (gva & 4095), &val, bytes);
 			return r ? lfail(L, "emulated store at %#llx: %s", (unsigned long long)gva, strerror(-r)) : 0;
 		}
 	}
 	return lfail(L, "no progress at gva %#llx after 8 faults", (unsigned long long)gva);
+}
+
+static int access_one(struct lib *L, smmu_vcpu *v, uint64_t gva, uint32_t acc, uint64_t val)
+{
+	return access_store(L, v, gva, acc, val, 8);
 }
 
 /* A guest run: vcpu_enter_guest, fetch the program, read the mailbox, then the step's work. */
@@ -256,11 +267,14 @@ static int guest_pte_store(struct lib *L, const struct kd_step *st)
 	uint64_t gva, val;
 	if (L->vcpu_as[st->vcpu] != st->id)
 		return lfail(L, "vcpu %d does not run in address space '%s' (cr3 first)", st->vcpu, as->name);
-	if (kd_guest_store(&L->gpt[st->id], as, st, &gva, &val))
+	int e = kd_guest_store(&L->gpt[st->id], as, st, &gva, &val);
+	if (e == -ERANGE)
+		return lfail(L, "the %d-byte store at offset %d runs past the table's end", st->bytes, st->offset);
+	if (e)
 		return lfail(L, "gva %#llx has no such entry in '%s'", (unsigned long long)st->a, as->name);
 	if (guest_enter(L, st->vcpu))
 		return -1;
-	return access_one(L, L->vcpu[st->vcpu], gva, SMMU_ACC_WRITE, val);
+	return access_store(L, L->vcpu[st->vcpu], gva, SMMU_ACC_WRITE, val, (unsigned)st->bytes);
 }
 
 static int step(struct lib *L, const struct kd_step *st)
@@ -364,14 +378,15 @@ static int step(struct lib *L, const struct kd_step *st)
 	return r ? lfail(L, "%s", strerror(-r)) : 0;
 }
 
-/* The counters after a step, by KVM's names; the library has no flood detection, so
- * mmu_flooded stays absent. mmu_unsync comes from its own call (smmu_vm_get_mmu_unsync). */
+/* The counters after a step, by KVM's names. mmu_unsync and mmu_flooded come from their own
+ * calls (smmu_vm_get_mmu_unsync, smmu_vm_get_mmu_flooded). */
 static void counters(struct lib *L, struct kd_rstep *s)
 {
 	struct smmu_vm_counters c;
-	uint64_t unsync = 0;
+	uint64_t unsync = 0, flooded = 0;
 	smmu_vm_get_counters(L->vm, &c);
 	smmu_vm_get_mmu_unsync(L->vm, &unsync);
+	smmu_vm_get_mmu_flooded(L->vm, &flooded);
 	uint64_t pages_4k = 0;
 	smmu_mmu_lock(L->vm, SMMU_SITE_USER0);
 	for (smmu_sp *sp = smmu_active_first(L->vm); sp; sp = smmu_active_next(L->vm, sp)) {
@@ -388,6 +403,7 @@ static void counters(struct lib *L, struct kd_rstep *s)
 		{ KD_C_MMU_RECYCLED, c.pages_recycled },  { KD_C_PF_FIXED, c.faults_fixed },
 		{ KD_C_PAGES_4K, pages_4k },              { KD_C_PAGES_2M, c.lpages },
 		{ KD_C_MMU_PTE_WRITE, c.pte_writes },     { KD_C_MMU_UNSYNC, unsync },
+		{ KD_C_MMU_FLOODED, flooded },
 		/* The library counts every kvm_flush_remote_tlbs call: KVM's remote_tlb_flush_requests.
 		 * KVM's remote_tlb_flush counts only the calls that kicked a vCPU in guest mode, which
 		 * the library does not count: absent. */

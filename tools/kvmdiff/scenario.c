@@ -151,12 +151,21 @@ static int options(struct parser *p, int from, struct kd_step *st, const char *a
 		snprintf(key, sizeof(key), " %s ", t);
 		if (!strstr(allowed, key))
 			return fail(p, "%s: unexpected '%s' (allowed:%s)", p->tok[0], t, allowed);
-		if (!strcmp(t, "vcpu") || !strcmp(t, "gstride") || !strcmp(t, "at")) {
+		if (!strcmp(t, "vcpu") || !strcmp(t, "gstride") || !strcmp(t, "at") || !strcmp(t, "bytes") ||
+		    !strcmp(t, "offset")) {
 			uint64_t v = 0;
 			if (number(p, i + 1, t, &v))
 				return -1;
 			i++;
-			if (t[0] == 'a') {
+			if (t[0] == 'b') {
+				if (v != 1 && v != 2 && v != 4 && v != 8)
+					return fail(p, "%s: bytes 1, 2, 4 or 8", p->tok[0]);
+				st->bytes = (int)v;
+			} else if (t[0] == 'o') {
+				if (v > 7)
+					return fail(p, "%s: offset 0..7 (bytes past the entry's start)", p->tok[0]);
+				st->offset = (int)v;
+			} else if (t[0] == 'a') {
 				st->a = v;
 			} else if (t[0] == 'v') {
 				if (v >= (uint64_t)p->sc->nvcpus)
@@ -207,6 +216,7 @@ static int parse_step(struct parser *p, struct kd_step *st)
 	if (op < 0)
 		return fail(p, "unknown step '%s'", w);
 	st->op = (enum kd_op)op;
+	st->bytes = 8;
 	uint64_t v = 0;
 	switch (st->op) {
 	case KD_VCPUS:
@@ -339,7 +349,7 @@ static int parse_step(struct parser *p, struct kd_step *st)
 		return 0;
 	case KD_GPTE:
 		if (need(p, 4) || as_index(p, 1, &st->id) || number(p, 2, "gva", &st->a) ||
-		    number(p, 3, "gpa", &st->c) || options(p, 4, st, " ro vcpu "))
+		    number(p, 3, "gpa", &st->c) || options(p, 4, st, " ro vcpu bytes offset "))
 			return -1;
 		if (!gva_ok(st->a, 4096) || (st->a & 4095) || (st->c & 4095))
 			return fail(p, "gpte: gva and gpa 4 KiB aligned, gva clear of the low 2 MiB and the pool window");
@@ -349,7 +359,7 @@ static int parse_step(struct parser *p, struct kd_step *st)
 		return 0;
 	case KD_GCLEAR:
 		if (need(p, 4) || as_index(p, 1, &st->id) || number(p, 2, "gva", &st->a) ||
-		    number(p, 3, "level", &v) || options(p, 4, st, " vcpu "))
+		    number(p, 3, "level", &v) || options(p, 4, st, " vcpu bytes offset "))
 			return -1;
 		if (v < 1 || v > 3)
 			return fail(p, "gclear: level 1 (pte), 2 (pde) or 3 (pdpte)");

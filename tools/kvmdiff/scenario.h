@@ -47,8 +47,12 @@ enum kd_op {
 			  noa: leaves without the Accessed bit (KVM prefetches only accessed gptes) */
 	KD_CR3,        /* cr3 AS [vcpu V]                  KVM_SET_SREGS */
 	KD_TOUCH,      /* touch GVA N STRIDE read|write [vcpu V]        the guest accesses */
-	KD_GPTE,       /* gpte AS GVA GPA [ro] [vcpu V]    the guest rewrites its own 4K pte */
-	KD_GCLEAR,     /* gclear AS GVA LEVEL [vcpu V]     the guest clears its own entry at LEVEL 1..3 */
+	KD_GPTE,       /* gpte AS GVA GPA [ro] [vcpu V] [bytes N] [offset K]
+			  the guest rewrites its own 4K pte */
+	KD_GCLEAR,     /* gclear AS GVA LEVEL [vcpu V] [bytes N] [offset K]
+			  the guest clears its own entry at LEVEL 1..3. bytes / offset: the store
+			  is the low N bytes (1, 2, 4, 8; default 8) of the new entry at K bytes
+			  (0..7) past the entry's start, so it may straddle into the next entry */
 	KD_INVALIDATE, /* invalidate ID OFFSET SIZE        madvise(DONTNEED): the MMU notifier */
 	KD_DIRTYLOG,   /* dirtylog ID                      KVM_GET_DIRTY_LOG */
 	KD_MOVCR3,     /* movcr3 AS [vcpu V]               the guest's own MOV to CR3 */
@@ -63,6 +67,7 @@ struct kd_step {
 	uint64_t a, b, c;  /* gpa/gva, size/count, stride: see enum kd_op */
 	uint64_t gstride;  /* map: gva advance per page */
 	int level;         /* gclear: the level of the entry */
+	int bytes, offset; /* gpte, gclear: the store's width (8 unless said) and offset in the entry */
 	bool write, log, ro, thp, nx, large, noa;
 };
 

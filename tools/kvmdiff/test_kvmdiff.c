@@ -73,12 +73,20 @@ static void test_parse(void **state)
 	assert_int_equal(st->c, 4096);
 	assert_string_equal(st->text, "touch 0x40000000 8 4K write vcpu 1");
 	assert_int_equal(sc.steps[7].level, 2);
+	assert_int_equal(sc.steps[7].bytes, 8); /* a whole entry unless said */
+	assert_int_equal(sc.steps[7].offset, 0);
 	assert_true(sc.steps[8].ro);
 	st = &sc.steps[15];
 	assert_int_equal(st->op, KD_MOVCR3);
 	assert_int_equal(st->id, 0);
 	assert_int_equal(st->vcpu, 1);
 	assert_true(kd_step_runs_guest(st));
+	kd_scenario_free(&sc);
+	parse_ok("as a 16\ngclear a 0x40000000 2 bytes 2 offset 6\ngpte a 0x40001000 0x2001000 offset 4\n", &sc);
+	assert_int_equal(sc.steps[1].bytes, 2);
+	assert_int_equal(sc.steps[1].offset, 6);
+	assert_int_equal(sc.steps[2].bytes, 8);
+	assert_int_equal(sc.steps[2].offset, 4);
 	kd_scenario_free(&sc);
 
 	parse_bad("slot 1 0x2000000 4K\nfrob 1\n", 2, "unknown step 'frob'");
@@ -96,6 +104,9 @@ static void test_parse(void **state)
 	parse_bad("mmu_pages 63\n", 1, "KVM refuses fewer than 64");
 	parse_bad("slot 1 0x2000000 64K ro\nas a 8 at 0x2000000\n", 2, "inside one writable slot");
 	parse_bad("slot 1 0x2000000 64K\nas a 32 at 0x2000000\n", 2, "inside one writable slot");
+	parse_bad("as a 16\ngclear a 0x40000000 2 bytes 3\n", 2, "bytes 1, 2, 4 or 8");
+	parse_bad("as a 16\ngpte a 0x40001000 0x2001000 offset 8\n", 2, "offset 0..7");
+	parse_bad("as a 16\ntouch 0x40000000 1 0 read bytes 4\n", 2, "unexpected 'bytes'");
 }
 
 /* ---- the builder makes the bytes smmu_gas_map makes ---------------------------------------- */
@@ -231,7 +242,8 @@ static void test_lib_one_table_per_page(void **state)
 	assert_int_equal(t->ctr[KD_C_PAGES_4K], 66);
 	assert_true(t->have[KD_C_MMU_UNSYNC]); /* recorded now: reads make nothing unsync */
 	assert_int_equal(t->ctr[KD_C_MMU_UNSYNC], 0);
-	assert_false(t->have[KD_C_MMU_FLOODED]);
+	assert_true(t->have[KD_C_MMU_FLOODED]); /* recorded now: no trapped write yet */
+	assert_int_equal(t->ctr[KD_C_MMU_FLOODED], 0);
 	const struct kd_ev *first = &t->ev[nth_index(t, 'c', 0)];
 	assert_int_equal(first->level, 4);
 	assert_int_equal(first->gfn, KD_POOL_BASE >> 12); /* the root shadows CR3 */
@@ -260,6 +272,22 @@ static void test_lib_refuses_host_write_to_shadowed_table(void **state)
 		 &sc);
 	assert_int_equal(kd_lib_run(&sc, &r, true, err, sizeof(err)), -1);
 	if (!strstr(err, "t.scn:6: map:") || !strstr(err, "already shadowed"))
+		fail_msg("unexpected error: %s", err);
+	kd_scenario_free(&sc);
+}
+
+/* A narrow or offset store must end inside the table: the last entry's 8 bytes at +4 do not. */
+static void test_lib_store_past_table_end(void **state)
+{
+	(void)state;
+	struct kd_scenario sc;
+	struct kd_record r;
+	char err[1024] = "";
+	parse_ok("slot 1 0x2000000 4M\nas a 64\nmap a 0x7fe00000 0x2000000 1\ncr3 a\ntouch 0x7fe00000 1 4K read\n"
+		 "gclear a 0x7fe00000 2 offset 4\n",
+		 &sc);
+	assert_int_equal(kd_lib_run(&sc, &r, true, err, sizeof(err)), -1);
+	if (!strstr(err, "t.scn:6: gclear:") || !strstr(err, "runs past the table's end"))
 		fail_msg("unexpected error: %s", err);
 	kd_scenario_free(&sc);
 }
@@ -582,6 +610,7 @@ int main(void)
 		cmocka_unit_test(test_gpt_matches_library),
 		cmocka_unit_test(test_lib_one_table_per_page),
 		cmocka_unit_test(test_lib_refuses_host_write_to_shadowed_table),
+		cmocka_unit_test(test_lib_store_past_table_end),
 		cmocka_unit_test(test_lib_guest_pte_write_is_trapped),
 		cmocka_unit_test(test_hostmem),
 		cmocka_unit_test_setup_teardown(test_record_round_trip_and_self_match, pair_setup, pair_teardown),
