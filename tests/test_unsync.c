@@ -191,6 +191,29 @@ static void test_sync_keeps_unchanged_pte(void **state)
 	tl_guest_fini(&f.g);
 }
 
+/* FNAME(sync_page) keeps host_writable from the spte it rebuilds: a frame the host mapped
+ * read-only (a read fault on a page the host never wrote: the zero page, map_writable false)
+ * stays read-only through a sync even where the guest pte allows writes, both eras. */
+static void test_sync_keeps_host_read_only(void **state)
+{
+	(void)state;
+	for (int e = 0; e < 2; e++) {
+		struct fix f;
+		setup(&f, e ? SMMU_PROFILE_LINUX_TODAY : SMMU_PROFILE_LINUX_3_11);
+		struct smmu_translation t;
+		assert_int_equal(smmu_vcpu_translate(f.g.vcpu, DATA_GVA, SMMU_ACC_WRITE, &t), -EACCES);
+		guest_rewrites_data_pte(&f, gpte(DATA_GFN)); /* the same writable, dirty pte */
+		assert_int_equal(unsync_now(f.g.vm), 1);
+		assert_int_equal(smmu_vcpu_set_cr3(f.g.vcpu, smmu_gas_cr3(f.g.gas)), 0);
+		assert_int_equal(smmu_vcpu_mmu_reload(f.g.vcpu), 0);
+		assert_int_equal(unsync_now(f.g.vm), 0);
+		assert_ptr_equal(data_hva(&f), smmu_gfn_to_hva(f.g.vm, DATA_GFN)); /* kept ... */
+		assert_int_equal(smmu_vcpu_translate(f.g.vcpu, DATA_GVA, SMMU_ACC_WRITE, &t), -EACCES);
+		tl_assert_audit_clean(f.g.vm);
+		tl_guest_fini(&f.g);
+	}
+}
+
 /* ---- INVLPG ---------------------------------------------------------------------------------- */
 
 static void check_invlpg(enum smmu_profile profile)
@@ -492,6 +515,7 @@ int main(void)
 		cmocka_unit_test(test_sync_on_cr3_3_11),
 		cmocka_unit_test(test_sync_on_cr3_today),
 		cmocka_unit_test(test_sync_keeps_unchanged_pte),
+		cmocka_unit_test(test_sync_keeps_host_read_only),
 		cmocka_unit_test(test_invlpg_3_11),
 		cmocka_unit_test(test_invlpg_today),
 		cmocka_unit_test(test_zap_unsync_children_3_11),
