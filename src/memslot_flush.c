@@ -279,7 +279,9 @@ SMMU_API int smmu_mmu_notifier_release(smmu_vm *vm)
 		fast_zap_bump_locked(vm);
 		kvm_zap_obsolete_pages(vm, &rep);
 	} else {
-		kvm_mmu_zap_all_locked(vm, &rep);
+		/* Today's kvm_mmu_zap_all: cond_resched_rwlock_write after every page, from the head
+		 * again after a break, one commit at the end (rules->zap_all_commit_once). */
+		zap_all_mode_locked(vm, SMMU_ZAP_RESTART, 0, &rep);
 	}
 	vm_unlock(vm);
 	vm_audit_point(vm, "mmu_notifier_release");
