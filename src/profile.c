@@ -29,6 +29,11 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.get_higher_zaps_unsync = false,
 	.sync_flushes_remote = false,
 	.sync_zaps_empty = true,
+	.memslots_gen_step = 1,
+	.memslots_gen_in_progress = false,
+	.mmio_gen_offset = (1u << 19) - 1 - 150,
+	.mmio_wrap_every_publish = false,
+	.sync_mmio_counts_present = true,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -53,6 +58,11 @@ const struct smmu_rules smmu_rules_today = {
 	.get_higher_zaps_unsync = true,
 	.sync_flushes_remote = true,
 	.sync_zaps_empty = false,
+	.memslots_gen_step = 2,
+	.memslots_gen_in_progress = true,
+	.mmio_gen_offset = 0,
+	.mmio_wrap_every_publish = true,
+	.sync_mmio_counts_present = false,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)
