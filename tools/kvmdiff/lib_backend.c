@@ -349,13 +349,16 @@ static int step(struct lib *L, const struct kd_step *st)
 }
 
 /* The counters after a step, by KVM's names; the library has no flood detection, so
- * mmu_flooded stays absent. mmu_unsync comes from its own call (smmu_vm_get_mmu_unsync). */
+ * mmu_flooded stays absent. mmu_unsync and pf_mmio_spte_created come from calls of their own
+ * (smmu_vm_get_mmu_unsync, smmu_vm_get_mmio_counters). */
 static void counters(struct lib *L, struct kd_rstep *s)
 {
 	struct smmu_vm_counters c;
+	struct smmu_mmio_counters mmio;
 	uint64_t unsync = 0;
 	smmu_vm_get_counters(L->vm, &c);
 	smmu_vm_get_mmu_unsync(L->vm, &unsync);
+	smmu_vm_get_mmio_counters(L->vm, &mmio);
 	uint64_t pages_4k = 0;
 	smmu_mmu_lock(L->vm, SMMU_SITE_USER0);
 	for (smmu_sp *sp = smmu_active_first(L->vm); sp; sp = smmu_active_next(L->vm, sp)) {
@@ -377,6 +380,7 @@ static void counters(struct lib *L, struct kd_rstep *s)
 		 * the library does not count: absent. */
 		{ KD_C_REMOTE_TLB_FLUSH_REQUESTS, c.remote_tlb_flushes },
 		{ KD_C_DIRTY_PAGES, L->dirty },
+		{ KD_C_PF_MMIO_SPTE_CREATED, mmio.sptes_created },
 	};
 	for (size_t i = 0; i < sizeof(have) / sizeof(have[0]); i++) {
 		s->ctr[have[i].c] = have[i].v;
