@@ -10,6 +10,8 @@
 #include "testlib.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "mmu.h"
@@ -350,6 +352,57 @@ static void test_audit_catches_broken_mmio(void **state)
 	}
 }
 
+/* A vCPU thread reads a gpa in no slot while the main thread creates and deletes another slot
+ * (each publication moves the generation under the reader: in-progress bit, stale sptes, the
+ * delete's fast zap), every operation audited. Every read stays MMIO. */
+struct reader {
+	smmu_vcpu *v;
+	atomic_bool stop;
+	atomic_long reads, bad;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *rd = arg;
+	uint64_t buf;
+	while (!atomic_load(&rd->stop)) {
+		if (smmu_vcpu_read(rd->v, HOLE_GFN << SMMU_PAGE_SHIFT, &buf, sizeof(buf)) != -EFAULT)
+			atomic_fetch_add(&rd->bad, 1);
+		atomic_fetch_add(&rd->reads, 1);
+	}
+	return NULL;
+}
+
+static void test_concurrent_updates(void **state)
+{
+	(void)state;
+	for (int e = 0; e < 2; e++) {
+		struct smmu_vm_config cfg;
+		smmu_vm_config_default(&cfg);
+		cfg.profile = eras[e];
+		cfg.mode = SMMU_MODE_DIRECT;
+		cfg.audit_every_op = true;
+		smmu_vm *vm = tl_vm_cfg(&cfg);
+		assert_int_equal(smmu_memslot_create(vm, 0, 0, 1024, 0), 0);
+		struct reader rd = { 0 };
+		assert_int_equal(smmu_vcpu_create(vm, &rd.v), 0);
+		pthread_t t;
+		assert_int_equal(pthread_create(&t, NULL, reader_main, &rd), 0);
+		for (int i = 0; i < 60; i++) {
+			assert_int_equal(smmu_memslot_create(vm, 2, 1ull << 21, 16, 0), 0);
+			assert_int_equal(smmu_memslot_delete(vm, 2), 0);
+		}
+		atomic_store(&rd.stop, true);
+		pthread_join(t, NULL);
+		assert_int_equal(atomic_load(&rd.bad), 0);
+		assert_true(atomic_load(&rd.reads) > 0);
+		assert_true(mc(vm).sptes_created >= 1);
+		tl_assert_audit_clean(vm);
+		smmu_vcpu_destroy(rd.v);
+		smmu_vm_destroy(vm);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -360,6 +413,7 @@ int main(void)
 		cmocka_unit_test(test_wraparound_311_from_creation),
 		cmocka_unit_test(test_sync_and_pte_write),
 		cmocka_unit_test(test_audit_catches_broken_mmio),
+		cmocka_unit_test(test_concurrent_updates),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
