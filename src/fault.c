@@ -202,11 +202,14 @@ static bool gpte_changed(struct smmu_vm *vm, const struct guest_walker *w, int l
 
 /* mmu_set_spte for a KVM_PFN_NOSLOT pfn: the leaf (always 4 KiB: no slot allows a large page)
  * becomes an MMIO spte with the guest's write and user rights (mark_mmio_spte, counted in
- * pf_mmio_spte_created), and the access is emulated (RET_PF_EMULATE, not a fixed fault); the
- * fetch goes on to its pte prefetch, as for any leaf, in both eras. */
+ * pf_mmio_spte_created), and the access is emulated (today RET_PF_EMULATE, not in pf_fixed;
+ * 3.11's FNAME(page_fault) / __direct_map count it: rules->pf_fixed_only_if_fixed); the fetch
+ * goes on to its pte prefetch, as for any leaf, in both eras. */
 static int noslot_spte(struct smmu_vcpu *v, uint64_t *sptep, smmu_gfn_t gfn, uint32_t access)
 {
 	mark_mmio_spte(v->vm, sptep, gfn, access, true);
+	if (!v->vm->rules->pf_fixed_only_if_fixed) /* 3.11 counts every fault that reached the leaf */
+		v->vm->stat.faults_fixed++;
 	pte_prefetch(v, sptep, false);
 	return SMMU_FAULT_MMIO;
 }
@@ -398,8 +401,11 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 	if (vm->rules->fault_checks_stale_root && v->root && (v->root->role.invalid || is_obsolete_sp(vm, v->root))) {
 		/* is_page_fault_stale: the root was zapped; the reload request is pending. */
 		r = SMMU_FAULT_RETRY;
-	} else if (vm->mmu_notifier_count || atomic_load_explicit(&vm->mmu_notifier_seq, memory_order_relaxed) != mmu_seq) {
-		/* mmu_notifier_retry: an invalidation is in progress or ended since the sample. */
+	} else if ((slot || !vm->rules->noslot_fault_skips_notifier_retry) &&
+		   (vm->mmu_notifier_count ||
+		    atomic_load_explicit(&vm->mmu_notifier_seq, memory_order_relaxed) != mmu_seq)) {
+		/* mmu_notifier_retry: an invalidation is in progress or ended since the sample (today
+		 * only for a gfn in a slot: rules->noslot_fault_skips_notifier_retry). */
 		r = SMMU_FAULT_RETRY;
 	} else {
 		make_mmu_pages_available(vm);

@@ -34,6 +34,7 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.mmio_gen_offset = (1u << 19) - 1 - 150,
 	.mmio_wrap_every_publish = false,
 	.sync_mmio_counts_present = true,
+	.noslot_fault_skips_notifier_retry = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -63,6 +64,7 @@ const struct smmu_rules smmu_rules_today = {
 	.mmio_gen_offset = 0,
 	.mmio_wrap_every_publish = true,
 	.sync_mmio_counts_present = false,
+	.noslot_fault_skips_notifier_retry = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

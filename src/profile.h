@@ -151,6 +151,11 @@ struct smmu_rules {
 	 * generation; 3.11 counts it in nr_present (a page left with MMIO sptes only is not zapped as
 	 * empty); today's does not count presence at all. */
 	bool sync_mmio_counts_present;
+	/* A fault on a gfn in no slot and the MMU notifier's retry: today's is_page_fault_stale
+	 * checks mmu_invalidate_retry_hva only when fault->slot is set (an MMIO spte maps no host
+	 * page an invalidation could concern); 3.11's FNAME(page_fault) / tdp_page_fault call
+	 * mmu_notifier_retry for every fault. */
+	bool noslot_fault_skips_notifier_retry;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;
