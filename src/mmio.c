@@ -17,10 +17,8 @@
 
 #include "mmu.h"
 
-void mmio_spte_clear(struct smmu_vm *vm, uint64_t *sptep)
+void __mmio_spte_clear(struct smmu_vm *vm, uint64_t *sptep)
 {
-	if (!is_mmio_spte(*sptep))
-		return;
 	__atomic_store_n(sptep, 0, __ATOMIC_RELAXED);
 	page_header(sptep)->n_mmio--;
 	__atomic_fetch_sub(&vm->mmio_sptes, 1, __ATOMIC_RELAXED);

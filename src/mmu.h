@@ -424,8 +424,14 @@ static inline uint64_t mmio_generation(const struct smmu_vm *vm, uint64_t gen)
 /* mark_mmio_spte: install an MMIO spte for @gfn in the leaf @sptep (level 1); a present leaf
  * there is dropped first. Counts pf_mmio_spte_created when @fault. Lock held. */
 void mark_mmio_spte(struct smmu_vm *vm, uint64_t *sptep, smmu_gfn_t gfn, uint32_t access, bool fault);
-/* Clear the MMIO spte @sptep (mmu_spte_clear_no_track). Lock held. */
-void mmio_spte_clear(struct smmu_vm *vm, uint64_t *sptep);
+/* Clear @sptep if it is an MMIO spte (mmu_spte_clear_no_track). Lock held. Inline: the zap and
+ * spte-setting paths ask it of every spte they meet. */
+void __mmio_spte_clear(struct smmu_vm *vm, uint64_t *sptep);
+static inline void mmio_spte_clear(struct smmu_vm *vm, uint64_t *sptep)
+{
+	if (__builtin_expect(is_mmio_spte(*sptep), 0))
+		__mmio_spte_clear(vm, sptep);
+}
 /* check_mmio_spte: @spte carries the current MMIO generation (and no update is in progress). */
 bool check_mmio_spte(const struct smmu_vm *vm, uint64_t spte);
 /* handle_mmio_page_fault: 1 when the walk of @addr from the vCPU's root ends in an MMIO spte of

@@ -184,13 +184,13 @@ bool mmu_page_zap_pte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *spte)
 
 /* kvm_mmu_page_unlink_children: every spte of the table; stops once none is left present (nor
  * MMIO: a table goes back to the pool cleared). Tables are mostly sparse: a line of 8 sptes with
- * no present bit (MMIO sptes have it too) is skipped with one test. */
+ * no present bit (nor an MMIO spte's marker) is skipped with one test. */
 static void kvm_mmu_page_unlink_children(struct smmu_vm *vm, struct smmu_sp *sp)
 {
 	for (int i = 0; i < SMMU_PT_ENTRIES && (sp->n_present || sp->n_mmio); i += 8) {
 		const uint64_t *line = sp->spt + i;
 		uint64_t any = line[0] | line[1] | line[2] | line[3] | line[4] | line[5] | line[6] | line[7];
-		if (!(any & PT_PRESENT_MASK))
+		if (!(any & (PT_PRESENT_MASK | SPTE_MMIO_VALUE)))
 			continue;
 		for (int j = 0; j < 8; j++)
 			mmu_page_zap_pte(vm, sp, sp->spt + i + j);

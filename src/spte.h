@@ -34,12 +34,16 @@
  * and user rights (shadow_mmio_access_mask: ACC_WRITE_MASK | ACC_USER_MASK in both eras) and
  * the MMIO generation: 19 bits of the memslots' generation (MMIO_SPTE_GEN_MASK, 3.11 and today),
  * here laid out as today's spte.h lays them out (bits 0-7 in spte bits 3-10, bits 8-18 in 52-62;
- * 3.11 put 9 in bits 3-11 and 10 in 52-61). The marker is today's shadow_mmio_value for a host
- * with fewer than 52 physical address bits: bit 51 (reserved) with the present bit. No other
- * spte of the model has bit 51: frames and tables lie below 2^47. A gfn is kept modulo 2^39
- * (bits 12-50); the page's gfns array (or a direct page's position) holds the whole gfn.
+ * 3.11 put 9 in bits 3-11 and 10 in 52-61). The marker is bit 51, a reserved bit as in today's
+ * shadow_mmio_value for a host with fewer than 52 physical address bits, but without the present
+ * bit that KVM sets with it: KVM's presence test skips MMIO sptes (3.11's is_shadow_present_pte
+ * tests both, today's looks at SPTE_MMU_PRESENT_MASK, which MMIO sptes lack), and the model's
+ * stays one bit. No other spte of the model has bit 51: frames and tables lie below 2^47. A gfn
+ * is kept modulo 2^39 (bits 12-50); the page's gfns array (or a direct page's position) holds
+ * the whole gfn.
  */
-#define SPTE_MMIO_VALUE ((1ull << 51) | PT_PRESENT_MASK)
+#define SPTE_MMIO_VALUE (1ull << 51)
+#define SPTE_MMIO_MASK (SPTE_MMIO_VALUE | PT_PRESENT_MASK)
 #define MMIO_SPTE_GEN_LOW_SHIFT 3
 #define MMIO_SPTE_GEN_LOW_BITS 8
 #define MMIO_SPTE_GEN_HIGH_SHIFT 52
@@ -51,9 +55,9 @@
 #define MMIO_SPTE_ACCESS_MASK (PT_WRITABLE_MASK | PT_USER_MASK)
 #define MMIO_SPTE_GFN_MASK 0x0007fffffffff000ull /* bits 12-50 */
 
-static inline bool is_mmio_spte(uint64_t spte) { return (spte & SPTE_MMIO_VALUE) == SPTE_MMIO_VALUE; }
-/* 3.11's is_shadow_present_pte: present and not an MMIO spte (today: SPTE_MMU_PRESENT_MASK). */
-static inline bool is_shadow_present_pte(uint64_t spte) { return (spte & PT_PRESENT_MASK) && !is_mmio_spte(spte); }
+static inline bool is_mmio_spte(uint64_t spte) { return (spte & SPTE_MMIO_MASK) == SPTE_MMIO_VALUE; }
+/* Not an MMIO spte: those have no present bit here. */
+static inline bool is_shadow_present_pte(uint64_t spte) { return spte & PT_PRESENT_MASK; }
 static inline uint64_t make_mmio_spte(uint64_t gen, uint64_t gfn, uint32_t access)
 {
 	gen &= MMIO_SPTE_GEN_MASK;
