@@ -49,6 +49,7 @@ struct audit {
 	uint32_t nz_pending;          /* zapped[nz_pending .. nz): zapped roots still in use that
 				       * are on no list (today's rule), found through the vCPUs */
 	size_t alloc_z;               /* entries of zapped */
+	uint64_t mmio;                /* MMIO sptes in listed pages' tables */
 	const struct smmu_vcpu *only; /* the vCPUs whose invariants 7, 8, 10 are checked: */
 	bool all_vcpus;               /* every vCPU, else only this one (or none when NULL) */
 	struct page_set_entry *set;   /* open addressing, linear probing */
@@ -563,6 +564,12 @@ static void audit_zapped(struct audit *a)
 		uint32_t present = zapped_present(sp);
 		if (present)
 			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, present, "zapped page still has present sptes");
+		uint32_t mmio = 0;
+		for (int i = 0; i < SMMU_PT_ENTRIES; i++)
+			mmio += is_mmio_spte(sp->spt[i]);
+		if (mmio || sp->n_mmio)
+			report(a, SMMU_INV_PAGE_LISTS, ZAPPED, 0, mmio ? mmio : sp->n_mmio,
+			       "zapped page still has MMIO sptes");
 #undef ZAPPED
 	}
 }
@@ -750,6 +757,51 @@ static void audit_leaf(struct audit *a, const struct smmu_sp *sp, uint32_t idx, 
 		       (int64_t)slot->flags, "large spte in a slot that logs dirty pages");
 }
 
+/*
+ * An MMIO spte (mark_mmio_spte), checked with the leaves (3): it lies in a level-1 page, holds
+ * nothing but the marker, generation, rights and gfn, names the gfn its page says for it, and
+ * grants no right the page's role does not. In a page that is neither obsolete nor invalid (one
+ * a vCPU may still walk) its generation is no older than the MMIO generation of the last wrap
+ * zap (or of the VM's creation) and no newer than the current one: else the wrap would have left
+ * a stale spte that the generation check takes for current some day. And while no slot update
+ * is in progress, one of the current generation maps a gfn in no valid memslot: else a fault
+ * through it is emulated as MMIO where the guest has memory (a publication of the slot array
+ * that did not move the generation). The rmap check reports an rmap entry naming one.
+ */
+static void audit_mmio(struct audit *a, const struct smmu_sp *sp, const uint64_t *sptep)
+{
+	struct smmu_vm *vm = a->vm;
+	uint64_t spte = *sptep;
+	smmu_gfn_t gfn = kvm_mmu_page_get_gfn(sp, (int)(sptep - sp->spt));
+#define MMIO SPOT(.sp = sp, .sptep = sptep, .gfn = gfn)
+	const uint64_t known = SPTE_MMIO_VALUE | MMIO_SPTE_GEN_LOW_MASK | MMIO_SPTE_GEN_HIGH_MASK |
+			       MMIO_SPTE_ACCESS_MASK | MMIO_SPTE_GFN_MASK;
+	if (sp->role.level != SMMU_LEVEL_4K)
+		report(a, SMMU_INV_RMAP, MMIO, SMMU_LEVEL_4K, (int64_t)sp->role.level, "MMIO spte above level 1");
+	if (spte & ~known)
+		report(a, SMMU_INV_RMAP, MMIO, 0, (int64_t)(spte & ~known), "MMIO spte has bits that are no part of one");
+	if (get_mmio_spte_gfn(spte) != (gfn & (MMIO_SPTE_GFN_MASK >> SMMU_PAGE_SHIFT)))
+		report(a, SMMU_INV_RMAP, MMIO, (int64_t)gfn, (int64_t)get_mmio_spte_gfn(spte),
+		       "MMIO spte names another gfn than its page does");
+	if (get_mmio_spte_access(spte) & ~sp->role.access)
+		report(a, SMMU_INV_RMAP, MMIO, (int64_t)sp->role.access, (int64_t)get_mmio_spte_access(spte),
+		       "MMIO spte grants more than its page's role");
+	if (sp->role.invalid || is_obsolete_sp(vm, sp))
+		return;
+	uint64_t gen = atomic_load_explicit(&vm->slots.generation, memory_order_acquire);
+	uint64_t cur = mmio_generation(vm, gen), sgen = get_mmio_spte_generation(spte);
+	if (((sgen - vm->mmio_gen_floor) & MMIO_SPTE_GEN_MASK) > ((cur - vm->mmio_gen_floor) & MMIO_SPTE_GEN_MASK))
+		report(a, SMMU_INV_RMAP, MMIO, (int64_t)cur, (int64_t)sgen,
+		       "MMIO spte's generation is not between the last wrap's (%" PRIu64 ") and the current one",
+		       vm->mmio_gen_floor);
+	bool in_progress = vm->rules->memslots_gen_in_progress && (gen & KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS);
+	const struct memslot *slot = in_progress || sgen != cur ? NULL : valid_slot_of(a, gfn);
+	if (slot)
+		report(a, SMMU_INV_RMAP, SPOT(.sp = sp, .sptep = sptep, .slot = slot, .gfn = gfn), 0, (int64_t)sgen,
+		       "MMIO spte of the current generation maps a gfn of a memslot");
+#undef MMIO
+}
+
 /* One pass over every table of every listed page (audit_sp + audit_sptes_have_rmaps,
  * inspect_spte_has_rmap), for invariants 1, 2, 3 and 6. */
 static void audit_sptes(struct audit *a)
@@ -757,9 +809,13 @@ static void audit_sptes(struct audit *a)
 	for (uint32_t k = 0; k < a->n; k++) {
 		const struct smmu_sp *sp = a->pages[k];
 		int level = (int)sp->role.level;
-		uint32_t present = 0;
+		uint32_t present = 0, mmio = 0;
 		for (const uint64_t *sptep = sp->spt; sptep < sp->spt + SMMU_PT_ENTRIES; sptep++) {
 			uint64_t spte = *sptep;
+			if (is_mmio_spte(spte)) {
+				mmio++;
+				audit_mmio(a, sp, sptep);
+			}
 			if (!is_shadow_present_pte(spte))
 				continue;
 			present++;
@@ -777,8 +833,17 @@ static void audit_sptes(struct audit *a)
 		if (present != sp->n_present)
 			report(a, SMMU_INV_PAGE_LISTS, SPOT(.sp = sp, .gfn = sp->gfn), present, sp->n_present,
 			       "n_present differs from the present sptes in the table");
+		if (mmio != sp->n_mmio)
+			report(a, SMMU_INV_PAGE_LISTS, SPOT(.sp = sp, .gfn = sp->gfn), mmio, sp->n_mmio,
+			       "n_mmio differs from the MMIO sptes in the table");
+		a->mmio += mmio;
 	}
 	a->r->pages_checked = a->n;
+	/* The zapped pages hold none (checked above): the VM's count is the listed pages'. */
+	uint64_t count = __atomic_load_n(&a->vm->mmio_sptes, __ATOMIC_RELAXED);
+	if (count != a->mmio)
+		report(a, SMMU_INV_PAGE_LISTS, SPOT(.gfn = 0), (int64_t)a->mmio, (int64_t)count,
+		       "the VM's MMIO spte count differs from the MMIO sptes in listed tables");
 }
 
 /* ---- 4. lpage_info recomputed from scratch, and 9. accounted pages lie in live slots ------- */

@@ -200,6 +200,20 @@ static bool gpte_changed(struct smmu_vm *vm, const struct guest_walker *w, int l
 	return now != w->ptes[level - 1];
 }
 
+/* mmu_set_spte for a KVM_PFN_NOSLOT pfn: the leaf (always 4 KiB: no slot allows a large page)
+ * becomes an MMIO spte with the guest's write and user rights (mark_mmio_spte, counted in
+ * pf_mmio_spte_created), and the access is emulated (today RET_PF_EMULATE, not in pf_fixed;
+ * 3.11's FNAME(page_fault) / __direct_map count it: rules->pf_fixed_only_if_fixed); the fetch
+ * goes on to its pte prefetch, as for any leaf, in both eras. */
+static int noslot_spte(struct smmu_vcpu *v, uint64_t *sptep, smmu_gfn_t gfn, uint32_t access)
+{
+	mark_mmio_spte(v->vm, sptep, gfn, access, true);
+	if (!v->vm->rules->pf_fixed_only_if_fixed) /* 3.11 counts every fault that reached the leaf */
+		v->vm->stat.faults_fixed++;
+	pte_prefetch(v, sptep, false);
+	return SMMU_FAULT_MMIO;
+}
+
 /* FNAME(fetch): build the shadow path for a walked guest address. Every page the walk goes
  * through, the leaf's table included, is in use: clear_sp_write_flooding_count (3.11 and today;
  * today's FNAME(page_fault) takes a write to a write-tracked gfn through a present spte to
@@ -266,11 +280,11 @@ static int fetch(struct smmu_vcpu *v, smmu_gva_t addr, const struct guest_walker
 	if (hlevel > SMMU_LEVEL_4K && (w->pte_access & SMMU_ACC_WRITE) && has_wrprotected_page(vm, w->gfn, hlevel))
 		return SMMU_FAULT_RETRY;
 	info->level = hlevel;
-	if (!slot)
-		return SMMU_FAULT_MMIO; /* set_mmio_spte: the model keeps no MMIO spte */
-	smmu_gfn_t gfn = w->gfn & ~(KVM_PAGES_PER_HPAGE(hlevel) - 1);
 	uint64_t *sptep = &table[PT64_INDEX(addr, hlevel)], old = *sptep;
 	clear_sp_write_flooding_count(sptep);
+	if (!slot)
+		return noslot_spte(v, sptep, w->gfn, w->pte_access);
+	smmu_gfn_t gfn = w->gfn & ~(KVM_PAGES_PER_HPAGE(hlevel) - 1);
 	info->emulated_write = mmu_set_spte(v, sptep, w->pte_access, write_fault, hlevel, gfn, slot, false);
 	pte_prefetch(v, sptep, *sptep == old && !info->emulated_write);
 	info->level = hlevel;
@@ -296,10 +310,10 @@ static int direct_map(struct smmu_vcpu *v, smmu_gpa_t gpa, bool write_fault, str
 		table = spte_to_child_spt(*sptep);
 	}
 	info->level = hlevel;
-	if (!slot)
-		return SMMU_FAULT_MMIO; /* set_mmio_spte: the model keeps no MMIO spte */
-	smmu_gfn_t leaf_gfn = gfn & ~(KVM_PAGES_PER_HPAGE(hlevel) - 1);
 	uint64_t *sptep = &table[PT64_INDEX(gpa, hlevel)], old = *sptep;
+	if (!slot)
+		return noslot_spte(v, sptep, gfn, ACC_ALL);
+	smmu_gfn_t leaf_gfn = gfn & ~(KVM_PAGES_PER_HPAGE(hlevel) - 1);
 	info->emulated_write = mmu_set_spte(v, sptep, ACC_ALL, write_fault, hlevel, leaf_gfn, slot, false);
 	pte_prefetch(v, sptep, *sptep == old && !info->emulated_write);
 	info->level = hlevel;
@@ -324,6 +338,21 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		return -EINVAL;
 
 	vcpu_process_requests(v);
+	/* kvm_mmu_page_fault: a walk that ended at an MMIO spte (PFERR_RSVD) of the current
+	 * generation is emulated at once (handle_mmio_page_fault); a stale one falls through to
+	 * the page fault (RET_PF_INVALID). */
+	pthread_rwlock_rdlock(&vm->srcu);
+	smmu_gfn_t mmio_gfn;
+	int hit = handle_mmio_page_fault(v, addr, access, &mmio_gfn);
+	pthread_rwlock_unlock(&vm->srcu);
+	if (hit) {
+		v->stat.faults++;
+		info->outcome = SMMU_FAULT_MMIO;
+		info->gfn = mmio_gfn;
+		info->level = SMMU_LEVEL_4K;
+		vcpu_audit_point(v, "fault");
+		return SMMU_FAULT_MMIO;
+	}
 	int r = mmu_topup_memory_caches(vm, &v->caches);
 	if (r)
 		return r;
@@ -395,8 +424,11 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 	if (vm->rules->fault_checks_stale_root && v->root && (v->root->role.invalid || is_obsolete_sp(vm, v->root))) {
 		/* is_page_fault_stale: the root was zapped; the reload request is pending. */
 		r = SMMU_FAULT_RETRY;
-	} else if (vm->mmu_notifier_count || atomic_load_explicit(&vm->mmu_notifier_seq, memory_order_relaxed) != mmu_seq) {
-		/* mmu_notifier_retry: an invalidation is in progress or ended since the sample. */
+	} else if ((slot || !vm->rules->noslot_fault_skips_notifier_retry) &&
+		   (vm->mmu_notifier_count ||
+		    atomic_load_explicit(&vm->mmu_notifier_seq, memory_order_relaxed) != mmu_seq)) {
+		/* mmu_notifier_retry: an invalidation is in progress or ended since the sample (today
+		 * only for a gfn in a slot: rules->noslot_fault_skips_notifier_retry). */
 		r = SMMU_FAULT_RETRY;
 	} else {
 		if (!vm->rules->fault_recycles_before_stale)

@@ -79,6 +79,20 @@ void memslots_remove(struct memslots *s, struct memslot *slot)
 	s->total_pages -= slot->npages;
 }
 
+/* A publication of the slot array: 3.11's install_new_memslots (update_memslots: the generation
+ * + 1), or the first half of today's kvm_swap_active_memslots (KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS
+ * set on the new array; memslots_updated drops it and adds KVM_ADDRESS_SPACE_NUM once readers are
+ * gone). Under the writer side of srcu. */
+void memslots_gen_publish(struct memslots *s, const struct smmu_rules *rules)
+{
+	uint64_t gen = atomic_load_explicit(&s->generation, memory_order_relaxed);
+	if (rules->memslots_gen_in_progress)
+		gen |= KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS;
+	else
+		gen += rules->memslots_gen_step;
+	atomic_store_explicit(&s->generation, gen, memory_order_release);
+}
+
 /* kvm_arch_create_memslot: rmap heads for every level, lpage_info for the large ones. */
 int memslot_alloc_arch(struct memslot *slot, smmu_gfn_t base_gfn)
 {

@@ -67,7 +67,13 @@ struct memslots {
 	struct memslot *sorted[SMMU_MAX_MEMSLOTS]; /* by base_gfn, for binary search */
 	int n;
 	uint64_t total_pages;
+	/* kvm_memslots()->generation: bumped at every publication of the array (memslots_publish_*,
+	 * rules->memslots_gen_step), with KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS set in between (today).
+	 * Read without locks by faults (make_mmio_spte, check_mmio_spte). */
+	_Atomic uint64_t generation;
 };
+
+#define KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS (1ull << 63)
 
 /* gfn_to_index: the slot-relative index of @gfn's entry at @level. */
 static inline uint64_t gfn_to_index(smmu_gfn_t gfn, smmu_gfn_t base_gfn, int level)
@@ -91,6 +97,8 @@ uint64_t memslot_host_page(const struct memslot *slot, uintptr_t hva);
 void memslot_free(struct memslot *slot); /* arch + backing + bitmap */
 int memslots_insert(struct memslots *s, struct memslot *slot); /* -EEXIST on overlap */
 void memslots_remove(struct memslots *s, struct memslot *slot);
+/* A publication of the array moves its generation (rules->memslots_gen_step / _in_progress). */
+void memslots_gen_publish(struct memslots *s, const struct smmu_rules *rules);
 bool memslots_overlap(const struct memslots *s, smmu_gfn_t base, uint64_t npages, const struct memslot *except);
 static inline void *memslot_gfn_to_hva(const struct memslot *slot, smmu_gfn_t gfn)
 {
@@ -133,6 +141,7 @@ struct smmu_sp {
 	uint64_t zap_gen;            /* vm->zap_gen at creation: the thread's generation-bounded zap */
 	uintptr_t parent_ptes;       /* pte_list of sptes pointing here */
 	uint32_t n_present;          /* present sptes in spt */
+	uint16_t n_mmio;             /* MMIO sptes in spt (mark_mmio_spte); cleared before it is freed */
 	/* zap_leaf_first's scan hint: in generation zap_scan_gen (low 16 bits), no spte below
 	 * zap_scan links an obsolete child. A stale hint only costs the leaf-first order. */
 	uint16_t zap_scan, zap_scan_gen;
@@ -264,6 +273,12 @@ struct smmu_vm {
 	uint64_t mmu_unsync;            /* kvm->stat.mmu_unsync: unsync pages now (protected by mmu_lock) */
 	uint64_t mmu_flooded;           /* kvm->stat.mmu_flooded: pages zapped by a flooded or
 	                                   misaligned trapped write (protected by mmu_lock) */
+	/* MMIO sptes (mmio.c), protected by mmu_lock: the counters, MMIO sptes in tables now, and the
+	 * MMIO generation current when the VM was made or when the last wrap zapped every page: no
+	 * MMIO spte of a current page is older (the audit's check of their generation). */
+	struct smmu_mmio_counters mmio_stat;
+	uint64_t mmio_sptes;            /* changed under mmu_lock; read without it (__atomic) */
+	uint64_t mmio_gen_floor;
 	/* Freed under mmu_lock (protected by it), handed on by vm_unlock once the lock is free:
 	 * headers (each with its gfns array) to hdr_cache, rmap descriptors to the allocator, whose
 	 * free may purge or trim memory, milliseconds that are not KVM's. */
@@ -467,6 +482,35 @@ bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, boo
 		  smmu_gfn_t gfn, struct memslot *slot, bool prefetch);
 /* kvm_mmu_pte_write: a guest store of @len bytes at @gpa landed; zap what depended on it. */
 void kvm_mmu_pte_write(struct smmu_vm *vm, smmu_gpa_t gpa, size_t len);
+
+/* ---- mmio.c: MMIO sptes and the memslot generation ------------------------------------------ */
+/* The MMIO generation of memslots generation @gen (kvm_current_mmio_generation in 3.11). */
+static inline uint64_t mmio_generation(const struct smmu_vm *vm, uint64_t gen)
+{
+	return (gen + vm->rules->mmio_gen_offset) & MMIO_SPTE_GEN_MASK;
+}
+/* mark_mmio_spte: install an MMIO spte for @gfn in the leaf @sptep (level 1); a present leaf
+ * there is dropped first. Counts pf_mmio_spte_created when @fault. Lock held. */
+void mark_mmio_spte(struct smmu_vm *vm, uint64_t *sptep, smmu_gfn_t gfn, uint32_t access, bool fault);
+/* Clear @sptep if it is an MMIO spte (mmu_spte_clear_no_track). Lock held. Inline: the zap and
+ * spte-setting paths ask it of every spte they meet. */
+void __mmio_spte_clear(struct smmu_vm *vm, uint64_t *sptep);
+static inline void mmio_spte_clear(struct smmu_vm *vm, uint64_t *sptep)
+{
+	if (__builtin_expect(is_mmio_spte(*sptep), 0))
+		__mmio_spte_clear(vm, sptep);
+}
+/* check_mmio_spte: @spte carries the current MMIO generation (and no update is in progress). */
+bool check_mmio_spte(const struct smmu_vm *vm, uint64_t spte);
+/* handle_mmio_page_fault: 1 when the walk of @addr from the vCPU's root ends in an MMIO spte of
+ * the current generation granting @access (the access is MMIO: *gfn), 0 otherwise (stale: the
+ * page fault must run). Takes mmu_lock. */
+int handle_mmio_page_fault(struct smmu_vcpu *v, uint64_t addr, uint32_t access, smmu_gfn_t *gfn);
+/* After a publication of the slot array (kvm_swap_active_memslots' end / 3.11's commit): bump
+ * the generation past the update and zap every page if the MMIO generation wrapped
+ * (kvm_arch_memslots_updated / kvm_arch_commit_memory_region → kvm_mmu_invalidate_mmio_sptes).
+ * @last: the change's last publication (3.11 looks for the wrap only there). */
+void memslots_updated(struct smmu_vm *vm, bool last);
 
 /* ---- prefetch.c ---------------------------------------------------------------------------- */
 #define PTE_PREFETCH_NUM 8 /* the aligned group of sptes a fault may fill */

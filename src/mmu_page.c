@@ -127,6 +127,7 @@ struct smmu_sp *kvm_mmu_alloc_page(struct smmu_vm *vm, struct vcpu_caches *c, bo
 static uint64_t *free_page_keep_table(struct smmu_vm *vm, struct smmu_sp *sp)
 {
 	SMMU_ASSERT(sp->n_present == 0, "freeing a shadow page with present sptes");
+	SMMU_ASSERT(sp->n_mmio == 0, "freeing a shadow page with MMIO sptes");
 	if (!hlist_unhashed(&sp->hash_link))
 		hlist_del(&sp->hash_link);
 	list_del(&sp->link);
@@ -144,6 +145,7 @@ static uint64_t *free_page_keep_table(struct smmu_vm *vm, struct smmu_sp *sp)
 void mmu_spte_set(struct smmu_vm *vm, uint64_t *sptep, uint64_t spte)
 {
 	SMMU_ASSERT(!is_shadow_present_pte(*sptep), "mmu_spte_set over a present spte");
+	mmio_spte_clear(vm, sptep); /* a stale MMIO spte is overwritten like a non-present one */
 	__atomic_store_n(sptep, spte, __ATOMIC_RELAXED);
 	page_header(sptep)->n_present++;
 	if (is_large_pte(spte))
@@ -170,8 +172,10 @@ void drop_parent_pte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *parent_pt
 bool mmu_page_zap_pte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *spte)
 {
 	uint64_t pte = *spte;
-	if (!is_shadow_present_pte(pte))
+	if (!is_shadow_present_pte(pte)) {
+		mmio_spte_clear(vm, spte); /* an MMIO spte: mmu_spte_clear_no_track */
 		return false;
+	}
 	if (is_last_spte(pte, sp->role.level))
 		drop_spte(vm, spte);
 	else
@@ -179,14 +183,15 @@ bool mmu_page_zap_pte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *spte)
 	return true;
 }
 
-/* kvm_mmu_page_unlink_children: every spte of the table; stops once none is left present.
- * Tables are mostly sparse: a line of 8 sptes with no present bit is skipped with one test. */
+/* kvm_mmu_page_unlink_children: every spte of the table; stops once none is left present (nor
+ * MMIO: a table goes back to the pool cleared). Tables are mostly sparse: a line of 8 sptes with
+ * no present bit (nor an MMIO spte's marker) is skipped with one test. */
 static void kvm_mmu_page_unlink_children(struct smmu_vm *vm, struct smmu_sp *sp)
 {
-	for (int i = 0; i < SMMU_PT_ENTRIES && sp->n_present; i += 8) {
+	for (int i = 0; i < SMMU_PT_ENTRIES && (sp->n_present || sp->n_mmio); i += 8) {
 		const uint64_t *line = sp->spt + i;
 		uint64_t any = line[0] | line[1] | line[2] | line[3] | line[4] | line[5] | line[6] | line[7];
-		if (!(any & PT_PRESENT_MASK))
+		if (!(any & (PT_PRESENT_MASK | SPTE_MMIO_VALUE)))
 			continue;
 		for (int j = 0; j < 8; j++)
 			mmu_page_zap_pte(vm, sp, sp->spt + i + j);

@@ -37,6 +37,12 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.prev_roots = 0,
 	.reload_frees_obsolete_only = false,
 	.pte_write_skips_obsolete = false,
+	.memslots_gen_step = 1,
+	.memslots_gen_in_progress = false,
+	.mmio_gen_offset = (1u << 19) - 1 - 150,
+	.mmio_wrap_every_publish = false,
+	.sync_mmio_counts_present = true,
+	.noslot_fault_skips_notifier_retry = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -69,6 +75,12 @@ const struct smmu_rules smmu_rules_today = {
 	.prev_roots = 3, /* KVM_MMU_NUM_PREV_ROOTS */
 	.reload_frees_obsolete_only = true,
 	.pte_write_skips_obsolete = true,
+	.memslots_gen_step = 2,
+	.memslots_gen_in_progress = true,
+	.mmio_gen_offset = 0,
+	.mmio_wrap_every_publish = true,
+	.sync_mmio_counts_present = false,
+	.noslot_fault_skips_notifier_retry = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

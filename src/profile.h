@@ -183,6 +183,46 @@ struct smmu_rules {
 	 * skips obsolete pages too (is_obsolete_sp). Flood and misalignment detection themselves are
 	 * the same in both eras. */
 	bool pte_write_skips_obsolete;
+	/*
+	 * MMIO sptes and the memslot generation (mmio.c). Both eras install an MMIO spte for a gfn in
+	 * no slot (mark_mmio_spte) carrying 19 bits of the memslots' generation, answer a fault on
+	 * one of the current generation without a page fault (handle_mmio_page_fault), fault again
+	 * on a stale one (RET_MMIO_PF_INVALID / RET_PF_INVALID), and zap every page when the MMIO
+	 * generation wraps (kvm_mmu_invalidate_mmio_sptes: kvm_mmu_invalidate_zap_all_pages in 3.11,
+	 * kvm_mmu_zap_all_fast today). They differ in how the generation moves:
+	 *
+	 * memslots_gen_step: what one publication of the slot array adds to the generation. 3.11's
+	 * install_new_memslots (update_memslots) adds 1; today's kvm_swap_active_memslots adds
+	 * KVM_ADDRESS_SPACE_NUM (2 on x86: the SMM address space takes the odd generations).
+	 */
+	uint8_t memslots_gen_step;
+	/* memslots_gen_in_progress: today's kvm_swap_active_memslots publishes the new array with
+	 * KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS (bit 63) set and clears it once readers are gone, and
+	 * check_mmio_spte treats every MMIO spte as stale while it is set; 3.11 has no such bit. */
+	bool memslots_gen_in_progress;
+	/* mmio_gen_offset: the MMIO generation is the memslots' plus this, modulo 2^19. 3.11's
+	 * kvm_current_mmio_generation adds MMIO_MAX_GEN - 150, "to easily test the code of handling
+	 * generation number wrap-around" (a new VM is 150 updates from the wrap); today's
+	 * make_mmio_spte / check_mmio_spte take the memslots' generation as it is (0 for a new VM,
+	 * kvm_create_vm: the address space's number). */
+	uint32_t mmio_gen_offset;
+	/* mmio_wrap_every_publish: where the wrap is looked for. Today kvm_arch_memslots_updated runs
+	 * kvm_mmu_invalidate_mmio_sptes at every publication (each kvm_swap_active_memslots, so twice
+	 * for a delete or move), and zaps when the MMIO generation without its address-space bit is
+	 * 0. 3.11's kvm_arch_commit_memory_region runs it once per change, after the last
+	 * publication (never when the slot is only marked invalid), and zaps when the MMIO
+	 * generation is MMIO_MAX_GEN - 1 or more. */
+	bool mmio_wrap_every_publish;
+	/* FNAME(sync_page) meeting an MMIO spte of an unsync page (sync_mmio_spte): both eras drop it
+	 * when the guest pte is invalid or maps another gfn, else mark it again with the current
+	 * generation; 3.11 counts it in nr_present (a page left with MMIO sptes only is not zapped as
+	 * empty); today's does not count presence at all. */
+	bool sync_mmio_counts_present;
+	/* A fault on a gfn in no slot and the MMU notifier's retry: today's is_page_fault_stale
+	 * checks mmu_invalidate_retry_hva only when fault->slot is set (an MMIO spte maps no host
+	 * page an invalidation could concern); 3.11's FNAME(page_fault) / tdp_page_fault call
+	 * mmu_notifier_retry for every fault. */
+	bool noslot_fault_skips_notifier_retry;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

@@ -31,7 +31,51 @@
 #define PT64_ROOT_LEVEL 4
 #define KVM_PAGES_PER_HPAGE(level) (1ull << (((level) - 1) * PT64_LEVEL_BITS))
 
+/*
+ * MMIO sptes (mark_mmio_spte / make_mmio_spte): a leaf for a gfn in no memslot, made so that the
+ * hardware walk faults on it with a reserved bit (PFERR_RSVD) and handle_mmio_page_fault can
+ * emulate the access without walking the guest's tables. It carries the gfn, the guest's write
+ * and user rights (shadow_mmio_access_mask: ACC_WRITE_MASK | ACC_USER_MASK in both eras) and
+ * the MMIO generation: 19 bits of the memslots' generation (MMIO_SPTE_GEN_MASK, 3.11 and today),
+ * here laid out as today's spte.h lays them out (bits 0-7 in spte bits 3-10, bits 8-18 in 52-62;
+ * 3.11 put 9 in bits 3-11 and 10 in 52-61). The marker is bit 51, a reserved bit as in today's
+ * shadow_mmio_value for a host with fewer than 52 physical address bits, but without the present
+ * bit that KVM sets with it: KVM's presence test skips MMIO sptes (3.11's is_shadow_present_pte
+ * tests both, today's looks at SPTE_MMU_PRESENT_MASK, which MMIO sptes lack), and the model's
+ * stays one bit. No other spte of the model has bit 51: frames and tables lie below 2^47. A gfn
+ * is kept modulo 2^39 (bits 12-50); the page's gfns array (or a direct page's position) holds
+ * the whole gfn.
+ */
+#define SPTE_MMIO_VALUE (1ull << 51)
+#define SPTE_MMIO_MASK (SPTE_MMIO_VALUE | PT_PRESENT_MASK)
+#define MMIO_SPTE_GEN_LOW_SHIFT 3
+#define MMIO_SPTE_GEN_LOW_BITS 8
+#define MMIO_SPTE_GEN_HIGH_SHIFT 52
+#define MMIO_SPTE_GEN_BITS 19
+#define MMIO_SPTE_GEN_MASK ((1ull << MMIO_SPTE_GEN_BITS) - 1)
+#define MMIO_SPTE_GEN_LOW_MASK (((1ull << MMIO_SPTE_GEN_LOW_BITS) - 1) << MMIO_SPTE_GEN_LOW_SHIFT)
+#define MMIO_SPTE_GEN_HIGH_MASK (((1ull << (MMIO_SPTE_GEN_BITS - MMIO_SPTE_GEN_LOW_BITS)) - 1) \
+				 << MMIO_SPTE_GEN_HIGH_SHIFT)
+#define MMIO_SPTE_ACCESS_MASK (PT_WRITABLE_MASK | PT_USER_MASK)
+#define MMIO_SPTE_GFN_MASK 0x0007fffffffff000ull /* bits 12-50 */
+
+static inline bool is_mmio_spte(uint64_t spte) { return (spte & SPTE_MMIO_MASK) == SPTE_MMIO_VALUE; }
+/* Not an MMIO spte: those have no present bit here. */
 static inline bool is_shadow_present_pte(uint64_t spte) { return spte & PT_PRESENT_MASK; }
+static inline uint64_t make_mmio_spte(uint64_t gen, uint64_t gfn, uint32_t access)
+{
+	gen &= MMIO_SPTE_GEN_MASK;
+	return SPTE_MMIO_VALUE | ((gen << MMIO_SPTE_GEN_LOW_SHIFT) & MMIO_SPTE_GEN_LOW_MASK) |
+	       (((gen >> MMIO_SPTE_GEN_LOW_BITS) << MMIO_SPTE_GEN_HIGH_SHIFT) & MMIO_SPTE_GEN_HIGH_MASK) |
+	       (access & MMIO_SPTE_ACCESS_MASK) | ((gfn << 12) & MMIO_SPTE_GFN_MASK);
+}
+static inline uint64_t get_mmio_spte_generation(uint64_t spte)
+{
+	return ((spte & MMIO_SPTE_GEN_LOW_MASK) >> MMIO_SPTE_GEN_LOW_SHIFT) |
+	       (((spte & MMIO_SPTE_GEN_HIGH_MASK) >> MMIO_SPTE_GEN_HIGH_SHIFT) << MMIO_SPTE_GEN_LOW_BITS);
+}
+static inline uint32_t get_mmio_spte_access(uint64_t spte) { return (uint32_t)(spte & MMIO_SPTE_ACCESS_MASK); }
+static inline uint64_t get_mmio_spte_gfn(uint64_t spte) { return (spte & MMIO_SPTE_GFN_MASK) >> 12; }
 static inline bool is_large_pte(uint64_t spte) { return spte & PT_PAGE_SIZE_MASK; }
 static inline bool is_writable_pte(uint64_t spte) { return spte & PT_WRITABLE_MASK; }
 static inline bool is_last_spte(uint64_t spte, int level) { return level == 1 || is_large_pte(spte); }

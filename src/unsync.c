@@ -156,6 +156,31 @@ static uint32_t gpte_access(uint64_t gpte)
 	       ((gpte & SMMU_PTE_NX) ? 0 : SMMU_ACC_EXEC);
 }
 
+/* An MMIO spte of a page being synced: FNAME(prefetch_invalid_gpte) drops it for a pte that is
+ * not present or not Accessed (a flush, as for any dropped spte); sync_mmio_spte clears it
+ * (without a flush) when the pte maps another gfn, else marks it again with the current
+ * generation and the pte's rights; 3.11 counts it present then (rules->sync_mmio_counts_present). */
+static void sync_mmio_spte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *sptep, uint64_t gpte, int *nr_present,
+			   bool *flush)
+{
+	smmu_gfn_t gfn = (gpte & SMMU_PTE_ADDR_MASK) >> SMMU_PAGE_SHIFT;
+	if (!(gpte & SMMU_PTE_PRESENT) || !(gpte & SMMU_PTE_ACCESSED)) {
+		mmio_spte_clear(vm, sptep);
+		*flush = true;
+		return;
+	}
+	if (gfn != sp->gfns[sptep - sp->spt]) {
+		mmio_spte_clear(vm, sptep);
+		return;
+	}
+	uint32_t access = sp->role.access & gpte_access(gpte);
+	if (!(gpte & SMMU_PTE_DIRTY))
+		access &= ~(uint32_t)SMMU_ACC_WRITE; /* FNAME(protect_clean_gpte) */
+	mark_mmio_spte(vm, sptep, gfn, access, false);
+	if (vm->rules->sync_mmio_counts_present)
+		(*nr_present)++;
+}
+
 /*
  * FNAME(sync_page): each present spte against the guest pte it shadows now. A pte that is not
  * present, not Accessed (FNAME(prefetch_invalid_gpte)) or maps another gfn drops the spte; else
@@ -173,6 +198,10 @@ static int sync_page(struct smmu_vm *vm, struct smmu_sp *sp, int *nr_present)
 	*nr_present = 0;
 	for (int i = 0; i < SMMU_PT_ENTRIES; i++) {
 		uint64_t *sptep = &sp->spt[i], old = *sptep;
+		if (is_mmio_spte(old)) {
+			sync_mmio_spte(vm, sp, sptep, guest_read_pte(&gptes[i]), nr_present, &flush);
+			continue;
+		}
 		if (!is_shadow_present_pte(old))
 			continue;
 		uint64_t gpte = guest_read_pte(&gptes[i]);

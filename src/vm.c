@@ -176,6 +176,7 @@ SMMU_API int smmu_vm_create(const struct smmu_vm_config *cfg, smmu_vm **out)
 		return -ENOMEM;
 	vm->cfg = c;
 	vm->rules = smmu_profile_rules(c.profile);
+	vm->mmio_gen_floor = mmio_generation(vm, 0); /* kvm_create_vm: address space 0's generation */
 	vm->mmu_page_hash = smmu_calloc(c.hash_buckets, sizeof(struct hlist_head));
 	vm->vcpus = smmu_calloc(SMMU_MAX_VCPUS, sizeof(*vm->vcpus));
 	if (!vm->mmu_page_hash || !vm->vcpus)
@@ -283,17 +284,20 @@ static bool range_ok(const struct smmu_vm *vm, smmu_gfn_t base, uint64_t npages)
 	return npages && base < limit && npages <= limit - base;
 }
 
-/* Publish a change of the slot array: no fault or guest access is in flight while @fn runs. */
+/* Publish a change of the slot array: no fault or guest access is in flight while @fn runs.
+ * Each publication moves the memslots' generation (memslots_gen_publish, memslots_updated). */
 static void slots_publish_begin(struct smmu_vm *vm)
 {
 	pthread_rwlock_wrlock(&vm->srcu);
 	vm_lock(vm, SMMU_SITE_MEMSLOT);
+	memslots_gen_publish(&vm->slots, vm->rules);
 }
 
 static void slots_publish_end(struct smmu_vm *vm)
 {
 	vm_unlock(vm);
 	pthread_rwlock_unlock(&vm->srcu);
+	memslots_updated(vm, false);
 }
 
 SMMU_API int smmu_memslot_create(smmu_vm *vm, int id, smmu_gfn_t base_gfn, uint64_t npages, uint32_t flags)
@@ -315,6 +319,8 @@ SMMU_API int smmu_memslot_create(smmu_vm *vm, int id, smmu_gfn_t base_gfn, uint6
 		slots_publish_end(vm);
 		if (r)
 			memslot_free(slot);
+		else
+			memslots_updated(vm, true); /* 3.11's kvm_arch_commit_memory_region */
 	}
 	pthread_mutex_unlock(&vm->slots_lock);
 	if (!r)
@@ -355,6 +361,7 @@ SMMU_API int smmu_memslot_delete(smmu_vm *vm, int id)
 	change_mmu_pages_locked(vm);
 	slots_publish_end(vm);
 	memslot_free(slot); /* the backing is unmapped: a stale spte now points at nothing */
+	memslots_updated(vm, true);
 	pthread_mutex_unlock(&vm->slots_lock);
 	vm_audit_point(vm, "memslot_delete");
 	return 0;
@@ -399,6 +406,7 @@ SMMU_API int smmu_memslot_move(smmu_vm *vm, int id, smmu_gfn_t new_base_gfn)
 		lpage_info_init(slot);
 	memslots_insert(&vm->slots, slot);
 	slots_publish_end(vm);
+	memslots_updated(vm, true);
 	pthread_mutex_unlock(&vm->slots_lock);
 	vm_audit_point(vm, "memslot_move");
 	return 0;
@@ -442,6 +450,7 @@ SMMU_API int smmu_memslot_set_flags(smmu_vm *vm, int id, uint32_t flags)
 		kvm_mmu_slot_remove_write_access(vm, slot);
 	if (log_off && vm->rules->log_off_zaps_collapsible)
 		kvm_mmu_zap_collapsible_sptes(vm, slot);
+	memslots_updated(vm, true);
 	pthread_mutex_unlock(&vm->slots_lock);
 	vm_audit_point(vm, "memslot_set_flags");
 	return 0;

@@ -281,11 +281,17 @@ static void test_fault_invalid_slot(void **state)
 		smmu_vcpu *v = d.v;
 		assert_int_equal(smmu_memslot_create(vm, 1, 4096, 1024, 0), 0);
 		struct memslot *slot = vm->slots.by_id[1];
+		/* Each flag change is a publication of the slot array: the memslots' generation
+		 * moves, so the MMIO spte 3.11 installs now is stale once the slot is valid again. */
 		slot->flags |= KVM_MEMSLOT_INVALID;
+		memslots_gen_publish(&vm->slots, vm->rules);
+		memslots_updated(vm, false);
 		struct smmu_fault_info fi;
 		r[e] = smmu_vcpu_fault(v, 4100ull << SMMU_PAGE_SHIFT, 0, &fi);
 		assert_int_equal((int)fi.outcome, r[e]);
 		slot->flags &= ~KVM_MEMSLOT_INVALID;
+		memslots_gen_publish(&vm->slots, vm->rules);
+		memslots_updated(vm, false);
 		assert_int_equal(smmu_vcpu_fault(v, 4100ull << SMMU_PAGE_SHIFT, 0, NULL), SMMU_FAULT_MAPPED);
 		dvm_fini(&d);
 	}

@@ -65,7 +65,7 @@ enum smmu_invariant {
 	 *  n_used_mmu_pages is the number of listed pages plus those zapped roots off the list,
 	 *  indirect_shadow_pages the
 	 *  number of valid indirect ones, and each page's n_present the number of present sptes in
-	 *  its table. zapped_obsolete_pages holds pages only while a fast-zap drain runs
+	 *  its table (n_mmio of MMIO sptes, and the VM's count their sum). zapped_obsolete_pages holds pages only while a fast-zap drain runs
 	 *  (kvm_zap_obsolete_pages, between its lock breaks), and each of them is invalid, obsolete,
 	 *  no root, with no parent ptes and no present spte; the same holds for the pending invalid
 	 *  list of a lock-breaking zap_all that commits once (today's profile), but for obsolete.
@@ -83,7 +83,11 @@ enum smmu_invariant {
 	/** Rmaps. Every entry of a slot's rmap (gfn, level) is a present leaf spte of a listed page
 	 *  of that level that maps that gfn, named once; every present leaf spte maps a gfn that
 	 *  lies in a memslot (valid or being deleted), has its rmap entry, and holds the frame of
-	 *  that slot's backing of the gfn. */
+	 *  that slot's backing of the gfn. MMIO sptes (smmu_mmio_counters), leaves in no rmap: each
+	 *  lies in a level-1 page, names its page's gfn for it, grants no right beyond the page's
+	 *  role; in a page neither obsolete nor invalid its generation is no older than the last
+	 *  wrap zap's and no newer than the current one, and one of the current generation maps a
+	 *  gfn in no valid memslot. */
 	SMMU_INV_RMAP = 3,
 	/** lpage_info counts. For every slot, level 2 and 3, and large page: disallow_lpage equals
 	 *  its edge value (1 where the slot's first or last large page is cut by the slot's edges,

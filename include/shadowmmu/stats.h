@@ -138,6 +138,39 @@ SMMU_API int smmu_vm_get_mmu_unsync(const smmu_vm *vm, uint64_t *out);
  */
 SMMU_API int smmu_vm_get_mmu_flooded(const smmu_vm *vm, uint64_t *out);
 
+/**
+ * MMIO sptes and the memslot generation they carry (mark_mmio_spte, handle_mmio_page_fault,
+ * kvm_mmu_invalidate_mmio_sptes; both profiles, as with the kvm module's mmio_caching=Y).
+ * A fault on a gfn in no memslot ends in an MMIO spte holding 19 bits of the memslots'
+ * generation; a later fault through it is answered at once while the generation is current
+ * (SMMU_FAULT_MMIO, no page fault: KVM counts it in no page-fault statistic), and takes the page
+ * fault again once a memslot update moved the generation on. A struct with room to grow: a
+ * field appended to struct smmu_vm_counters would overrun a caller built against an earlier
+ * header.
+ */
+struct smmu_mmio_counters {
+	uint64_t sptes_created; /**< pf_mmio_spte_created (today's vCPU stat, summed over vCPUs):
+				     MMIO sptes faults installed (mmu_set_spte → mark_mmio_spte).
+				     3.11 has no such statistic; the model counts them in both eras */
+	uint64_t fast_hits;     /**< faults answered from an MMIO spte of the current generation
+				     granting the access (handle_mmio_page_fault: RET_PF_EMULATE) */
+	uint64_t stale_hits;    /**< faults that met an MMIO spte of another generation, or while
+				     a memslot update was in progress (check_mmio_spte false:
+				     RET_PF_INVALID), and took the page fault */
+	uint64_t wrap_zaps;     /**< every page zapped for an MMIO generation wraparound
+				     (kvm_mmu_invalidate_mmio_sptes) */
+	uint64_t sptes_now;     /**< MMIO sptes in shadow tables now (a gauge) */
+	uint64_t memslots_generation; /**< kvm_memslots()->generation now: +1 per publication of
+					   the slot array (3.11), +2 with bit 63 set while one is in
+					   progress (today) */
+	uint64_t mmio_generation; /**< the MMIO generation now (19 bits): today the memslots'
+				       generation's low bits, 3.11 those plus MMIO_MAX_GEN - 150 */
+	uint64_t reserved[9];   /**< zero */
+};
+
+/** Read the MMIO spte counters. Quiescent point only. @return 0 or -EINVAL for NULL pointers. */
+SMMU_API int smmu_vm_get_mmio_counters(const smmu_vm *vm, struct smmu_mmio_counters *out);
+
 /** The physical floor of a zap: the cost of touching each shadow page once. */
 struct smmu_floor {
 	uint64_t pages;    /**< shadow pages on active_mmu_pages when measured */

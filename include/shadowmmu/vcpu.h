@@ -123,7 +123,10 @@ struct smmu_fault_info {
 /**
  * Handle a page fault at @p addr for @p access (kvm_mmu_page_fault → FNAME(page_fault) in shadow
  * mode, tdp_page_fault/direct_map in direct mode). Memory caches are topped up before mmu_lock.
- * In shadow mode @p addr is a guest virtual address and the vCPU needs a CR3.
+ * In shadow mode @p addr is a guest virtual address and the vCPU needs a CR3. A gfn in no slot
+ * leaves an MMIO spte; a later fault whose walk of the root ends at an MMIO spte of the current
+ * memslot generation granting @p access returns SMMU_FAULT_MMIO at once, without a page fault
+ * (handle_mmio_page_fault; smmu_mmio_counters in stats.h).
  * @param info may be NULL.
  * @return an smmu_fault_outcome (>= 0), or -EINVAL (NULL vcpu, unknown access bits, address
  *         beyond the address space: non-canonical in shadow mode, at or above

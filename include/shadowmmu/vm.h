@@ -256,6 +256,17 @@ SMMU_API int smmu_memslot_set_flags(smmu_vm *vm, int id, uint32_t flags);
  */
 SMMU_API int smmu_memslot_set_host_level(smmu_vm *vm, int id, int level);
 
+/**
+ * Start the memslots' generation at @p gen instead of 0, as kvm_create_vm did until Linux 5.x
+ * (-150, "to easily test the code of handling generation number wrap-around"): a VM can then
+ * reach the wrap of the 19-bit MMIO generation (smmu_mmio_counters) in a few slot updates. Only
+ * on a VM that has no shadow page yet, so no MMIO spte carries an older generation.
+ * @return 0; -EINVAL (NULL, bit 63 set (KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS), or in the today
+ *         profile an odd @p gen: the odd generations are the SMM address space's); -EBUSY (the
+ *         VM has shadow pages). On error nothing changed.
+ */
+SMMU_API int smmu_vm_set_memslots_generation(smmu_vm *vm, uint64_t gen);
+
 /** What a slot is. */
 struct smmu_memslot_info {
 	int id;              /**< slot id */

@@ -353,16 +353,21 @@ static int counters(struct kvm *K, struct kd_rstep *rs)
 		return kfail(K, "reading the VM's binary stats failed");
 	for (size_t i = 0; i < sizeof(vmc) / sizeof(vmc[0]); i++)
 		rs->have[vmc[i].c] = kd_stats_get(&K->vmstats, vmc[i].name, &rs->ctr[vmc[i].c]);
-	uint64_t fixed = 0, v = 0;
-	bool have = true;
+	/* vCPU stats, summed over the vCPUs (pf_mmio_spte_created since Linux 5.19). */
+	uint64_t fixed = 0, mmio = 0, v = 0;
+	bool have = true, have_mmio = true;
 	for (int i = 0; i < K->sc->nvcpus; i++) {
 		if (kd_stats_read(&K->vcpustats[i]))
 			return kfail(K, "reading vCPU %d's binary stats failed", i);
 		have = have && kd_stats_get(&K->vcpustats[i], "pf_fixed", &v);
 		fixed += v;
+		have_mmio = have_mmio && kd_stats_get(&K->vcpustats[i], "pf_mmio_spte_created", &v);
+		mmio += v;
 	}
 	rs->ctr[KD_C_PF_FIXED] = fixed;
 	rs->have[KD_C_PF_FIXED] = have;
+	rs->ctr[KD_C_PF_MMIO_SPTE_CREATED] = mmio;
+	rs->have[KD_C_PF_MMIO_SPTE_CREATED] = have_mmio;
 	rs->ctr[KD_C_DIRTY_PAGES] = K->dirty;
 	rs->have[KD_C_DIRTY_PAGES] = true;
 	return 0;

@@ -378,15 +378,18 @@ static int step(struct lib *L, const struct kd_step *st)
 	return r ? lfail(L, "%s", strerror(-r)) : 0;
 }
 
-/* The counters after a step, by KVM's names. mmu_unsync and mmu_flooded come from their own
- * calls (smmu_vm_get_mmu_unsync, smmu_vm_get_mmu_flooded). */
+/* The counters after a step, by KVM's names. mmu_unsync, mmu_flooded and pf_mmio_spte_created
+ * come from calls of their own (smmu_vm_get_mmu_unsync, smmu_vm_get_mmu_flooded,
+ * smmu_vm_get_mmio_counters). */
 static void counters(struct lib *L, struct kd_rstep *s)
 {
 	struct smmu_vm_counters c;
+	struct smmu_mmio_counters mmio;
 	uint64_t unsync = 0, flooded = 0;
 	smmu_vm_get_counters(L->vm, &c);
 	smmu_vm_get_mmu_unsync(L->vm, &unsync);
 	smmu_vm_get_mmu_flooded(L->vm, &flooded);
+	smmu_vm_get_mmio_counters(L->vm, &mmio);
 	uint64_t pages_4k = 0;
 	smmu_mmu_lock(L->vm, SMMU_SITE_USER0);
 	for (smmu_sp *sp = smmu_active_first(L->vm); sp; sp = smmu_active_next(L->vm, sp)) {
@@ -409,6 +412,7 @@ static void counters(struct lib *L, struct kd_rstep *s)
 		 * the library does not count: absent. */
 		{ KD_C_REMOTE_TLB_FLUSH_REQUESTS, c.remote_tlb_flushes },
 		{ KD_C_DIRTY_PAGES, L->dirty },
+		{ KD_C_PF_MMIO_SPTE_CREATED, mmio.sptes_created },
 	};
 	for (size_t i = 0; i < sizeof(have) / sizeof(have[0]); i++) {
 		s->ctr[have[i].c] = have[i].v;

@@ -19,6 +19,7 @@ static const char *const ctr_names[KD_NCTR] = {
 	[KD_C_MMU_FLOODED] = "mmu_flooded",       [KD_C_REMOTE_TLB_FLUSH] = "remote_tlb_flush",
 	[KD_C_REMOTE_TLB_FLUSH_REQUESTS] = "remote_tlb_flush_requests",
 	[KD_C_DIRTY_PAGES] = "dirty_pages",
+	[KD_C_PF_MMIO_SPTE_CREATED] = "pf_mmio_spte_created",
 };
 
 const char *kd_ctr_name(enum kd_ctr c)

@@ -43,6 +43,7 @@ enum kd_ctr {
 	KD_C_REMOTE_TLB_FLUSH, /* kvm_flush_remote_tlbs calls that kicked a vCPU in guest mode */
 	KD_C_REMOTE_TLB_FLUSH_REQUESTS, /* kvm_flush_remote_tlbs calls */
 	KD_C_DIRTY_PAGES,     /* pages the last dirtylog step returned (the harness's) */
+	KD_C_PF_MMIO_SPTE_CREATED, /* MMIO sptes faults installed, sum over vCPUs (5.19+) */
 	KD_NCTR
 };
 
