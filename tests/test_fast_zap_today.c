@@ -34,12 +34,6 @@ static const enum smmu_profile eras[2] = { SMMU_PROFILE_LINUX_3_11, SMMU_PROFILE
 static void lock(smmu_vm *vm) { smmu_mmu_lock(vm, SMMU_SITE_USER0); }
 static void unlock(smmu_vm *vm) { smmu_mmu_unlock(vm); }
 
-static struct smmu_vm_counters counters(smmu_vm *vm)
-{
-	struct smmu_vm_counters c;
-	assert_int_equal(smmu_vm_get_counters(vm, &c), 0);
-	return c;
-}
 
 /* A shadow guest of @profile with REGIONS level-1 tables faulted in. */
 static void guest(struct tl_guest *g, enum smmu_profile profile)
@@ -73,10 +67,10 @@ static void refault(struct tl_guest *g, smmu_vcpu *v)
 static void end_with_root_reload(struct tl_guest *g, const struct smmu_zap_report *rep, uint64_t pages)
 {
 	assert_int_equal(rep->pages_zapped, pages - 1);
-	assert_int_equal(counters(g->vm).n_used_mmu_pages, 1);
+	assert_int_equal(tl_counters(g->vm).n_used_mmu_pages, 1);
 	tl_assert_audit_clean(g->vm);
 	assert_int_equal(smmu_vcpu_enter(g->vcpu), 0);
-	assert_int_equal(counters(g->vm).n_used_mmu_pages, 0);
+	assert_int_equal(tl_counters(g->vm).n_used_mmu_pages, 0);
 	tl_assert_audit_clean(g->vm);
 	tl_guest_fini(g);
 }
@@ -110,17 +104,17 @@ static void check_second_bump(enum smmu_profile profile)
 	smmu_vm *vm = g.vm;
 	bool today = profile == SMMU_PROFILE_LINUX_TODAY;
 	uint64_t gen = smmu_mmu_valid_gen(vm);
-	uint64_t pages = counters(vm).n_used_mmu_pages;
+	uint64_t pages = tl_counters(vm).n_used_mmu_pages;
 	assert_true(pages > REGIONS);
 
 	assert_int_equal(smmu_fast_zap_bump(vm, NULL), 0);
 	assert_int_equal(smmu_mmu_valid_gen(vm), gen + 1);
-	struct smmu_vm_counters c1 = counters(vm);
+	struct smmu_vm_counters c1 = tl_counters(vm);
 	/* The pages of gen wait for their drain: a second bump. */
 	struct smmu_zap_report rep;
 	memset(&rep, 0xa5, sizeof(rep));
 	int r = smmu_fast_zap_bump(vm, &rep);
-	struct smmu_vm_counters c2 = counters(vm);
+	struct smmu_vm_counters c2 = tl_counters(vm);
 	if (today) {
 		/* The toggle would make them current again: refused, nothing changed. */
 		assert_int_equal(r, -EBUSY);
@@ -140,18 +134,18 @@ static void check_second_bump(enum smmu_profile profile)
 	/* The drain zaps every obsolete page, whatever its generation; then a bump is fine. */
 	assert_int_equal(smmu_fast_zap_drain(vm, &rep), 0);
 	assert_int_equal(rep.pages_zapped, pages - 1); /* all but the root in use */
-	assert_int_equal(counters(vm).n_used_mmu_pages, 1);
+	assert_int_equal(tl_counters(vm).n_used_mmu_pages, 1);
 	tl_assert_audit_clean(vm);
 	uint64_t g2 = smmu_mmu_valid_gen(vm);
 	assert_int_equal(smmu_fast_zap_bump(vm, NULL), 0);
 	assert_int_equal(smmu_mmu_valid_gen(vm), g2 + 1);
 	assert_int_equal(smmu_vcpu_enter(g.vcpu), 0);
-	assert_int_equal(counters(vm).n_used_mmu_pages, 0);
+	assert_int_equal(tl_counters(vm).n_used_mmu_pages, 0);
 	tl_assert_audit_clean(vm);
 
 	/* Fault back; a lone bump, then the whole fast zap drains the pages of both bumps. */
 	refault(&g, g.vcpu);
-	pages = counters(vm).n_used_mmu_pages;
+	pages = tl_counters(vm).n_used_mmu_pages;
 	assert_int_equal(smmu_fast_zap_bump(vm, NULL), 0);
 	assert_int_equal(smmu_fast_zap_bump(vm, NULL), today ? -EBUSY : 0);
 	assert_int_equal(smmu_fast_zap(vm, &rep), 0);
@@ -204,7 +198,7 @@ static void check_zapped_root(enum smmu_profile profile)
 
 	assert_int_equal(smmu_fast_zap(vm, NULL), 0);
 	assert_true(root->role.invalid);
-	assert_int_equal(counters(vm).n_used_mmu_pages, 1); /* counted until freed */
+	assert_int_equal(tl_counters(vm).n_used_mmu_pages, 1); /* counted until freed */
 	if (today) {
 		assert_false(is_listed(vm, root));
 		assert_int_equal(listed(vm), 0);
@@ -221,15 +215,15 @@ static void check_zapped_root(enum smmu_profile profile)
 	assert_int_equal(smmu_vcpu_enter(v2), 0);
 	assert_null(v2->root);
 	assert_int_equal(root->root_count, 1);
-	assert_int_equal(counters(vm).n_used_mmu_pages, 1);
+	assert_int_equal(tl_counters(vm).n_used_mmu_pages, 1);
 	assert_true(root->role.invalid);
 	assert_int_equal(is_listed(vm, root), !today);
 	tl_assert_audit_clean(vm);
 	/* The last one: freed. */
-	uint64_t freed = counters(vm).pages_freed;
+	uint64_t freed = tl_counters(vm).pages_freed;
 	assert_int_equal(smmu_vcpu_enter(g.vcpu), 0);
-	assert_int_equal(counters(vm).pages_freed, freed + 1);
-	assert_int_equal(counters(vm).n_used_mmu_pages, 0);
+	assert_int_equal(tl_counters(vm).pages_freed, freed + 1);
+	assert_int_equal(tl_counters(vm).n_used_mmu_pages, 0);
 	tl_assert_audit_clean(vm);
 
 	/* A current root zapped alone (smmu_zap_page): its users are asked to reload. */
@@ -237,7 +231,7 @@ static void check_zapped_root(enum smmu_profile profile)
 	refault(&g, v2);
 	root = g.vcpu->root;
 	assert_ptr_equal(v2->root, root);
-	uint64_t used = counters(vm).n_used_mmu_pages;
+	uint64_t used = tl_counters(vm).n_used_mmu_pages;
 	lock(vm);
 	struct smmu_invalid_list inv;
 	smmu_invalid_list_init(&inv);
@@ -248,19 +242,19 @@ static void check_zapped_root(enum smmu_profile profile)
 	assert_true(atomic_load(&g.vcpu->requests) &
 		    (today ? KVM_REQ_MMU_FREE_OBSOLETE_ROOTS : KVM_REQ_MMU_RELOAD));
 	assert_int_equal(is_listed(vm, root), !today);
-	assert_int_equal(counters(vm).n_used_mmu_pages, used);
+	assert_int_equal(tl_counters(vm).n_used_mmu_pages, used);
 	assert_int_equal(listed(vm), today ? used - 1 : used);
 	tl_assert_audit_clean(vm);
 	assert_true(atomic_load(&v2->requests) &
 		    (today ? KVM_REQ_MMU_FREE_OBSOLETE_ROOTS : KVM_REQ_MMU_RELOAD));
 	assert_int_equal(smmu_vcpu_enter(g.vcpu), 0);
-	assert_int_equal(counters(vm).n_used_mmu_pages, used); /* v2 still holds it */
+	assert_int_equal(tl_counters(vm).n_used_mmu_pages, used); /* v2 still holds it */
 	tl_assert_audit_clean(vm);
 	assert_int_equal(smmu_vcpu_enter(v2), 0);
-	assert_int_equal(counters(vm).n_used_mmu_pages, used - 1); /* freed */
+	assert_int_equal(tl_counters(vm).n_used_mmu_pages, used - 1); /* freed */
 	tl_assert_audit_clean(vm);
 	refault(&g, g.vcpu); /* a new root over the pages that stayed */
-	assert_int_equal(counters(vm).n_used_mmu_pages, used);
+	assert_int_equal(tl_counters(vm).n_used_mmu_pages, used);
 	tl_assert_audit_clean(vm);
 	tl_guest_fini(&g);
 }
@@ -309,7 +303,7 @@ static void check_drain_restarts(enum smmu_profile profile, bool with_unsync, st
 		assert_int_equal(smmu_vm_get_mmu_unsync(vm, &unsync), 0);
 		assert_int_equal(unsync, 1);
 	}
-	uint64_t pages = counters(vm).n_used_mmu_pages;
+	uint64_t pages = tl_counters(vm).n_used_mmu_pages;
 	memset(log, 0, sizeof(*log));
 	assert_int_equal(smmu_set_hook(vm, log_zaps, log), 0);
 	struct smmu_zap_report rep;
