@@ -111,6 +111,8 @@ static void usage(FILE *f)
 "  --guest-writes N   after the build, the guest rewrites the leaf pte of N of its last-level\n"
 "                     tables through a writable mapping of them: N level-1 shadow pages go\n"
 "                     unsync. Only in processes that no faulting vCPU uses (default 0)\n"
+"  --guest-reads N    as --guest-writes, but the guest reads those ptes: the same self-map pages\n"
+"                     and sptes, nothing unsync (the control for --guest-writes)\n"
 "contention\n"
 "  --vcpus N          vCPU threads faulting during each zap (default 1); at most cores - 1\n"
 "  --force            allow more threads than cores (spinning waiters then measure the scheduler)\n"
@@ -192,6 +194,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		O_DATA_DIR, O_VCPUS, O_FORCE, O_EXTRA, O_MAX_ROUNDS, O_STRATEGIES, O_QUICK, O_SCALING,
 		O_SIZES, O_JSON, O_CSV, O_LIST, O_HASH, O_FLOOR_RUNS, O_SAVE, O_HASH_FN, O_PROFILE, O_ZAP_BATCH,
 		O_PREEMPT, O_SLICE, O_GPTE_ACCESSED, O_HOST_WRITABLE, O_PER_TABLE, O_GUEST_WRITES,
+		O_GUEST_READS,
 	};
 	static const struct option longopts[] = {
 		{ "workload", required_argument, NULL, O_WORKLOAD },
@@ -226,6 +229,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "host-writable", required_argument, NULL, O_HOST_WRITABLE },
 		{ "per-table", required_argument, NULL, O_PER_TABLE },
 		{ "guest-writes", required_argument, NULL, O_GUEST_WRITES },
+		{ "guest-reads", required_argument, NULL, O_GUEST_READS },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -243,7 +247,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	o->wl.preempt = SMMU_PREEMPT_FULL;
 	o->wl.resched_slice_ns = SMMU_RESCHED_SLICE_NS;
 	bool any_selected = false, guest_opts = false, per_table_given = false;
-	int c;
+	int c, guest_access = 0;
 	uint64_t v;
 	while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -409,10 +413,18 @@ static int parse_options(int argc, char **argv, struct options *o)
 			guest_opts = true;
 			break;
 		case O_GUEST_WRITES:
+		case O_GUEST_READS:
 			if (parse_count(optarg, &o->wl.guest_writes)) {
-				fprintf(stderr, "smmu-bench: --guest-writes wants a count\n");
+				fprintf(stderr, "smmu-bench: --guest-%s wants a count\n",
+					c == O_GUEST_READS ? "reads" : "writes");
 				return -EINVAL;
 			}
+			if (guest_access && guest_access != c) {
+				fprintf(stderr, "smmu-bench: --guest-writes or --guest-reads, not both\n");
+				return -EINVAL;
+			}
+			guest_access = c;
+			o->wl.guest_reads = c == O_GUEST_READS;
 			guest_opts = true;
 			break;
 		case O_FLOOR_RUNS:
@@ -474,8 +486,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		o->wl.kind = WL_MAPS;
 	}
 	if (guest_opts && o->wl.kind == WL_DIRECT) {
-		fprintf(stderr, "smmu-bench: --gpte-accessed, --host-writable, --per-table and "
-			"--guest-writes need guest page tables: --workload shadow or maps\n");
+		fprintf(stderr, "smmu-bench: --gpte-accessed, --host-writable, --per-table, "
+			"--guest-writes and --guest-reads need guest page tables: --workload shadow or maps\n");
 		return -EINVAL;
 	}
 	if (per_table_given && o->wl.kind != WL_SHADOW) {

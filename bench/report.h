@@ -81,6 +81,7 @@ struct run_result {
 	bool host_writable;      /* the host mapped every frame writable before the build */
 	int per_table;           /* shadow: 4 KiB pages mapped per guest last-level table */
 	uint64_t guest_writes;   /* leaf ptes the guest rewrote through its tables' self-map */
+	uint64_t guest_reads;    /* ... or read there (--guest-reads, the control) */
 	uint64_t build_faults;   /* faults the build issued */
 	uint64_t leaf_pages;     /* level-1 shadow pages before the zap */
 	uint64_t leaf_sptes;     /* present sptes in them: faulted + prefetched */

@@ -143,6 +143,7 @@ static void fill_common(struct run_result *x, const struct options *o, const str
 	x->host_writable = w->p.host_writable;
 	x->per_table = w->p.kind == WL_SHADOW && w->p.per_table > 1 ? w->p.per_table : 1;
 	x->guest_writes = w->guest_writes;
+	x->guest_reads = w->guest_reads;
 	x->build_faults = w->faults;
 }
 

@@ -50,6 +50,15 @@ check "guest-writes: 100 unsync pages" "$(t "$(field unsync_pages "$g")" = 100)"
 check "guest-writes: zap_all leaves none" "$(t "$(field unsync_after "$g")" = 0)" \
 	"unsync_after $(field unsync_after "$g")"
 
+# --guest-reads N, the control: the same pages and sptes, nothing unsync.
+c=$(run --guest-reads 100)
+check "guest-reads: 100 reads, no unsync page" \
+	"$(t "$(field guest_reads "$c")" = 100 -a "$(field unsync_pages "$c")" = 0)" \
+	"guest_reads $(field guest_reads "$c"), unsync_pages $(field unsync_pages "$c")"
+check "guest-reads: the same pages and sptes as guest-writes" \
+	"$(t "$(field leaf_pages "$c")" = "$(field leaf_pages "$g")" -a "$(field leaf_sptes "$c")" = "$(field leaf_sptes "$g")")" \
+	"leaf_pages/sptes $(field leaf_pages "$c")/$(field leaf_sptes "$c") against $(field leaf_pages "$g")/$(field leaf_sptes "$g")"
+
 # --per-table 8 with the host's frames mapped writable: each fault prefetches its 7 neighbours.
 p=$(run --per-table 8 --host-writable on)
 pf=$(field build_faults "$p")
@@ -70,6 +79,8 @@ check "host-writable off: one spte per fault" "$(t "$(field leaf_sptes "$h")" = 
 # Bad uses are refused.
 if "$BENCH" --workload direct --guest-writes 1 --vcpus 0 >/dev/null 2>&1; then r=1; else r=0; fi
 check "direct refuses --guest-writes" "$r" "exit 0"
+if "$BENCH" --guest-writes 1 --guest-reads 1 --vcpus 0 >/dev/null 2>&1; then r=1; else r=0; fi
+check "--guest-writes and --guest-reads exclude each other" "$r" "exit 0"
 if "$BENCH" --gpte-accessed maybe --vcpus 0 >/dev/null 2>&1; then r=1; else r=0; fi
 check "--gpte-accessed wants on|off" "$r" "exit 0"
 

@@ -617,7 +617,7 @@ static int plan_writes(const struct wl_params *p, struct plan *pl, int nproc)
 /* --guest-writes: map the last-level tables of pl->writes distinct regions writable in the
  * process's own address space (before any fault: the tables are not shadowed yet), and note
  * where each one's faulted pte is, seen through that map and in guest physical memory. */
-static int map_self(smmu_vm *vm, struct wl_proc *pr, const struct plan *pl)
+static int map_self(smmu_vm *vm, struct wl_proc *pr, const struct plan *pl, bool reads)
 {
 	if (!pl->writes)
 		return 0;
@@ -640,8 +640,10 @@ static int map_self(smmu_vm *vm, struct wl_proc *pr, const struct plan *pl)
 			break;
 		smmu_gva_t self = SELFMAP_GVA + pr->n_wr * SELFMAP_STRIDE * SMMU_PAGE_SIZE;
 		uint64_t off = ((v[i] >> 12) & 511) * 8;
+		/* --guest-reads maps them read-only: a read through a writable, dirty pte would map
+		 * the table writable and unsync it all the same */
 		r = smmu_gas_map(pr->gas, self, wk.table_gfn[0], SMMU_LEVEL_4K,
-				 SMMU_PROT_WRITE | SMMU_PROT_USER | SMMU_PROT_NOEXEC);
+				 (reads ? 0 : SMMU_PROT_WRITE) | SMMU_PROT_USER | SMMU_PROT_NOEXEC);
 		pr->wr_gva[pr->n_wr] = self + off;
 		pr->wr_gpa[pr->n_wr] = (wk.table_gfn[0] << SMMU_PAGE_SHIFT) + off;
 		pr->n_wr++;
@@ -652,7 +654,8 @@ static int map_self(smmu_vm *vm, struct wl_proc *pr, const struct plan *pl)
 
 /* --guest-writes, after the build's faults: each process rewrites its chosen leaf ptes, the same
  * value, through its self-map; the write faults the table in writable, which unsyncs its level-1
- * shadow page (mmu_try_to_unsync_pages), and lands untrapped. */
+ * shadow page (mmu_try_to_unsync_pages), and lands untrapped. --guest-reads: the same accesses as
+ * reads, which map the tables read-only and leave their pages sync. */
 static int guest_writes(struct workload *w)
 {
 	for (int i = 0; i < w->nproc; i++) {
@@ -664,6 +667,13 @@ static int guest_writes(struct workload *w)
 			return fail("smmu_vcpu_set_cr3", r);
 		for (uint64_t k = 0; k < pr->n_wr; k++) {
 			uint64_t pte;
+			if (w->p.guest_reads) {
+				r = smmu_vcpu_read(w->builder, pr->wr_gva[k], &pte, sizeof(pte));
+				if (r)
+					return fail("smmu_vcpu_read (--guest-reads)", r);
+				w->guest_reads++;
+				continue;
+			}
 			r = smmu_guest_read_u64(w->vm, pr->wr_gpa[k], &pte);
 			if (!r)
 				r = smmu_vcpu_write(w->builder, pr->wr_gva[k], &pte, sizeof(pte));
@@ -794,7 +804,7 @@ static int build_guest(struct workload *w, uint64_t *rng)
 			}
 			mapped++;
 		}
-		r = map_self(w->vm, pr, &pl[i]);
+		r = map_self(w->vm, pr, &pl[i], p->guest_reads);
 		if (r)
 			goto out;
 		/* Hand the arrays over to the workload. */

@@ -27,6 +27,7 @@
  * through a writable mapping of those tables (a self-map at SELFMAP_GVA), in processes that no
  * faulting vCPU uses (a vCPU's root load syncs its process); each write faults the table in
  * writable, which unsyncs its level-1 shadow page (mmu_try_to_unsync_pages) instead of trapping.
+ * --guest-reads N reads those ptes instead: the same pages and sptes, nothing unsync (the control).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -69,6 +70,7 @@ struct wl_params {
 	bool host_writable;    /* --host-writable on: the host maps every frame writable first */
 	int per_table;         /* --per-table (shadow): 4 KiB pages mapped per guest table; 0 = 1 */
 	uint64_t guest_writes; /* --guest-writes: leaf ptes the guest rewrites after the build */
+	bool guest_reads;      /* --guest-reads: read them instead (the same self-map, no unsync) */
 	const char *label;     /* progress: the stage being built for */
 	bool progress;         /* stderr is a terminal */
 };
@@ -108,6 +110,7 @@ struct workload {
 	uint8_t hash_fn;       /* as the VM resolved it (0 when it does not say) */
 	uint32_t zap_batch;    /* as the VM resolved it */
 	uint64_t guest_writes; /* leaf ptes the guest rewrote through its self-map (--guest-writes) */
+	uint64_t guest_reads;  /* ... or read (--guest-reads) */
 };
 
 /* What the VM holds at a quiescent point: the figures pte prefetch and unsync pages move. */
