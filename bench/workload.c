@@ -640,6 +640,11 @@ static int map_self(smmu_vm *vm, struct wl_proc *pr, const struct plan *pl, bool
 			break;
 		smmu_gva_t self = SELFMAP_GVA + pr->n_wr * SELFMAP_STRIDE * SMMU_PAGE_SIZE;
 		uint64_t off = ((v[i] >> 12) & 511) * 8;
+		struct smmu_guest_walk taken;
+		if (!smmu_guest_walk(vm, pr->cr3, self, &taken)) { /* a layout maps the window itself */
+			r = -EEXIST;
+			break;
+		}
 		/* --guest-reads maps them read-only: a read through a writable, dirty pte would map
 		 * the table writable and unsync it all the same */
 		r = smmu_gas_map(pr->gas, self, wk.table_gfn[0], SMMU_LEVEL_4K,
