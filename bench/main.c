@@ -100,6 +100,19 @@ static void usage(FILE *f)
 "  --maps-self        maps: use this program's own /proc/self/maps\n"
 "  --per-vma N        maps: pages faulted per VMA (default 4)\n"
 "  --data-dir D       where the built-in layouts (*.maps) are\n"
+"pte prefetch and unsync pages (shadow and maps workloads)\n"
+"  --gpte-accessed on|off  leaf guest ptes with the Accessed bit (default on, as a used pte has\n"
+"                     it; pte prefetch maps only such neighbours) or without (no prefetch)\n"
+"  --host-writable on|off  on: the host maps every guest frame writable before the build (a guest\n"
+"                     that touched its memory once), so prefetch can map the neighbours of a\n"
+"                     fault; off (default): only frames faulted in or written\n"
+"  --per-table N      shadow: N consecutive 4 KiB pages mapped per guest last-level table, the\n"
+"                     first one faulted (default 1; 8 = a whole prefetch group), 1..512\n"
+"  --guest-writes N   after the build, the guest rewrites the leaf pte of N of its last-level\n"
+"                     tables through a writable mapping of them: N level-1 shadow pages go\n"
+"                     unsync. Only in processes that no faulting vCPU uses (default 0)\n"
+"  --guest-reads N    as --guest-writes, but the guest reads those ptes: the same self-map pages\n"
+"                     and sptes, nothing unsync (the control for --guest-writes)\n"
 "contention\n"
 "  --vcpus N          vCPU threads faulting during each zap (default 1); at most cores - 1\n"
 "  --force            allow more threads than cores (spinning waiters then measure the scheduler)\n"
@@ -180,7 +193,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		O_WORKLOAD = 256, O_PAGES, O_PROCS, O_SEED, O_MAPS_FILE, O_MAPS_SELF, O_PER_VMA,
 		O_DATA_DIR, O_VCPUS, O_FORCE, O_EXTRA, O_MAX_ROUNDS, O_STRATEGIES, O_QUICK, O_SCALING,
 		O_SIZES, O_JSON, O_CSV, O_LIST, O_HASH, O_FLOOR_RUNS, O_SAVE, O_HASH_FN, O_PROFILE, O_ZAP_BATCH,
-		O_PREEMPT, O_SLICE,
+		O_PREEMPT, O_SLICE, O_GPTE_ACCESSED, O_HOST_WRITABLE, O_PER_TABLE, O_GUEST_WRITES,
+		O_GUEST_READS,
 	};
 	static const struct option longopts[] = {
 		{ "workload", required_argument, NULL, O_WORKLOAD },
@@ -211,6 +225,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "zap-batch", required_argument, NULL, O_ZAP_BATCH },
 		{ "preempt", required_argument, NULL, O_PREEMPT },
 		{ "slice-us", required_argument, NULL, O_SLICE },
+		{ "gpte-accessed", required_argument, NULL, O_GPTE_ACCESSED },
+		{ "host-writable", required_argument, NULL, O_HOST_WRITABLE },
+		{ "per-table", required_argument, NULL, O_PER_TABLE },
+		{ "guest-writes", required_argument, NULL, O_GUEST_WRITES },
+		{ "guest-reads", required_argument, NULL, O_GUEST_READS },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -227,8 +246,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 	o->wl.profile = SMMU_PROFILE_LINUX_3_11;
 	o->wl.preempt = SMMU_PREEMPT_FULL;
 	o->wl.resched_slice_ns = SMMU_RESCHED_SLICE_NS;
-	bool any_selected = false;
-	int c;
+	bool any_selected = false, guest_opts = false, per_table_given = false;
+	int c, guest_access = 0;
 	uint64_t v;
 	while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -369,6 +388,45 @@ static int parse_options(int argc, char **argv, struct options *o)
 			}
 			o->wl.resched_slice_ns = v * 1000;
 			break;
+		case O_GPTE_ACCESSED:
+		case O_HOST_WRITABLE: {
+			bool on = !strcmp(optarg, "on");
+			if (!on && strcmp(optarg, "off")) {
+				fprintf(stderr, "smmu-bench: --%s wants on or off\n",
+					c == O_GPTE_ACCESSED ? "gpte-accessed" : "host-writable");
+				return -EINVAL;
+			}
+			if (c == O_GPTE_ACCESSED)
+				o->wl.gpte_no_accessed = !on;
+			else
+				o->wl.host_writable = on;
+			guest_opts = true;
+			break;
+		}
+		case O_PER_TABLE:
+			if (parse_count(optarg, &v) || v < 1 || v > 512) {
+				fprintf(stderr, "smmu-bench: --per-table wants 1..512\n");
+				return -EINVAL;
+			}
+			o->wl.per_table = (int)v;
+			per_table_given = true;
+			guest_opts = true;
+			break;
+		case O_GUEST_WRITES:
+		case O_GUEST_READS:
+			if (parse_count(optarg, &o->wl.guest_writes)) {
+				fprintf(stderr, "smmu-bench: --guest-%s wants a count\n",
+					c == O_GUEST_READS ? "reads" : "writes");
+				return -EINVAL;
+			}
+			if (guest_access && guest_access != c) {
+				fprintf(stderr, "smmu-bench: --guest-writes or --guest-reads, not both\n");
+				return -EINVAL;
+			}
+			guest_access = c;
+			o->wl.guest_reads = c == O_GUEST_READS;
+			guest_opts = true;
+			break;
 		case O_FLOOR_RUNS:
 			if (parse_count(optarg, &v) || v < 1 || v > 99) {
 				fprintf(stderr, "smmu-bench: --floor-runs wants 1..99\n");
@@ -426,6 +484,15 @@ static int parse_options(int argc, char **argv, struct options *o)
 			return -EINVAL;
 		}
 		o->wl.kind = WL_MAPS;
+	}
+	if (guest_opts && o->wl.kind == WL_DIRECT) {
+		fprintf(stderr, "smmu-bench: --gpte-accessed, --host-writable, --per-table, "
+			"--guest-writes and --guest-reads need guest page tables: --workload shadow or maps\n");
+		return -EINVAL;
+	}
+	if (per_table_given && o->wl.kind != WL_SHADOW) {
+		fprintf(stderr, "smmu-bench: --per-table needs --workload shadow (maps: --per-vma)\n");
+		return -EINVAL;
 	}
 	if (o->quick && !o->pages_given)
 		o->wl.pages = 2000;

@@ -155,6 +155,15 @@ static void write_json(FILE *f, const struct run_result *x)
 	json_u64(f, "resched_slice_ns", x->resched_slice_ns);
 	if (x->first_hold_ns)
 		json_u64(f, "first_hold_ns", x->first_hold_ns);
+	fprintf(f, ",\"gpte_accessed\":%s,\"host_writable\":%s,\"per_table\":%d",
+		x->gpte_accessed ? "true" : "false", x->host_writable ? "true" : "false", x->per_table);
+	json_u64(f, "guest_writes", x->guest_writes);
+	json_u64(f, "guest_reads", x->guest_reads);
+	json_u64(f, "build_faults", x->build_faults);
+	json_u64(f, "leaf_pages", x->leaf_pages);
+	json_u64(f, "leaf_sptes", x->leaf_sptes);
+	json_u64(f, "unsync_pages", x->unsync_pages);
+	json_u64(f, "unsync_after", x->unsync_after);
 	fprintf(f, ",\"rc\":%d}\n", x->rc);
 }
 
@@ -168,7 +177,8 @@ static const char csv_header[] =
 	"remote_flushes,reload_requests,vcpu_faults,vcpu_pages_created,sp_bytes,rmap_bytes,"
 	"lpage_bytes,mem_bytes,kvm_bytes,mem_ratio,rss_kb,maxrss_kb,build_ns,hash_buckets,hash_fn,"
 	"profile,zap_batch,floor_runs,site_remote_flushes,other_cpu,holds_over_20us,noise_max_gap_ns,"
-	"noise_gaps_20us_per_s,preempt,resched_slice_ns,first_hold_ns,rc\n";
+	"noise_gaps_20us_per_s,preempt,resched_slice_ns,first_hold_ns,rc,gpte_accessed,host_writable,"
+	"per_table,guest_writes,guest_reads,build_faults,leaf_pages,leaf_sptes,unsync_pages,unsync_after\n";
 
 static void write_csv(FILE *f, const struct run_result *x)
 {
@@ -195,9 +205,13 @@ static void write_csv(FILE *f, const struct run_result *x)
 	fprintf(f, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%u,%s,%s,%u,%d,%" PRIu64 ",%.3f",
 		x->rss_kb, x->maxrss_kb, x->build_ns, x->hash_buckets, x->hash_fn, x->profile,
 		x->zap_batch, x->floor_runs, x->site_flushes, x->other_cpu);
-	fprintf(f, ",%" PRIu64 ",%" PRIu64 ",%.1f,%s,%" PRIu64 ",%" PRIu64 ",%d\n", x->holds_over_20us,
+	fprintf(f, ",%" PRIu64 ",%" PRIu64 ",%.1f,%s,%" PRIu64 ",%" PRIu64 ",%d", x->holds_over_20us,
 		x->noise_max_gap_ns, x->noise_gaps_20us_per_s, x->preempt, x->resched_slice_ns,
 		x->first_hold_ns, x->rc);
+	fprintf(f, ",%d,%d,%d,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
+		",%" PRIu64 "\n", x->gpte_accessed, x->host_writable, x->per_table, x->guest_writes,
+		x->guest_reads, x->build_faults,
+		x->leaf_pages, x->leaf_sptes, x->unsync_pages, x->unsync_after);
 }
 
 /* ---- the table -------------------------------------------------------------------------------- */
@@ -223,6 +237,14 @@ static void table_header(struct report *r, const struct run_result *x)
 		fprintf(f, "preemption model %s: cond_resched_lock breaks %s; need_resched never comes "
 			"(nothing else runnable on the zapper's CPU)\n\n", x->preempt,
 			!strcmp(x->preempt, "full") ? "for a waiting vCPU only" : "never");
+	if (strcmp(x->mode, "direct"))
+		fprintf(f, "guest ptes: Accessed bit %s, host frames %s, %d page%s per guest table, %"
+			PRIu64 " guest pte rewrite%s (%" PRIu64 " read); before the zap: %" PRIu64 " level-1 pages holding %"
+			PRIu64 " sptes from %" PRIu64 " build faults, %" PRIu64 " unsync\n\n",
+			x->gpte_accessed ? "on" : "off", x->host_writable ? "all mapped writable" :
+			"mapped as faulted", x->per_table, x->per_table == 1 ? "" : "s", x->guest_writes,
+			x->guest_writes == 1 ? "" : "s", x->guest_reads, x->leaf_pages, x->leaf_sptes, x->build_faults,
+			x->unsync_pages);
 	fprintf(f, "%-18s %8s %8s %8s %8s %6s | %-14s %7s %7s %7s %7s %7s | %6s %6s %7s %6s\n",
 		"", "shadow", "", "", "floor", "total", "mmu_lock hold", "", "", "", "", "",
 		"lock", "hand", "", "remote");

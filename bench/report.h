@@ -76,6 +76,17 @@ struct run_result {
 	uint64_t resched_slice_ns; /* the modelled scheduler's slice (0 = need_resched never) */
 	uint64_t first_hold_ns;  /* fast_zap_kvm: the first stretch, bump + reloads + first batch */
 	int rc;                  /* the call's return value */
+	/* pte prefetch and unsync pages: the workload's options, and the census before the zap */
+	bool gpte_accessed;      /* leaf guest ptes carry the Accessed bit */
+	bool host_writable;      /* the host mapped every frame writable before the build */
+	int per_table;           /* shadow: 4 KiB pages mapped per guest last-level table */
+	uint64_t guest_writes;   /* leaf ptes the guest rewrote through its tables' self-map */
+	uint64_t guest_reads;    /* ... or read there (--guest-reads, the control) */
+	uint64_t build_faults;   /* faults the build issued */
+	uint64_t leaf_pages;     /* level-1 shadow pages before the zap */
+	uint64_t leaf_sptes;     /* present sptes in them: faulted + prefetched */
+	uint64_t unsync_pages;   /* mmu_unsync before the zap */
+	uint64_t unsync_after;   /* mmu_unsync once the vCPUs stopped */
 };
 
 enum report_format { FMT_TABLE = 0, FMT_JSON, FMT_CSV };

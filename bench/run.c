@@ -139,6 +139,20 @@ static void fill_common(struct run_result *x, const struct options *o, const str
 	x->floor_runs = o->floor_runs;
 	snprintf(x->preempt, sizeof(x->preempt), "%s", preempt_name(w->p.preempt));
 	x->resched_slice_ns = w->p.resched_slice_ns;
+	x->gpte_accessed = !w->p.gpte_no_accessed;
+	x->host_writable = w->p.host_writable;
+	x->per_table = w->p.kind == WL_SHADOW && w->p.per_table > 1 ? w->p.per_table : 1;
+	x->guest_writes = w->guest_writes;
+	x->guest_reads = w->guest_reads;
+	x->build_faults = w->faults;
+}
+
+static void fill_census(struct run_result *x, const struct wl_census *c, uint64_t unsync_after)
+{
+	x->leaf_pages = c->leaf_pages;
+	x->leaf_sptes = c->leaf_sptes;
+	x->unsync_pages = c->unsync_pages;
+	x->unsync_after = unsync_after;
 }
 
 static void fill_memory(struct run_result *x, const struct workload *w,
@@ -334,6 +348,10 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 		return r;
 	}
 
+	struct wl_census census;
+	r = wl_census(&w, &census);
+	if (r)
+		fprintf(stderr, "smmu-bench: counting the shadow pages: %s\n", strerror(-r));
 	progress(true, "%s: measuring the floor", label);
 	struct smmu_floor floor;
 	r = measure_floor(w.vm, o->floor_runs, &floor);
@@ -414,6 +432,8 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 	if (st->kind == S_FAST_ZAP_ONE)
 		smmu_set_hook(w.vm, NULL, NULL);
 	smmu_vm_get_counters(w.vm, &c1);
+	uint64_t unsync_after = 0;
+	smmu_vm_get_mmu_unsync(w.vm, &unsync_after);
 	progress(true, "%s: zapped %" PRIu64 " pages in %.1f ms", label,
 		 c1.pages_zapped - c0.pages_zapped, (double)(t1 - t0 + t2) / 1e6);
 
@@ -429,6 +449,7 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 		char row[48];
 		snprintf(row, sizeof(row), "%s_bump", st->name);
 		fill_common(&x, o, &w, row, SMMU_SITE_FAST_ZAP, load);
+		fill_census(&x, &census, unsync_after);
 		fill_memory(&x, &w, &c0);
 		x.floor_ns = floor.total_ns;
 		x.floor_read_ns = floor.read_ns;
@@ -473,6 +494,7 @@ int run_one(const struct options *o, const struct strategy *st, uint64_t pages,
 		memset(&s, 0, sizeof(s));
 		smmu_stats_get(w.vm, site, &s);
 		fill_common(&x, o, &w, st->name, site, load);
+		fill_census(&x, &census, unsync_after);
 		fill_memory(&x, &w, &c0);
 		x.floor_ns = floor.total_ns;
 		x.floor_read_ns = floor.read_ns;

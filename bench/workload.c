@@ -20,6 +20,11 @@
 #define GVA_USER_TOP (1ull << 47)      /* canonical user half */
 #define SPAN_FACTOR 4                  /* shadow: regions chosen out of 4x as many */
 #define MAPS_EXTRA_BASE (16ull << 40)  /* maps: faulters' extra pages start at 16 TiB */
+/* --guest-writes: the self-map of the tables written, at 512 GiB (the shadow workload's pages lie
+ * from 1 TiB up, the maps layouts' far above); one table per 8 pages, so that a fault there has no
+ * neighbour to prefetch in its group of PTE_PREFETCH_NUM */
+#define SELFMAP_GVA (512ull << 30)
+#define SELFMAP_STRIDE 8ull
 
 static const char *const kind_names[WL_KIND_COUNT] = { "direct", "shadow", "maps" };
 
@@ -99,6 +104,7 @@ struct plan {
 	uint64_t pool_pages;
 	smmu_gfn_t pool_gfn;
 	int layout;
+	uint64_t writes;      /* --guest-writes of this process: distinct last-level tables */
 };
 
 static int plan_reserve(struct plan *pl, uint64_t n)
@@ -120,6 +126,11 @@ static void plan_free(struct plan *pl)
 	free(pl->access);
 	free(pl->shared_idx);
 	free(pl->extra);
+}
+
+static uint64_t per_table(const struct wl_params *p)
+{
+	return p->kind == WL_SHADOW && p->per_table > 1 ? (uint64_t)p->per_table : 1;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -146,7 +157,28 @@ static int plan_pool_size(struct plan *pl)
 				tables++;
 	}
 	free(v);
+	/* the self-map of --guest-writes: its last-level tables, level-2 tables and one level-3 */
+	uint64_t span = pl->writes * SELFMAP_STRIDE;
+	if (pl->writes)
+		tables += (span + 511) / 512 + (span + 512 * 512 - 1) / (512 * 512) + 1;
 	pl->pool_pages = tables + 2;
+	return 0;
+}
+
+/* Distinct 2 MiB regions (last-level guest tables) among the addresses a process faults. */
+static int plan_tables(const struct plan *pl, uint64_t *out)
+{
+	uint64_t *v = malloc((pl->n ? pl->n : 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < pl->n; i++)
+		v[i] = pl->addr[i] >> 21;
+	qsort(v, pl->n, sizeof(*v), cmp_u64);
+	uint64_t t = 0;
+	for (uint64_t i = 0; i < pl->n; i++)
+		t += i == 0 || v[i] != v[i - 1];
+	free(v);
+	*out = t;
 	return 0;
 }
 
@@ -201,9 +233,12 @@ static int plan_shadow(const struct wl_params *p, uint64_t *rng, struct plan *pl
 			perm[j] = t;
 		}
 		pl[i].n = n;
+		uint64_t pt = per_table(p);
 		for (uint64_t r = 0; r < n; r++) {
-			pl[i].addr[r] = base + ((uint64_t)perm[r] << 21) +
-					(bench_rand_below(rng, SZ_2M_PAGES) << 12);
+			/* --per-table N: N pages from an 8-aligned slot (a prefetch group's start) */
+			uint64_t off = pt == 1 ? bench_rand_below(rng, SZ_2M_PAGES)
+					       : bench_rand_below(rng, (SZ_2M_PAGES - pt) / 8 + 1) * 8;
+			pl[i].addr[r] = base + ((uint64_t)perm[r] << 21) + (off << 12);
 			pl[i].gfn[r] = (smmu_gfn_t)-1;
 			pl[i].prot[r] = SMMU_PROT_WRITE | SMMU_PROT_USER | SMMU_PROT_NOEXEC;
 			pl[i].access[r] = SMMU_ACC_WRITE | SMMU_ACC_USER;
@@ -533,6 +568,128 @@ static int build_direct(struct workload *w, uint64_t *rng)
 	return 0;
 }
 
+/* --gpte-accessed off: clear the Accessed bit of the leaf pte mapping @gva (before any fault, so
+ * the write is not trapped: no table is shadowed yet). */
+static int clear_accessed(smmu_vm *vm, smmu_gpa_t cr3, smmu_gva_t gva)
+{
+	struct smmu_guest_walk wk;
+	int r = smmu_guest_walk(vm, cr3, gva, &wk);
+	if (r)
+		return r;
+	smmu_gpa_t gpa = (wk.table_gfn[0] << SMMU_PAGE_SHIFT) + ((gva >> 12) & 511) * 8;
+	return smmu_guest_write_u64(vm, gpa, wk.pte & ~(uint64_t)SMMU_PTE_ACCESSED);
+}
+
+/* --guest-writes: spread the writes over the processes that no faulting vCPU uses (a vCPU's
+ * root load syncs its process's unsync pages before the zap), at most one per last-level table. */
+static int plan_writes(const struct wl_params *p, struct plan *pl, int nproc)
+{
+	uint64_t *tables = calloc((size_t)nproc, sizeof(*tables)), cap = 0, left = p->guest_writes;
+	int eligible = 0;
+	if (!tables)
+		return -ENOMEM;
+	for (int i = 0; i < nproc; i++) {
+		if (vcpus_on(nproc, p->vcpus, i))
+			continue;
+		if (plan_tables(&pl[i], &tables[i])) {
+			free(tables);
+			return -ENOMEM;
+		}
+		cap += tables[i];
+		eligible++;
+	}
+	if (cap < left) {
+		fprintf(stderr, "smmu-bench: --guest-writes %llu: the %d process%s that no faulting vCPU "
+			"uses ha%s %llu last-level table%s (fewer --vcpus, more --procs or --pages)\n",
+			(unsigned long long)left, eligible, eligible == 1 ? "" : "es",
+			eligible == 1 ? "s" : "ve", (unsigned long long)cap, cap == 1 ? "" : "s");
+		free(tables);
+		return -EINVAL;
+	}
+	while (left)
+		for (int i = 0; i < nproc && left; i++)
+			if (pl[i].writes < tables[i] && !vcpus_on(nproc, p->vcpus, i))
+				pl[i].writes++, left--;
+	free(tables);
+	return 0;
+}
+
+/* --guest-writes: map the last-level tables of pl->writes distinct regions writable in the
+ * process's own address space (before any fault: the tables are not shadowed yet), and note
+ * where each one's faulted pte is, seen through that map and in guest physical memory. */
+static int map_self(smmu_vm *vm, struct wl_proc *pr, const struct plan *pl, bool reads)
+{
+	if (!pl->writes)
+		return 0;
+	uint64_t *v = malloc(pl->n * sizeof(*v));
+	pr->wr_gva = calloc(pl->writes, sizeof(*pr->wr_gva));
+	pr->wr_gpa = calloc(pl->writes, sizeof(*pr->wr_gpa));
+	if (!v || !pr->wr_gva || !pr->wr_gpa) {
+		free(v);
+		return -ENOMEM;
+	}
+	memcpy(v, pl->addr, pl->n * sizeof(*v));
+	qsort(v, pl->n, sizeof(*v), cmp_u64);
+	int r = 0;
+	for (uint64_t i = 0; i < pl->n && pr->n_wr < pl->writes && !r; i++) {
+		if (i && v[i] >> 21 == v[i - 1] >> 21)
+			continue;
+		struct smmu_guest_walk wk;
+		r = smmu_guest_walk(vm, pr->cr3, v[i], &wk);
+		if (r)
+			break;
+		smmu_gva_t self = SELFMAP_GVA + pr->n_wr * SELFMAP_STRIDE * SMMU_PAGE_SIZE;
+		uint64_t off = ((v[i] >> 12) & 511) * 8;
+		struct smmu_guest_walk taken;
+		if (!smmu_guest_walk(vm, pr->cr3, self, &taken)) { /* a layout maps the window itself */
+			r = -EEXIST;
+			break;
+		}
+		/* --guest-reads maps them read-only: a read through a writable, dirty pte would map
+		 * the table writable and unsync it all the same */
+		r = smmu_gas_map(pr->gas, self, wk.table_gfn[0], SMMU_LEVEL_4K,
+				 (reads ? 0 : SMMU_PROT_WRITE) | SMMU_PROT_USER | SMMU_PROT_NOEXEC);
+		pr->wr_gva[pr->n_wr] = self + off;
+		pr->wr_gpa[pr->n_wr] = (wk.table_gfn[0] << SMMU_PAGE_SHIFT) + off;
+		pr->n_wr++;
+	}
+	free(v);
+	return r ? fail("mapping the tables for --guest-writes", r) : 0;
+}
+
+/* --guest-writes, after the build's faults: each process rewrites its chosen leaf ptes, the same
+ * value, through its self-map; the write faults the table in writable, which unsyncs its level-1
+ * shadow page (mmu_try_to_unsync_pages), and lands untrapped. --guest-reads: the same accesses as
+ * reads, which map the tables read-only and leave their pages sync. */
+static int guest_writes(struct workload *w)
+{
+	for (int i = 0; i < w->nproc; i++) {
+		struct wl_proc *pr = &w->proc[i];
+		if (!pr->n_wr)
+			continue;
+		int r = smmu_vcpu_set_cr3(w->builder, pr->cr3);
+		if (r)
+			return fail("smmu_vcpu_set_cr3", r);
+		for (uint64_t k = 0; k < pr->n_wr; k++) {
+			uint64_t pte;
+			if (w->p.guest_reads) {
+				r = smmu_vcpu_read(w->builder, pr->wr_gva[k], &pte, sizeof(pte));
+				if (r)
+					return fail("smmu_vcpu_read (--guest-reads)", r);
+				w->guest_reads++;
+				continue;
+			}
+			r = smmu_guest_read_u64(w->vm, pr->wr_gpa[k], &pte);
+			if (!r)
+				r = smmu_vcpu_write(w->builder, pr->wr_gva[k], &pte, sizeof(pte));
+			if (r)
+				return fail("smmu_vcpu_write (--guest-writes)", r);
+			w->guest_writes++;
+		}
+	}
+	return 0;
+}
+
 /* shadow and maps: plan, lay out frames, create the slot, map every page, fault the workload. */
 static int build_guest(struct workload *w, uint64_t *rng)
 {
@@ -552,6 +709,12 @@ static int build_guest(struct workload *w, uint64_t *rng)
 	}
 	if (r)
 		goto out;
+
+	if (p->guest_writes) {
+		r = plan_writes(p, pl, nproc);
+		if (r)
+			goto out;
+	}
 
 	/* Frames: every process's table pool, then the data frames. */
 	smmu_gfn_t next = 0;
@@ -575,7 +738,8 @@ static int build_guest(struct workload *w, uint64_t *rng)
 				}
 				pl[i].gfn[j] = l->shared_gfn + (uint64_t)pl[i].shared_idx[j];
 			} else {
-				pl[i].gfn[j] = next++;
+				pl[i].gfn[j] = next;
+				next += per_table(p);
 			}
 		}
 	}
@@ -590,6 +754,16 @@ static int build_guest(struct workload *w, uint64_t *rng)
 	r = create_slot(w, next, 0);
 	if (r)
 		goto out;
+	if (p->host_writable) {
+		struct smmu_memslot_info info;
+		r = smmu_memslot_get(w->vm, w->slot, &info);
+		if (!r)
+			r = smmu_host_wrote(w->vm, info.hva, (const char *)info.hva + info.npages * SMMU_PAGE_SIZE);
+		if (r) {
+			r = fail("smmu_host_wrote", r);
+			goto out;
+		}
+	}
 	w->proc = calloc((size_t)nproc, sizeof(*w->proc));
 	if (!w->proc) {
 		r = -ENOMEM;
@@ -609,10 +783,15 @@ static int build_guest(struct workload *w, uint64_t *rng)
 		}
 		pr->cr3 = smmu_gas_cr3(pr->gas);
 		for (uint64_t j = 0; j < pl[i].n; j++) {
-			r = smmu_gas_map(pr->gas, pl[i].addr[j], pl[i].gfn[j], SMMU_LEVEL_4K, pl[i].prot[j]);
-			if (r) {
-				r = fail("smmu_gas_map", r);
-				goto out;
+			for (uint64_t k = 0; k < per_table(p); k++) {
+				r = smmu_gas_map(pr->gas, pl[i].addr[j] + (k << 12), pl[i].gfn[j] + k,
+						 SMMU_LEVEL_4K, pl[i].prot[j]);
+				if (!r && p->gpte_no_accessed)
+					r = clear_accessed(w->vm, pr->cr3, pl[i].addr[j] + (k << 12));
+				if (r) {
+					r = fail("smmu_gas_map", r);
+					goto out;
+				}
 			}
 			if ((++mapped & 1023) == 0)
 				progress(false, "%s: mapping %llu/%llu  %.1f s", p->label,
@@ -622,12 +801,17 @@ static int build_guest(struct workload *w, uint64_t *rng)
 		for (uint64_t j = 0; j < pl[i].n_extra; j++) {
 			r = smmu_gas_map(pr->gas, pl[i].extra[j], extra_gfn++, SMMU_LEVEL_4K,
 					 SMMU_PROT_WRITE | SMMU_PROT_USER | SMMU_PROT_NOEXEC);
+			if (!r && p->gpte_no_accessed)
+				r = clear_accessed(w->vm, pr->cr3, pl[i].extra[j]);
 			if (r) {
 				r = fail("smmu_gas_map (extra)", r);
 				goto out;
 			}
 			mapped++;
 		}
+		r = map_self(w->vm, pr, &pl[i], p->guest_reads);
+		if (r)
+			goto out;
 		/* Hand the arrays over to the workload. */
 		pr->addr = pl[i].addr;
 		pr->access = pl[i].access;
@@ -662,6 +846,7 @@ static int build_guest(struct workload *w, uint64_t *rng)
 		}
 	}
 	w->fault_ns = bench_now_ns() - t_fault;
+	r = guest_writes(w);
 out:
 	for (int i = 0; pl && i < nproc; i++)
 		plan_free(&pl[i]);
@@ -703,10 +888,27 @@ void wl_destroy(struct workload *w)
 		free(w->proc[i].addr);
 		free(w->proc[i].access);
 		free(w->proc[i].extra);
+		free(w->proc[i].wr_gva);
+		free(w->proc[i].wr_gpa);
 	}
 	free(w->proc);
 	smmu_vm_destroy(w->vm);
 	memset(w, 0, sizeof(*w));
+}
+
+int wl_census(struct workload *w, struct wl_census *out)
+{
+	memset(out, 0, sizeof(*out));
+	smmu_mmu_lock(w->vm, SMMU_SITE_USER0);
+	for (smmu_sp *sp = smmu_active_first(w->vm); sp; sp = smmu_active_next(w->vm, sp)) {
+		struct smmu_sp_info info;
+		if (smmu_sp_get_info(w->vm, sp, &info) || info.invalid || info.level != SMMU_LEVEL_4K)
+			continue;
+		out->leaf_pages++;
+		out->leaf_sptes += info.n_present;
+	}
+	smmu_mmu_unlock(w->vm);
+	return smmu_vm_get_mmu_unsync(w->vm, &out->unsync_pages);
 }
 
 uint64_t wl_kvm_rmap_head_bytes(const struct workload *w)

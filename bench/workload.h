@@ -15,6 +15,20 @@
  *          processes (as shared libraries do), writable ones are private. As many processes as
  *          the target needs (at least --procs), cycling through the layouts.
  *
+ * pte prefetch and unsync pages (shadow and maps): smmu_gas_map writes leaf ptes with the
+ * Accessed bit, as a guest's ptes carry it once used; --gpte-accessed off clears it before any
+ * fault, so FNAME(prefetch_invalid_gpte) refuses every neighbour. Prefetch also needs the host to
+ * map the neighbour's frame writable already (its pfn lookup is atomic): --host-writable on
+ * marks every frame so before the build faults (a guest that has touched its memory once), off
+ * leaves only what faults and table writes mapped. --per-table N (shadow) maps N consecutive
+ * 4 KiB pages from an 8-aligned slot of each chosen 2 MiB region and faults the first: with
+ * prefetch, that one fault maps up to 7 neighbours (PTE_PREFETCH_NUM = 8). --guest-writes N: after
+ * the build, the guest rewrites (same value) the faulted leaf pte of N distinct last-level tables
+ * through a writable mapping of those tables (a self-map at SELFMAP_GVA), in processes that no
+ * faulting vCPU uses (a vCPU's root load syncs its process); each write faults the table in
+ * writable, which unsyncs its level-1 shadow page (mmu_try_to_unsync_pages) instead of trapping.
+ * --guest-reads N reads those ptes instead: the same pages and sptes, nothing unsync (the control).
+ *
  * SPDX-License-Identifier: MIT
  */
 #ifndef SMMU_BENCH_WORKLOAD_H
@@ -51,6 +65,12 @@ struct wl_params {
 	const char *maps_file; /* maps: one layout file; NULL = every *.maps in datadir */
 	bool maps_self;        /* maps: the layout of this very process */
 	const char *datadir;   /* where the built-in layouts live */
+	/* pte prefetch and unsync pages (shadow and maps workloads; see wl_build) */
+	bool gpte_no_accessed; /* --gpte-accessed off: leaf guest ptes without the Accessed bit */
+	bool host_writable;    /* --host-writable on: the host maps every frame writable first */
+	int per_table;         /* --per-table (shadow): 4 KiB pages mapped per guest table; 0 = 1 */
+	uint64_t guest_writes; /* --guest-writes: leaf ptes the guest rewrites after the build */
+	bool guest_reads;      /* --guest-reads: read them instead (the same self-map, no unsync) */
 	const char *label;     /* progress: the stage being built for */
 	bool progress;         /* stderr is a terminal */
 };
@@ -64,6 +84,9 @@ struct wl_proc {
 	uint64_t n;
 	smmu_gva_t *extra;     /* pre-mapped, never faulted while building */
 	uint64_t n_extra;
+	smmu_gva_t *wr_gva;    /* --guest-writes: each leaf pte to rewrite, as the self-map shows it */
+	smmu_gpa_t *wr_gpa;    /* ... and its guest physical address */
+	uint64_t n_wr;
 };
 
 struct workload {
@@ -86,11 +109,22 @@ struct workload {
 	uint32_t hash_buckets; /* as the VM resolved it */
 	uint8_t hash_fn;       /* as the VM resolved it (0 when it does not say) */
 	uint32_t zap_batch;    /* as the VM resolved it */
+	uint64_t guest_writes; /* leaf ptes the guest rewrote through its self-map (--guest-writes) */
+	uint64_t guest_reads;  /* ... or read (--guest-reads) */
+};
+
+/* What the VM holds at a quiescent point: the figures pte prefetch and unsync pages move. */
+struct wl_census {
+	uint64_t leaf_sptes;   /* present sptes in level-1 shadow pages (faulted + prefetched) */
+	uint64_t leaf_pages;   /* level-1 shadow pages */
+	uint64_t unsync_pages; /* KVM's mmu_unsync */
 };
 
 /* Build the workload: VM, slot, guest tables, faults. @return 0 or a negative errno (printed). */
 int wl_build(struct workload *w, const struct wl_params *p);
 void wl_destroy(struct workload *w);
+/* Count the census (takes mmu_lock, site USER0; no thread may use the VM). @return 0 or -errno. */
+int wl_census(struct workload *w, struct wl_census *out);
 
 /* KVM's own bytes for the same objects (see report.h), from the slot geometry. */
 uint64_t wl_kvm_rmap_head_bytes(const struct workload *w);
