@@ -269,6 +269,19 @@ static void test_fault_stale_root(void **state)
 	assert_int_equal(r[1], SMMU_FAULT_RETRY);
 }
 
+/* Mark @slot as being deleted (KVM_MEMSLOT_INVALID) or valid again. Each flag change is a
+ * publication of the slot array: the memslots' generation moves, so an MMIO spte installed in
+ * between is stale afterwards. */
+static void set_slot_invalid(smmu_vm *vm, struct memslot *slot, bool invalid)
+{
+	if (invalid)
+		slot->flags |= KVM_MEMSLOT_INVALID;
+	else
+		slot->flags &= ~KVM_MEMSLOT_INVALID;
+	memslots_gen_publish(&vm->slots, vm->rules);
+	memslots_updated(vm, false);
+}
+
 /* A fault on a gfn of a slot being deleted (KVM_MEMSLOT_INVALID, set here as the delete sets it
  * before its flush): 3.11 sees no slot and takes an MMIO exit; today's retries. */
 static void test_fault_invalid_slot(void **state)
@@ -281,17 +294,11 @@ static void test_fault_invalid_slot(void **state)
 		smmu_vcpu *v = d.v;
 		assert_int_equal(smmu_memslot_create(vm, 1, 4096, 1024, 0), 0);
 		struct memslot *slot = vm->slots.by_id[1];
-		/* Each flag change is a publication of the slot array: the memslots' generation
-		 * moves, so the MMIO spte 3.11 installs now is stale once the slot is valid again. */
-		slot->flags |= KVM_MEMSLOT_INVALID;
-		memslots_gen_publish(&vm->slots, vm->rules);
-		memslots_updated(vm, false);
+		set_slot_invalid(vm, slot, true);
 		struct smmu_fault_info fi;
 		r[e] = smmu_vcpu_fault(v, 4100ull << SMMU_PAGE_SHIFT, 0, &fi);
 		assert_int_equal((int)fi.outcome, r[e]);
-		slot->flags &= ~KVM_MEMSLOT_INVALID;
-		memslots_gen_publish(&vm->slots, vm->rules);
-		memslots_updated(vm, false);
+		set_slot_invalid(vm, slot, false);
 		assert_int_equal(smmu_vcpu_fault(v, 4100ull << SMMU_PAGE_SHIFT, 0, NULL), SMMU_FAULT_MAPPED);
 		dvm_fini(&d);
 	}
