@@ -255,13 +255,14 @@ int kvm_sync_page(struct smmu_vcpu *v, struct smmu_sp *sp, struct list_node *inv
 	return r;
 }
 
-/* kvm_mmu_remote_flush_or_zap: commit the invalid list (its commit flushes), else flush if asked. */
-static void remote_flush_or_zap(struct smmu_vm *vm, struct list_node *invalid_list, bool flush)
+/* kvm_mmu_remote_flush_or_zap: commit the invalid list (its commit flushes), else flush if asked
+ * (@skip: the smmu_skip_flush bit that may leave that flush out). */
+static void remote_flush_or_zap(struct smmu_vm *vm, struct list_node *invalid_list, bool flush, uint32_t skip)
 {
 	if (!list_empty(invalid_list))
 		kvm_mmu_commit_zap_page(vm, invalid_list);
 	else if (flush)
-		kvm_flush_remote_tlbs(vm, 0);
+		kvm_flush_remote_tlbs(vm, skip);
 }
 
 /*
@@ -287,10 +288,7 @@ int mmu_sync_children(struct smmu_vcpu *v, struct smmu_sp *parent, bool can_yiel
 		for (int k = 0; k < n; k++)
 			protected |= rmap_write_protect(vm, pages[k]->gfn);
 		if (protected) {
-			if (!list_empty(&invalid_list))
-				kvm_mmu_commit_zap_page(vm, &invalid_list);
-			else
-				kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_WRPROT);
+			remote_flush_or_zap(vm, &invalid_list, true, SMMU_SKIP_FLUSH_WRPROT);
 			flush = false;
 		}
 		for (int k = 0; k < n; k++) {
@@ -303,7 +301,7 @@ int mmu_sync_children(struct smmu_vcpu *v, struct smmu_sp *parent, bool can_yiel
 			continue;
 		}
 		if (mmu_lock_needbreak(&vm->mmu_lock)) {
-			remote_flush_or_zap(vm, &invalid_list, flush);
+			remote_flush_or_zap(vm, &invalid_list, flush, 0);
 			if (!can_yield) {
 				vcpu_make_request(v, KVM_REQ_MMU_SYNC);
 				return -EINTR;
@@ -312,7 +310,7 @@ int mmu_sync_children(struct smmu_vcpu *v, struct smmu_sp *parent, bool can_yiel
 			flush = false;
 		}
 	}
-	remote_flush_or_zap(vm, &invalid_list, flush && vm->rules->sync_flushes_remote);
+	remote_flush_or_zap(vm, &invalid_list, flush && vm->rules->sync_flushes_remote, 0);
 	return 0;
 }
 
