@@ -41,6 +41,7 @@ SMMU_API int smmu_sp_get_info(const smmu_vm *vm, const smmu_sp *sp, struct smmu_
 		.direct = sp->role.direct,
 		.invalid = sp->role.invalid,
 		.obsolete = is_obsolete_sp(vm, sp),
+		.unsync = sp->unsync,
 		.access = sp->role.access,
 		.role = sp->role.word,
 		.mmu_valid_gen = sp->mmu_valid_gen,

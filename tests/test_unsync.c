@@ -102,6 +102,11 @@ static void check_write_unsyncs(enum smmu_profile profile)
 	struct smmu_sp *sp = find_sp(f.g.vm, f.l1, SMMU_LEVEL_4K);
 	assert_non_null(sp);
 	assert_true(sp->unsync);
+	struct smmu_sp_info info;
+	vm_lock(f.g.vm, SMMU_SITE_AUDIT);
+	assert_int_equal(smmu_sp_get_info(f.g.vm, sp, &info), 0);
+	vm_unlock(f.g.vm);
+	assert_true(info.unsync); /* what smmu_inspect_slot_pages() reports too */
 	/* Not trapped: no kvm_mmu_pte_write, and the table's spte is writable. */
 	assert_int_equal(c1.pte_writes, c0.pte_writes);
 	struct smmu_translation t;

@@ -50,6 +50,9 @@ struct smmu_sp_info {
 	bool direct;         /**< role.direct */
 	bool invalid;        /**< role.invalid: zapped, waiting for its last root user or commit */
 	bool obsolete;       /**< mmu_valid_gen differs from the VM's */
+	/** sp->unsync: a level-1 guest table the guest may write without a trap; its sptes may
+	 *  lag the guest's entries until a sync (CR3 load, INVLPG, kvm_mmu_get_page) */
+	bool unsync;
 	uint32_t access;     /**< role.access */
 	uint32_t role;       /**< the whole role word */
 	uint64_t mmu_valid_gen; /**< the generation it was created in */

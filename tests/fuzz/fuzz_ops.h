@@ -46,10 +46,12 @@ enum fuzz_op {
 
 /* Totals since the process started: inputs run, operations run (per kind), audits done, calls
  * that returned an error their header does not document (see SMMU_FUZZ_STRICT), lock breaks
- * (forced, or handed to the racing fault), faults that raced a zap (fuzz_racer.c), and a hash of every operation's result (equal for the
- * same inputs with and without the VM pool). */
+ * (forced, or handed to the racing fault), faults that raced a zap (fuzz_racer.c), accesses left
+ * unchecked (a stale translation is allowed there), and a hash of every operation's result (equal
+ * for the same inputs with and without the VM pool). */
 struct fuzz_stats {
 	uint64_t inputs, ops, audits, undocumented, lock_breaks, result_hash, racing_faults;
+	uint64_t unchecked_stale; /* accesses not checked: their vCPU may use a stale translation */
 	uint64_t per_op[OP_COUNT];
 };
 const struct fuzz_stats *fuzz_ops_stats(void);
