@@ -45,7 +45,9 @@ SMMU_API int smmu_vcpu_id(const smmu_vcpu *vcpu);
  * → kvm_mmu_unload; 3.11's kvm_set_cr3 → kvm_mmu_new_cr3 drops roots the same way): every root
  * the vCPU holds is dropped, the current one and, in the today profile, the cached ones, and the
  * TLB flushed; the new root is built at the next entry (smmu_vcpu_mmu_reload) or fault. Ignored
- * in direct mode except for the TLB flush.
+ * in direct mode except for the TLB flush. The roots are dropped on every call, the same CR3
+ * too, where KVM_SET_SREGS with an unchanged CR3 resets no MMU state: a test can use that to
+ * start from fresh roots; smmu_vcpu_load_cr3() is the guest's own reload.
  * @return 0; -EINVAL (NULL, cr3 not page-aligned or beyond the address space).
  */
 SMMU_API int smmu_vcpu_set_cr3(smmu_vcpu *vcpu, smmu_gpa_t cr3);
