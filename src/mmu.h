@@ -292,6 +292,12 @@ struct smmu_vm {
 	 * and a fault samples it before taking it (mmu_notifier_retry). */
 	uint64_t mmu_notifier_count;
 	_Atomic uint64_t mmu_notifier_seq;
+	/* The host range of the invalidations in progress (today's mmu_invalidate_range_start /
+	 * _end, kvm_mmu_invalidate_begin), protected by mmu_lock: set by the invalidation that
+	 * raises the count from 0, widened by each one that begins while others are in progress,
+	 * and kept as it is when the count falls back to 0. Read by a fault only under
+	 * rules->notifier_retry_in_range; kept in both eras. */
+	uintptr_t mmu_notifier_range_start, mmu_notifier_range_end;
 };
 
 /* kvm_page_table_hashfn: gfn & mask (3.11) or hash_64 (today: multiply by GOLDEN_RATIO_64). */
