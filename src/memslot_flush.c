@@ -213,9 +213,10 @@ static void host_split_thp(struct memslot *slot, uintptr_t hva, uintptr_t start,
 	const uintptr_t size = (uintptr_t)1 << PT64_LEVEL_SHIFT(SMMU_LEVEL_2M);
 	uintptr_t p0 = hva & ~(size - 1), p1 = p0 + size;
 	uint64_t i = memslot_host_page(slot, hva);
-	if ((start <= p0 && end >= p1) || (slot->host_split[i / 64] >> (i % 64)) & 1)
+	uint64_t word = atomic_load_explicit(&slot->host_split[i / 64], memory_order_relaxed);
+	if ((start <= p0 && end >= p1) || (word >> (i % 64)) & 1)
 		return; /* the whole page goes (zap_huge_pmd), or it is split already */
-	slot->host_split[i / 64] |= 1ull << (i % 64);
+	atomic_fetch_or_explicit(&slot->host_split[i / 64], 1ull << (i % 64), memory_order_relaxed);
 	if (p0 < *hs)
 		*hs = p0 > s0 ? p0 : s0;
 	if (p1 > *he)

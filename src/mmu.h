@@ -47,8 +47,9 @@ struct memslot {
 	 * smmu_memslot_set_host_level. */
 	int host_level;
 	/* With host_level 2M (THP): one bit per 2 MiB host page of the backing (hva order, from
-	 * the 2 MiB page holding hva), set where the host split it and maps 4 KiB now. */
-	uint64_t *host_split;
+	 * the 2 MiB page holding hva), set where the host split it and maps 4 KiB now: set by the
+	 * MMU notifier under mmu_lock, read by a fault's pfn lookup without it (atomic). */
+	_Atomic uint64_t *host_split;
 	uint64_t host_split_words;
 	_Atomic uint64_t *dirty_bitmap; /* with LOG_DIRTY_PAGES */
 	/* Which pages of the backing the host's page tables map writable, one bit a page: what
