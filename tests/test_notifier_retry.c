@@ -44,6 +44,14 @@ static smmu_vm *direct_vm(enum smmu_profile profile, int host_level, smmu_vcpu *
 	return vm;
 }
 
+/* The audit, then the VM and its vCPU go. */
+static void direct_vm_fini(smmu_vm *vm, smmu_vcpu *v)
+{
+	tl_assert_audit_clean(vm);
+	smmu_vcpu_destroy(v);
+	smmu_vm_destroy(vm);
+}
+
 static int fault_gfn(smmu_vcpu *v, smmu_gfn_t gfn)
 {
 	return smmu_vcpu_fault(v, gfn << SMMU_PAGE_SHIFT, RW, NULL);
@@ -54,6 +62,13 @@ static char *hva(smmu_vm *vm, smmu_gfn_t gfn)
 	return smmu_gfn_to_hva(vm, gfn);
 }
 
+/* The host range of the invalidations in progress, or of the last ones, is [start, end). */
+static void assert_range(smmu_vm *vm, const char *start, const char *end)
+{
+	assert_int_equal(vm->mmu_notifier_range_start, (uintptr_t)start);
+	assert_int_equal(vm->mmu_notifier_range_end, (uintptr_t)end);
+}
+
 /* ---- a fault while an invalidation is in progress -------------------------------------------- */
 
 struct race {
@@ -62,7 +77,7 @@ struct race {
 	smmu_gfn_t gfn;
 	pthread_t vcpu_thread;
 	atomic_bool armed, go, vcpu_locked;
-	uint64_t count_at_fault; /* mmu_notifier_count when the fault took mmu_lock */
+	uint64_t count_at_fault; /* mmu_notifier_count when the fault took mmu_lock (its own site) */
 	int result;
 };
 
@@ -82,7 +97,7 @@ static void race_hook(smmu_vm *vm, enum smmu_event ev, const smmu_sp *sp, void *
 	if (ev != SMMU_EV_LOCK_TAKEN)
 		return;
 	if (pthread_equal(pthread_self(), r->vcpu_thread)) {
-		if (!atomic_exchange(&r->vcpu_locked, true))
+		if (vm->mmu_lock.site == SMMU_SITE_FAULT && !atomic_exchange(&r->vcpu_locked, true))
 			r->count_at_fault = vm->mmu_notifier_count;
 		return;
 	}
@@ -130,9 +145,7 @@ static void test_fault_in_and_out_of_range(void **state)
 				 today ? SMMU_FAULT_MAPPED : SMMU_FAULT_RETRY);
 		assert_int_equal(fault_gfn(v, GFN_IN), SMMU_FAULT_MAPPED);
 		assert_int_equal(fault_gfn(v, GFN_OUT), SMMU_FAULT_MAPPED);
-		tl_assert_audit_clean(vm);
-		smmu_vcpu_destroy(v);
-		smmu_vm_destroy(vm);
+		direct_vm_fini(vm, v);
 	}
 }
 
@@ -148,20 +161,15 @@ static void test_split_widens_then_resets(void **state)
 		smmu_vcpu *v;
 		smmu_vm *vm = direct_vm(eras[e], SMMU_LEVEL_2M, &v);
 		assert_int_equal(fault_during_invalidation(vm, v, 300, CUT_GFN, 1), SMMU_FAULT_RETRY);
-		assert_int_equal(vm->mmu_notifier_range_start, (uintptr_t)hva(vm, 0));
-		assert_int_equal(vm->mmu_notifier_range_end, (uintptr_t)hva(vm, 512));
+		assert_range(vm, hva(vm, 0), hva(vm, 512));
 		assert_int_equal(fault_during_invalidation(vm, v, 700, CUT_GFN + 1, 1),
 				 today ? SMMU_FAULT_MAPPED : SMMU_FAULT_RETRY);
 		/* Split already: this invalidation's range is its own page. */
-		assert_int_equal(vm->mmu_notifier_range_start, (uintptr_t)hva(vm, CUT_GFN + 1));
-		assert_int_equal(vm->mmu_notifier_range_end, (uintptr_t)hva(vm, CUT_GFN + 2));
+		assert_range(vm, hva(vm, CUT_GFN + 1), hva(vm, CUT_GFN + 2));
 		assert_int_equal(fault_during_invalidation(vm, v, 300, 700, 1), today ? SMMU_FAULT_MAPPED : SMMU_FAULT_RETRY);
-		assert_int_equal(vm->mmu_notifier_range_start, (uintptr_t)hva(vm, 512));
-		assert_int_equal(vm->mmu_notifier_range_end, (uintptr_t)hva(vm, 0) + SLOT_PAGES * SMMU_PAGE_SIZE);
+		assert_range(vm, hva(vm, 512), hva(vm, 0) + SLOT_PAGES * SMMU_PAGE_SIZE);
 		assert_int_equal(fault_gfn(v, 300), SMMU_FAULT_MAPPED);
-		tl_assert_audit_clean(vm);
-		smmu_vcpu_destroy(v);
-		smmu_vm_destroy(vm);
+		direct_vm_fini(vm, v);
 	}
 }
 
@@ -187,8 +195,7 @@ static void test_overlap_widens(void **state)
 		smmu_mmu_unlock(vm);
 		assert_true(smmu_mmu_notifier_invalidate_range(vm, hva(vm, 200), hva(vm, 208)) >= 0);
 		assert_int_equal(vm->mmu_notifier_count, 1);
-		assert_int_equal(vm->mmu_notifier_range_start, (uintptr_t)hva(vm, CUT_GFN));
-		assert_int_equal(vm->mmu_notifier_range_end, (uintptr_t)hva(vm, 208));
+		assert_range(vm, hva(vm, CUT_GFN), hva(vm, 208));
 		assert_int_equal(fault_gfn(v, 204), SMMU_FAULT_RETRY);
 		assert_int_equal(fault_gfn(v, 100), SMMU_FAULT_RETRY);
 		assert_int_equal(fault_gfn(v, GFN_IN), SMMU_FAULT_RETRY);
@@ -201,9 +208,7 @@ static void test_overlap_widens(void **state)
 		assert_int_equal(fault_gfn(v, 100), SMMU_FAULT_MAPPED);
 		assert_int_equal(fault_gfn(v, GFN_IN), SMMU_FAULT_MAPPED);
 		assert_int_equal(fault_gfn(v, GFN_OUT), SMMU_FAULT_MAPPED);
-		tl_assert_audit_clean(vm);
-		smmu_vcpu_destroy(v);
-		smmu_vm_destroy(vm);
+		direct_vm_fini(vm, v);
 	}
 }
 
@@ -252,9 +257,7 @@ static void test_ended_invalidation(void **state)
 		assert_int_equal(vm->mmu_notifier_count, 0);
 		assert_int_equal(fault_gfn(v, GFN_IN), SMMU_FAULT_MAPPED);
 		assert_int_equal(smmu_set_hva_to_pfn_hook(vm, NULL, NULL), 0);
-		tl_assert_audit_clean(vm);
-		smmu_vcpu_destroy(v);
-		smmu_vm_destroy(vm);
+		direct_vm_fini(vm, v);
 	}
 }
 
