@@ -331,8 +331,8 @@ static bool mmu_invalidate_retry_locked(struct smmu_vm *vm, const struct memslot
 		if (!vm->rules->notifier_retry_in_range)
 			return true;
 		/* A gfn in no slot has no hva (KVM_HVA_ERR_BAD): no range holds it. */
-		uintptr_t hva = slot ? (uintptr_t)memslot_gfn_to_hva(slot, gfn) : 0;
-		if (slot && hva >= vm->mmu_notifier_range_start && hva < vm->mmu_notifier_range_end)
+		uintptr_t hva = slot ? (uintptr_t)memslot_gfn_to_hva(slot, gfn) : UINTPTR_MAX;
+		if (hva >= vm->mmu_notifier_range_start && hva < vm->mmu_notifier_range_end)
 			return true;
 	}
 	return atomic_load_explicit(&vm->mmu_notifier_seq, memory_order_relaxed) != mmu_seq;
