@@ -320,6 +320,24 @@ static int direct_map(struct smmu_vcpu *v, smmu_gpa_t gpa, bool write_fault, str
 	return SMMU_FAULT_MAPPED;
 }
 
+/* mmu_notifier_retry (3.11) / mmu_invalidate_retry_hva (6.1), under mmu_lock: retry a fault on
+ * @gfn (of @slot, or NULL) that sampled @mmu_seq when an invalidation is in progress (today: one
+ * whose range holds the gfn's hva, rules->notifier_retry_in_range) or one ended since. */
+static bool mmu_invalidate_retry_locked(struct smmu_vm *vm, const struct memslot *slot, smmu_gfn_t gfn,
+					uint64_t mmu_seq)
+{
+	lockdep_assert_held(&vm->mmu_lock);
+	if (vm->mmu_notifier_count) {
+		if (!vm->rules->notifier_retry_in_range)
+			return true;
+		/* A gfn in no slot has no hva (KVM_HVA_ERR_BAD): no range holds it. */
+		uintptr_t hva = slot ? (uintptr_t)memslot_gfn_to_hva(slot, gfn) : UINTPTR_MAX;
+		if (hva >= vm->mmu_notifier_range_start && hva < vm->mmu_notifier_range_end)
+			return true;
+	}
+	return atomic_load_explicit(&vm->mmu_notifier_seq, memory_order_relaxed) != mmu_seq;
+}
+
 /* kvm_mmu_page_fault → FNAME(page_fault) / tdp_page_fault. */
 SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, struct smmu_fault_info *info)
 {
@@ -425,10 +443,9 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		/* is_page_fault_stale: the root was zapped; the reload request is pending. */
 		r = SMMU_FAULT_RETRY;
 	} else if ((slot || !vm->rules->noslot_fault_skips_notifier_retry) &&
-		   (vm->mmu_notifier_count ||
-		    atomic_load_explicit(&vm->mmu_notifier_seq, memory_order_relaxed) != mmu_seq)) {
-		/* mmu_notifier_retry: an invalidation is in progress or ended since the sample (today
-		 * only for a gfn in a slot: rules->noslot_fault_skips_notifier_retry). */
+		   mmu_invalidate_retry_locked(vm, slot, gfn, mmu_seq)) {
+		/* An invalidation is in progress or ended since the sample (today only for a gfn in a
+		 * slot: rules->noslot_fault_skips_notifier_retry). */
 		r = SMMU_FAULT_RETRY;
 	} else {
 		if (!vm->rules->fault_recycles_before_stale)

@@ -210,7 +210,7 @@ void memslot_free(struct memslot *slot)
 	memslot_free_arch(slot);
 	smmu_free((void *)slot->dirty_bitmap, 0);
 	smmu_free((void *)slot->host_writable, 0);
-	smmu_free(slot->host_split, slot->host_split_words * sizeof(uint64_t));
+	smmu_free((void *)slot->host_split, slot->host_split_words * sizeof(uint64_t));
 	if (slot->map_base)
 		munmap(slot->map_base, slot->map_len);
 	smmu_free(slot, sizeof(*slot));
@@ -227,7 +227,8 @@ int memslot_host_level(const struct memslot *slot, smmu_gfn_t gfn)
 	if (slot->host_level != SMMU_LEVEL_2M)
 		return slot->host_level;
 	uint64_t i = memslot_host_page(slot, (uintptr_t)memslot_gfn_to_hva(slot, gfn));
-	return (slot->host_split[i / 64] >> (i % 64)) & 1 ? SMMU_LEVEL_4K : SMMU_LEVEL_2M;
+	uint64_t word = atomic_load_explicit(&slot->host_split[i / 64], memory_order_relaxed);
+	return (word >> (i % 64)) & 1 ? SMMU_LEVEL_4K : SMMU_LEVEL_2M;
 }
 
 void mark_page_dirty(struct memslot *slot, smmu_gfn_t gfn)

@@ -213,18 +213,58 @@ static void host_split_thp(struct memslot *slot, uintptr_t hva, uintptr_t start,
 	const uintptr_t size = (uintptr_t)1 << PT64_LEVEL_SHIFT(SMMU_LEVEL_2M);
 	uintptr_t p0 = hva & ~(size - 1), p1 = p0 + size;
 	uint64_t i = memslot_host_page(slot, hva);
-	if ((start <= p0 && end >= p1) || (slot->host_split[i / 64] >> (i % 64)) & 1)
+	uint64_t word = atomic_load_explicit(&slot->host_split[i / 64], memory_order_relaxed);
+	if ((start <= p0 && end >= p1) || (word >> (i % 64)) & 1)
 		return; /* the whole page goes (zap_huge_pmd), or it is split already */
-	slot->host_split[i / 64] |= 1ull << (i % 64);
+	atomic_fetch_or_explicit(&slot->host_split[i / 64], 1ull << (i % 64), memory_order_relaxed);
 	if (p0 < *hs)
 		*hs = p0 > s0 ? p0 : s0;
 	if (p1 > *he)
 		*he = p1 < s1 ? p1 : s1;
 }
 
+/* Widen the range in progress to cover [start, end) (a nested invalidation's begin). */
+static void mmu_invalidate_range_widen(struct smmu_vm *vm, uintptr_t start, uintptr_t end)
+{
+	if (start < vm->mmu_notifier_range_start)
+		vm->mmu_notifier_range_start = start;
+	if (end > vm->mmu_notifier_range_end)
+		vm->mmu_notifier_range_end = end;
+}
+
+/* kvm_mmu_invalidate_begin (today; 3.11's range_start raises the count alone): an invalidation
+ * of host range [start, end) is in progress. The range of those in progress is this one when
+ * none was, else the smallest range covering it and them (rules->notifier_retry_in_range). */
+static void mmu_invalidate_begin(struct smmu_vm *vm, uintptr_t start, uintptr_t end)
+{
+	lockdep_assert_held(&vm->mmu_lock);
+	if (vm->mmu_notifier_count++ == 0) {
+		vm->mmu_notifier_range_start = start;
+		vm->mmu_notifier_range_end = end;
+	} else {
+		mmu_invalidate_range_widen(vm, start, end);
+	}
+}
+
+/* Does [start, end) hit a slot's backing? Today's __kvm_handle_hva_range runs its on_lock step
+ * (kvm_mmu_invalidate_begin / _end) only then; 3.11's notifier counts every range. */
+static bool notifier_range_counts(const struct smmu_vm *vm, uintptr_t start, uintptr_t end)
+{
+	if (!vm->rules->notifier_retry_in_range)
+		return true;
+	for (int i = 0; i < vm->slots.n; i++) {
+		const struct memslot *slot = vm->slots.sorted[i];
+		uintptr_t s0 = (uintptr_t)slot->hva, s1 = s0 + (slot->npages << SMMU_PAGE_SHIFT);
+		if (start < s1 && end > s0)
+			return true;
+	}
+	return false;
+}
+
 /* kvm_mmu_notifier_invalidate_range_start → kvm_unmap_hva_range, then _range_end: the count is
  * raised for the unmap and the sequence bumped when it ends, so that a fault that raced with it
- * retries (mmu_notifier_retry). 3.11 never breaks the lock in the unmap
+ * retries (mmu_notifier_retry; today only a fault in the range, and only for a range that hits
+ * a slot: rules->notifier_retry_in_range). 3.11 never breaks the lock in the unmap
  * (rules->notifier_unmap_breaks_lock). */
 SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *start, const void *end)
 {
@@ -234,7 +274,11 @@ SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *sta
 	uint64_t dropped = 0;
 	bool srcu = srcu_read_lock_nested(vm); /* it may run inside a fault's hva_to_pfn hook */
 	vm_lock(vm, SMMU_SITE_MMU_NOTIFIER);
-	vm->mmu_notifier_count++;
+	/* The slots cannot change before _range_end (kvm_swap_active_memslots waits for
+	 * mn_active_invalidate_count), so _end finds what _start found. */
+	bool counted = notifier_range_counts(vm, (uintptr_t)start, (uintptr_t)end);
+	if (counted)
+		mmu_invalidate_begin(vm, (uintptr_t)start, (uintptr_t)end);
 	for (int i = 0; i < vm->slots.n; i++) {
 		struct memslot *slot = vm->slots.sorted[i];
 		uintptr_t s0 = (uintptr_t)slot->hva, s1 = s0 + (slot->npages << SMMU_PAGE_SHIFT);
@@ -249,6 +293,8 @@ SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *sta
 		if (slot->host_level == SMMU_LEVEL_2M) { /* a THP cut in part is split first */
 			host_split_thp(slot, hs, (uintptr_t)start, (uintptr_t)end, s0, s1, &hs, &he);
 			host_split_thp(slot, he - 1, (uintptr_t)start, (uintptr_t)end, s0, s1, &hs, &he);
+			/* The split's own invalidation, nested in this one, widens the range. */
+			mmu_invalidate_range_widen(vm, hs, he);
 		}
 		/* The gfns of every page that intersects [hs, he). */
 		smmu_gfn_t g0 = slot->base_gfn + ((hs - s0) >> SMMU_PAGE_SHIFT);
@@ -260,8 +306,10 @@ SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *sta
 	srcu_read_unlock_nested(vm, srcu);
 	/* kvm_mmu_notifier_invalidate_range_end: the host's change is done. */
 	vm_lock(vm, SMMU_SITE_MMU_NOTIFIER);
-	atomic_fetch_add_explicit(&vm->mmu_notifier_seq, 1, memory_order_release);
-	vm->mmu_notifier_count--;
+	if (counted) { /* kvm_mmu_invalidate_end */
+		atomic_fetch_add_explicit(&vm->mmu_notifier_seq, 1, memory_order_release);
+		vm->mmu_notifier_count--;
+	}
 	vm_unlock(vm);
 	vm_audit_point(vm, "mmu_notifier_invalidate_range");
 	return (int64_t)dropped;

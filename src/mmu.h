@@ -47,8 +47,9 @@ struct memslot {
 	 * smmu_memslot_set_host_level. */
 	int host_level;
 	/* With host_level 2M (THP): one bit per 2 MiB host page of the backing (hva order, from
-	 * the 2 MiB page holding hva), set where the host split it and maps 4 KiB now. */
-	uint64_t *host_split;
+	 * the 2 MiB page holding hva), set where the host split it and maps 4 KiB now: set by the
+	 * MMU notifier under mmu_lock, read by a fault's pfn lookup without it (atomic). */
+	_Atomic uint64_t *host_split;
 	uint64_t host_split_words;
 	_Atomic uint64_t *dirty_bitmap; /* with LOG_DIRTY_PAGES */
 	/* Which pages of the backing the host's page tables map writable, one bit a page: what
@@ -292,6 +293,12 @@ struct smmu_vm {
 	 * and a fault samples it before taking it (mmu_notifier_retry). */
 	uint64_t mmu_notifier_count;
 	_Atomic uint64_t mmu_notifier_seq;
+	/* The host range of the invalidations in progress (today's mmu_invalidate_range_start /
+	 * _end, kvm_mmu_invalidate_begin), protected by mmu_lock: set by the invalidation that
+	 * raises the count from 0, widened by each one that begins while others are in progress,
+	 * and kept as it is when the count falls back to 0. Read by a fault only under
+	 * rules->notifier_retry_in_range; kept in both eras. */
+	uintptr_t mmu_notifier_range_start, mmu_notifier_range_end;
 };
 
 /* kvm_page_table_hashfn: gfn & mask (3.11) or hash_64 (today: multiply by GOLDEN_RATIO_64). */

@@ -43,6 +43,7 @@ const struct smmu_rules smmu_rules_3_11 = {
 	.mmio_wrap_every_publish = false,
 	.sync_mmio_counts_present = true,
 	.noslot_fault_skips_notifier_retry = false,
+	.notifier_retry_in_range = false,
 };
 
 const struct smmu_rules smmu_rules_today = {
@@ -81,6 +82,7 @@ const struct smmu_rules smmu_rules_today = {
 	.mmio_wrap_every_publish = true,
 	.sync_mmio_counts_present = false,
 	.noslot_fault_skips_notifier_retry = true,
+	.notifier_retry_in_range = true,
 };
 
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile)

@@ -223,6 +223,23 @@ struct smmu_rules {
 	 * page an invalidation could concern); 3.11's FNAME(page_fault) / tdp_page_fault call
 	 * mmu_notifier_retry for every fault. */
 	bool noslot_fault_skips_notifier_retry;
+	/* Which faults an MMU-notifier invalidation makes retry. 3.11: every one while any is in
+	 * progress (mmu_notifier_retry: kvm->mmu_notifier_count non-zero, from FNAME(page_fault),
+	 * tdp_page_fault, nonpaging_map), and kvm_mmu_notifier_invalidate_range_start / _end raise
+	 * the count and bump the sequence for any range. Today (6.1, the kernel recorded):
+	 * kvm_mmu_notifier_invalidate_range_start and _end → __kvm_handle_hva_range call
+	 * kvm_mmu_invalidate_begin / _end only when the range hits a memslot (from the 2021 rework
+	 * of KVM's MMU notifiers on: an invalidation of memory no slot maps neither counts nor
+	 * bumps); begin records the hva range (mmu_invalidate_range_start / _end): the notifier's
+	 * range when the count goes from 0 to 1, else widened to cover the ranges in progress (min
+	 * / max, kept until the count falls to 0: a nested THP split's own invalidation widens it
+	 * to its huge page); and is_page_fault_stale → mmu_invalidate_retry_hva retries a fault on
+	 * a gfn of a slot only if its hva lies in that range while the count is non-zero, or the
+	 * sequence moved since the fault sampled it. 6.1 checks once, under mmu_lock. Later kernels
+	 * record and compare gfns (mmu_invalidate_retry_gfn, kvm_mmu_invalidate_range_add) and also
+	 * check before the pfn lookup and mmu_lock (kvm_faultin_pfn →
+	 * mmu_invalidate_retry_gfn_unsafe); the model follows 6.1. */
+	bool notifier_retry_in_range;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

@@ -470,7 +470,8 @@ SMMU_API int smmu_memslot_set_host_level(smmu_vm *vm, int id, int level)
 				r = slot->rmap[l - 1][i] ? -EBUSY : 0;
 		if (!r) {
 			slot->host_level = level;
-			memset(slot->host_split, 0, slot->host_split_words * sizeof(uint64_t));
+			for (uint64_t i = 0; i < slot->host_split_words; i++)
+				atomic_store_explicit(&slot->host_split[i], 0, memory_order_relaxed);
 		}
 		vm_unlock(vm);
 	}

@@ -512,7 +512,11 @@ static void test_notifier_retry_protocol(void **state)
 		struct dvm d = dvm_init(eras[e], 0, 1024);
 		smmu_vm *vm = d.vm;
 		smmu_vcpu *v = d.v;
-		vm->mmu_notifier_count = 1; /* a range_start in progress on another thread */
+		/* A range_start in progress on another thread, over the faulting page (today's
+		 * retry looks at its range: rule notifier_retry_in_range, test_notifier_retry.c). */
+		vm->mmu_notifier_count = 1;
+		vm->mmu_notifier_range_start = (uintptr_t)smmu_gfn_to_hva(vm, 5);
+		vm->mmu_notifier_range_end = vm->mmu_notifier_range_start + SMMU_PAGE_SIZE;
 		assert_int_equal(smmu_vcpu_fault(v, 0x5000, SMMU_ACC_WRITE, NULL), SMMU_FAULT_RETRY);
 		vm->mmu_notifier_count = 0;
 		int armed = 1;

@@ -313,7 +313,10 @@ SMMU_API int smmu_host_wrote(smmu_vm *vm, const void *start, const void *end);
  * The host unmapped [@p start, @p end) of slot backing (kvm_mmu_notifier_invalidate_range_start
  * → kvm_unmap_hva_range, then _range_end): drops every spte whose frame lies in the range,
  * through the rmaps of the gfns behind it, and flushes TLBs. Faults that race with it retry
- * (mmu_notifier_count / mmu_notifier_seq). The 3.11 profile holds mmu_lock for the whole unmap;
+ * (mmu_notifier_count / mmu_notifier_seq): in the 3.11 profile every fault while it is in
+ * progress; in today's only a fault on a page in the range in progress (mmu_invalidate_retry_hva),
+ * and a range that no slot maps concerns no fault. Either retries a fault that sampled the
+ * sequence before an invalidation ended. The 3.11 profile holds mmu_lock for the whole unmap;
  * today's breaks it when a thread waits.
  * @return the number of sptes dropped, or -EINVAL (NULL, start > end).
  */
