@@ -65,8 +65,8 @@ fi
 # only plain .ko files, and trixie's kernels ship .ko.xz).
 take_kernel() {
 	local tree=$1 dest=$2 k m mod f
-	k=$(ls "$tree"/boot/vmlinuz-* 2>/dev/null | head -1)
 	m=$(ls -d "$tree"/lib/modules/*/ "$tree"/usr/lib/modules/*/ 2>/dev/null | head -1)
+	k=$(ls "$tree"/boot/vmlinuz-* "$m"vmlinuz 2>/dev/null | head -1) # 7.x: in the modules' folder
 	[ -n "$k" ] && [ -n "$m" ] || { echo "nested: no vmlinuz or no modules in the package" >&2; return 1; }
 	mkdir -p "$dest/mods"
 	cp "$k" "$dest/vmlinuz"
