@@ -152,7 +152,9 @@ struct smmu_rules {
 	 * mid-2026) checks staleness first, as 3.11's FNAME(page_fault) and tdp_page_fault check
 	 * mmu_notifier_retry first. Public reports date a fix to the shadow MMU's zap path
 	 * (CVE-2026-64561, August 2026) in the stable builds 6.18.42, 6.12.101, 6.6.148 and 7.1.6;
-	 * that this reorder is part of it is our inference, its source not read. */
+	 * that this reorder is part of it is our inference, its source not read. The kvm.ko of
+	 * Debian's 6.18.15 (before 6.18.42) checks staleness first, that of 6.12.117 (after 6.12.101)
+	 * recycles first (tools/kvmdiff/golden/linux-6.12.117, linux-6.18.15). */
 	bool fault_recycles_before_stale;
 	/* A page found for a shadow path with unsync pages below it (unsync_children): today's
 	 * FNAME(fetch) syncs them before it links the page (mmu_sync_children(..., can_yield =

@@ -10,23 +10,36 @@
 #     --add PATH     copy PATH (file or folder) into the guest at the same path (repeatable);
 #                    an executable's shared libraries come with it
 #     --timeout S    give up after S seconds (default 1200)
+#     --kernel REL   boot Debian's Linux REL (e.g. 6.18.15+deb13-amd64) instead of the default;
+#                    same as SMMU_NESTED_KERNEL=REL
 #     --check        only say whether a nested run is possible here, and why not (exit 0 / 77)
 #   Environment: SMMU_NESTED_CACHE (default ~/.cache/smmu-nested) keeps the kernel;
-#   SMMU_NESTED_KVM_ARGS (default "") adds kvm.ko parameters, e.g. "tdp_mmu=0".
+#   SMMU_NESTED_KVM_ARGS (default "") adds kvm.ko parameters, e.g. "tdp_mmu=0";
+#   SMMU_NESTED_KERNEL (default "": the default kernel below) chooses the kernel release;
+#   SMMU_NESTED_MIRROR (default http://deb.debian.org/debian) and SMMU_NESTED_SUITES (default
+#   "trixie-backports trixie bookworm-backports bookworm", searched in order) say where to find it.
 #
 # Exit status: the command's, or 77 when no nested run is possible (said why on stderr), or 70
 # when the guest did not report the command's end (boot failure, timeout; its console is shown).
-# The kernel: Debian's linux-image-amd64 of this machine's release, fetched once with
-# `apt-get download` (root, Debian only). Its release and the kvm parameters are printed.
+# The kernel, by default: Debian's linux-image-amd64 of this machine's release, fetched once with
+# `apt-get download` (root, Debian only). A chosen release (--kernel) is fetched once from the
+# mirror's package indexes instead (any suite, no root: its .deb by the index's Filename, checked
+# against the index's SHA256; about 110-170 MB for a 6.12-6.18 kernel). Either way only the
+# kernel and the modules kvm-amd needs are kept (about 15 MB). Its release and the kvm
+# parameters are printed.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${SMMU_NESTED_CACHE:-${HOME:-/root}/.cache/smmu-nested}
+kernel=${SMMU_NESTED_KERNEL:-}
+mirror=${SMMU_NESTED_MIRROR:-http://deb.debian.org/debian}
+suites=${SMMU_NESTED_SUITES:-trixie-backports trixie bookworm-backports bookworm}
 out="" timeout_s=1200 check=0 adds=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--out) out=$2; shift 2 ;;
 	--add) adds+=("$2"); shift 2 ;;
 	--timeout) timeout_s=$2; shift 2 ;;
+	--kernel) kernel=$2; shift 2 ;;
 	--check) check=1; shift ;;
 	--) shift; break ;;
 	*) echo "nested: unknown option $1" >&2; exit 2 ;;
@@ -47,7 +60,32 @@ if ! file -L "$busybox_bin" 2>/dev/null | grep -q 'statically linked' &&
 	skip "$busybox_bin is not statically linked (apt-get install busybox-static)"
 fi
 
-kernel_dir() {
+# Copy what a boot needs from an unpacked kernel package tree $1 into the new cache entry $2:
+# the kernel, its release, and the modules kvm-amd needs (decompressed: busybox insmod takes
+# only plain .ko files, and trixie's kernels ship .ko.xz).
+take_kernel() {
+	local tree=$1 dest=$2 k m mod f
+	m=$(ls -d "$tree"/lib/modules/*/ "$tree"/usr/lib/modules/*/ 2>/dev/null | head -1)
+	k=$(ls "$tree"/boot/vmlinuz-* "$m"vmlinuz 2>/dev/null | head -1) # 7.x: in the modules' folder
+	[ -n "$k" ] && [ -n "$m" ] || { echo "nested: no vmlinuz or no modules in the package" >&2; return 1; }
+	mkdir -p "$dest/mods"
+	cp "$k" "$dest/vmlinuz"
+	basename "$m" >"$dest/release"
+	for mod in virt/lib/irqbypass arch/x86/kvm/kvm drivers/crypto/ccp/ccp arch/x86/kvm/kvm-amd; do
+		f=$(ls "$m/kernel/$mod".ko* 2>/dev/null | head -1)
+		[ -n "$f" ] || { echo "nested: the package has no $mod module" >&2; return 1; }
+		case $f in
+		*.ko) cp "$f" "$dest/mods/" ;;
+		*.ko.xz) xz -dc "$f" >"$dest/mods/$(basename "$mod").ko" ;;
+		*.ko.zst) zstd -qdc "$f" >"$dest/mods/$(basename "$mod").ko" ;;
+		*.ko.gz) gzip -dc "$f" >"$dest/mods/$(basename "$mod").ko" ;;
+		*) echo "nested: $f: unknown module compression" >&2; return 1 ;;
+		esac
+	done
+}
+
+# The default kernel: Debian's linux-image-amd64 of this machine's release, by apt-get download.
+default_kernel_dir() {
 	local pkg deb
 	ls -d "$cache"/linux-image-*/ 2>/dev/null | sort -V | tail -1 | sed 's:/$::' && return 0
 	command -v apt-get >/dev/null 2>&1 || return 1
@@ -61,20 +99,61 @@ kernel_dir() {
 	deb=$(ls "$cache/dl/${pkg}"_*.deb | head -1)
 	rm -rf "$cache/$pkg.tmp" && mkdir -p "$cache/$pkg.tmp"
 	dpkg-deb -x "$deb" "$cache/$pkg.tmp/root"
-	local k m
-	k=$(ls "$cache/$pkg.tmp/root/boot/"vmlinuz-* | head -1)
-	m=$(ls -d "$cache/$pkg.tmp/root/lib/modules/"* | head -1)
-	mkdir -p "$cache/$pkg.tmp/mods"
-	cp "$k" "$cache/$pkg.tmp/vmlinuz"
-	basename "$m" >"$cache/$pkg.tmp/release"
-	for mod in virt/lib/irqbypass arch/x86/kvm/kvm drivers/crypto/ccp/ccp arch/x86/kvm/kvm-amd; do
-		cp "$m/kernel/$mod.ko"* "$cache/$pkg.tmp/mods/"
-	done
+	take_kernel "$cache/$pkg.tmp/root" "$cache/$pkg.tmp" || return 1
 	rm -rf "$cache/$pkg.tmp/root" "$cache/dl"
 	mv "$cache/$pkg.tmp" "$cache/$pkg"
 	echo "$cache/$pkg"
 }
-kdir=$(kernel_dir) || skip "no kernel for the nested guest in $cache, and none could be fetched (needs root and Debian's apt: apt-get download linux-image-amd64's kernel)"
+
+# A chosen kernel release ($SMMU_NESTED_KERNEL, e.g. 6.18.15+deb13-amd64), from any suite the
+# mirror serves: the first suite whose Packages.xz lists linux-image-RELEASE gives its .deb (and
+# linux-binary-RELEASE and linux-modules-RELEASE where it lists them: 7.x kernels are split so),
+# each checked against the index's SHA256. No root, no apt: curl or wget, xz, dpkg-deb. Kept in
+# $cache/release/RELEASE (not among the default's $cache/linux-image-*).
+chosen_kernel_dir() {
+	local rel=$1 dest="$cache/release/$1" tmp suite pkg stanza file sum deb found=""
+	[ -f "$dest/vmlinuz" ] && { echo "$dest"; return 0; }
+	command -v dpkg-deb >/dev/null 2>&1 || { echo "nested: dpkg-deb is needed to unpack the kernel" >&2; return 1; }
+	fetch() { if command -v curl >/dev/null 2>&1; then curl -fsS -o "$2" "$1"; else wget -q -O "$2" "$1"; fi; }
+	tmp="$dest.tmp" && rm -rf "$tmp" && mkdir -p "$tmp/root" "$cache/dl"
+	for pkg in "linux-image-$rel" "linux-binary-$rel" "linux-modules-$rel"; do
+		stanza=""
+		for suite in $suites; do
+			[ -f "$tmp/Packages-$suite" ] ||
+				{ fetch "$mirror/dists/$suite/main/binary-amd64/Packages.xz" "$tmp/Packages-$suite.xz" &&
+				  xz -d "$tmp/Packages-$suite.xz"; } || : >"$tmp/Packages-$suite"
+			stanza=$(awk -v p="$pkg" 'BEGIN { RS = "" } index("\n" $0 "\n", "\nPackage: " p "\n") { print; exit }' "$tmp/Packages-$suite")
+			[ -n "$stanza" ] && break
+		done
+		if [ -z "$stanza" ]; then
+			[ "$pkg" = "linux-image-$rel" ] || continue
+			echo "nested: no suite of $mirror ($suites) has linux-image-$rel" >&2
+			return 1
+		fi
+		file=$(sed -n 's/^Filename: //p' <<<"$stanza")
+		sum=$(sed -n 's/^SHA256: //p' <<<"$stanza")
+		deb="$cache/dl/$(basename "$file")"
+		if ! echo "$sum  $deb" | sha256sum -c --status 2>/dev/null; then
+			echo "nested: fetching $pkg from $suite ($(sed -n 's/^Size: //p' <<<"$stanza") bytes)" >&2
+			fetch "$mirror/$file" "$deb" || { echo "nested: $mirror/$file: download failed" >&2; return 1; }
+			echo "$sum  $deb" | sha256sum -c --status ||
+				{ echo "nested: $deb: SHA256 differs from $suite's index" >&2; rm -f "$deb"; return 1; }
+		fi
+		dpkg-deb -x "$deb" "$tmp/root" || return 1
+		found="$found $deb"
+	done
+	take_kernel "$tmp/root" "$tmp" || return 1
+	rm -rf "$tmp/root" "$tmp"/Packages-* $found
+	mv "$tmp" "$dest"
+	echo "$dest"
+}
+
+if [ -n "$kernel" ]; then
+	kdir=$(chosen_kernel_dir "$kernel") || { rm -rf "$cache/release/$kernel.tmp";
+		skip "Linux $kernel could not be had for the nested guest (mirror $mirror, suites: $suites)"; }
+else
+	kdir=$(default_kernel_dir) || skip "no kernel for the nested guest in $cache, and none could be fetched (needs root and Debian's apt: apt-get download linux-image-amd64's kernel)"
+fi
 [ -f "$kdir/vmlinuz" ] || skip "$kdir has no vmlinuz"
 if [ "$check" = 1 ]; then
 	echo "nested: possible: Linux $(cat "$kdir/release") under qemu-system-x86_64 (TCG, SVM, npt=0)"
