@@ -126,7 +126,7 @@ static void usage(FILE *f)
 "                     ~100 pages that make every fault several times slower, and in direct\n"
 "                     mode the aligned gfns of direct pages pile up in buckets/512 buckets.\n"
 "                     --hash-buckets 1024 --hash-fn mask reproduces 3.11\n"
-"  --profile P        3.11 (default) or today: the kernel whose lpage_info rules apply\n"
+"  --profile P        3.11 (default), 6.1 or today (6.18): the kernel whose rules apply\n"
 "  --zap-batch N      fast zap's pages between lock breaks (default KVM's BATCH_ZAP_PAGES, 10;\n"
 "                     fast_zap_leaf: 1)\n"
 "  --preempt M        the host kernel's preemption model: full (default: cond_resched_lock breaks\n"
@@ -363,8 +363,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 				o->wl.profile = SMMU_PROFILE_LINUX_3_11;
 			} else if (!strcmp(optarg, "today")) {
 				o->wl.profile = SMMU_PROFILE_LINUX_TODAY;
+			} else if (!strcmp(optarg, "6.1")) {
+				o->wl.profile = SMMU_PROFILE_LINUX_6_1;
 			} else {
-				fprintf(stderr, "smmu-bench: --profile wants 3.11 or today\n");
+				fprintf(stderr, "smmu-bench: --profile wants 3.11, 6.1 or today\n");
 				return -EINVAL;
 			}
 			break;

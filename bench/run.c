@@ -135,7 +135,8 @@ static void fill_common(struct run_result *x, const struct options *o, const str
 	snprintf(x->hash_fn, sizeof(x->hash_fn), "%s",
 		 w->hash_fn == SMMU_HASH_MASK ? "mask" : w->hash_fn == SMMU_HASH_HASH64 ? "hash64" : "profile");
 	snprintf(x->profile, sizeof(x->profile), "%s",
-		 w->p.profile == SMMU_PROFILE_LINUX_TODAY ? "today" : "3.11");
+		 w->p.profile == SMMU_PROFILE_LINUX_TODAY ? "today" :
+		 w->p.profile == SMMU_PROFILE_LINUX_6_1 ? "6.1" : "3.11");
 	x->floor_runs = o->floor_runs;
 	snprintf(x->preempt, sizeof(x->preempt), "%s", preempt_name(w->p.preempt));
 	x->resched_slice_ns = w->p.resched_slice_ns;

@@ -119,6 +119,7 @@ bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, boo
 	struct smmu_vm *vm = v->vm;
 	uint64_t pfn = (uintptr_t)memslot_gfn_to_hva(slot, gfn) >> SMMU_PAGE_SHIFT;
 	uint64_t old = *sptep;
+	uint32_t asked = pte_access; /* what the spte is made for: its shadowed translation's access */
 	bool was_rmapped = false, wrprot = false;
 
 	if (is_shadow_present_pte(old)) {
@@ -156,9 +157,11 @@ bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, boo
 			mark_page_dirty(slot, gfn);
 		}
 	}
-	/* rules->spte_dirty_on_write: make_spte's Dirty bit, skipped where it overwrites a writable
-	 * spte (its goto out). *sptep, not old: a replaced pfn was dropped above. */
-	if (vm->rules->spte_dirty_on_write && is_writable_pte(spte) && !is_writable_pte(*sptep))
+	/* rules->spte_dirty_on_write: make_spte's Dirty bit; 6.1 skips it where it overwrites a
+	 * writable spte (its goto out), 6.13 on does not (rules->spte_dirty_over_writable). *sptep,
+	 * not old: a replaced pfn was dropped above. */
+	if (vm->rules->spte_dirty_on_write && is_writable_pte(spte) &&
+	    (vm->rules->spte_dirty_over_writable || !is_writable_pte(*sptep)))
 		spte |= PT_DIRTY_MASK;
 
 	if (was_rmapped) { /* mmu_spte_update */
@@ -167,9 +170,10 @@ bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, boo
 		else if ((old & PT_DIRTY_MASK) && !(spte & PT_DIRTY_MASK))
 			kvm_flush_remote_tlbs(vm, 0); /* the Dirty bit cleared */
 		__atomic_store_n(sptep, spte, __ATOMIC_RELAXED);
+		kvm_mmu_page_set_access(page_header(sptep), (int)(sptep - page_header(sptep)->spt), asked);
 	} else {
 		mmu_spte_set(vm, sptep, spte);
-		rmap_add(vm, &v->caches.desc, sptep, gfn);
+		rmap_add(vm, &v->caches.desc, sptep, gfn, asked);
 	}
 	bool emulate = wrprot && write_fault;
 	/* pf_fixed (rules->pf_fixed_only_if_fixed): today RET_PF_FIXED only, neither emulated nor
@@ -320,13 +324,13 @@ static int direct_map(struct smmu_vcpu *v, smmu_gpa_t gpa, bool write_fault, str
 	return SMMU_FAULT_MAPPED;
 }
 
-/* mmu_notifier_retry (3.11) / mmu_invalidate_retry_hva (6.1), under mmu_lock: retry a fault on
- * @gfn (of @slot, or NULL) that sampled @mmu_seq when an invalidation is in progress (today: one
- * whose range holds the gfn's hva, rules->notifier_retry_in_range) or one ended since. */
-static bool mmu_invalidate_retry_locked(struct smmu_vm *vm, const struct memslot *slot, smmu_gfn_t gfn,
-					uint64_t mmu_seq)
+/* mmu_notifier_retry (3.11) / mmu_invalidate_retry_hva (6.1), under mmu_lock, and today's
+ * mmu_invalidate_retry_gfn_unsafe without it: retry a fault on @gfn (of @slot, or NULL) that
+ * sampled @mmu_seq when an invalidation is in progress (today: one whose range holds the gfn's
+ * hva, rules->notifier_retry_in_range) or one ended since. */
+static bool mmu_invalidate_retry(struct smmu_vm *vm, const struct memslot *slot, smmu_gfn_t gfn,
+				 uint64_t mmu_seq)
 {
-	lockdep_assert_held(&vm->mmu_lock);
 	if (vm->mmu_notifier_count) {
 		if (!vm->rules->notifier_retry_in_range)
 			return true;
@@ -420,6 +424,12 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		goto out_srcu;
 	}
 
+	/* kvm_faultin_pfn, 6.9 on: an invalidation of the gfn in progress retries before the lookup
+	 * (rules->fault_retries_before_lock). */
+	if (slot && vm->rules->fault_retries_before_lock && mmu_invalidate_retry(vm, slot, gfn, mmu_seq)) {
+		r = info->outcome = SMMU_FAULT_RETRY;
+		goto out_srcu;
+	}
 	/* kvm_faultin_pfn → hva_to_pfn: the host's own page fault runs here, between the mmu_seq
 	 * sample and mmu_lock; what it unmaps (a zero page copied) comes back through the MMU
 	 * notifier and makes this fault retry. */
@@ -432,6 +442,12 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 	 * leaves an untouched page unmapped or on the zero page (memslot.host_writable). */
 	if (slot && (access & SMMU_ACC_WRITE))
 		host_pte_set_writable(slot, gfn);
+	/* ... and again after it, still without mmu_lock (6.9 on): the pfn is released and the
+	 * fault retries, before it takes the lock and recycles pages. */
+	if (slot && vm->rules->fault_retries_before_lock && mmu_invalidate_retry(vm, slot, gfn, mmu_seq)) {
+		r = info->outcome = SMMU_FAULT_RETRY;
+		goto out_srcu;
+	}
 
 	vm_lock(vm, SMMU_SITE_FAULT);
 	vm->stat.faults++;
@@ -443,7 +459,7 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		/* is_page_fault_stale: the root was zapped; the reload request is pending. */
 		r = SMMU_FAULT_RETRY;
 	} else if ((slot || !vm->rules->noslot_fault_skips_notifier_retry) &&
-		   mmu_invalidate_retry_locked(vm, slot, gfn, mmu_seq)) {
+		   mmu_invalidate_retry(vm, slot, gfn, mmu_seq)) {
 		/* An invalidation is in progress or ended since the sample (today only for a gfn in a
 		 * slot: rules->noslot_fault_skips_notifier_retry). */
 		r = SMMU_FAULT_RETRY;

@@ -38,8 +38,7 @@ void mark_mmio_spte(struct smmu_vm *vm, uint64_t *sptep, smmu_gfn_t gfn, uint32_
 	mmio_spte_clear(vm, sptep);
 	uint64_t gen = mmio_generation(vm, atomic_load_explicit(&vm->slots.generation, memory_order_acquire));
 	__atomic_store_n(sptep, make_mmio_spte(gen, gfn, access), __ATOMIC_RELAXED);
-	if (!sp->role.direct)
-		sp->gfns[sptep - sp->spt] = gfn; /* kvm_mmu_page_set_gfn */
+	kvm_mmu_page_set_translation(sp, (int)(sptep - sp->spt), gfn, access);
 	sp->n_mmio++;
 	__atomic_fetch_add(&vm->mmio_sptes, 1, __ATOMIC_RELAXED);
 	if (fault)

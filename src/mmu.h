@@ -134,7 +134,10 @@ struct smmu_sp {
 	struct list_node link;       /* active_mmu_pages, or an invalid list */
 	struct hlist_node hash_link; /* mmu_page_hash */
 	uint64_t *spt;               /* 512 sptes, 4 KiB aligned, from the table pool */
-	smmu_gfn_t *gfns;            /* indirect: gfn each spte maps; direct: NULL */
+	/* Indirect: per spte, the gfn it maps and the access it was made for (today's
+	 * sp->shadowed_translation: gfn << 12 | access; 3.11's sp->gfns, whose access part only
+	 * the today-era sync reads); direct: NULL. */
+	smmu_gfn_t *gfns;
 	smmu_gfn_t gfn;
 	union sp_role role;
 	uint32_t root_count;
@@ -289,16 +292,17 @@ struct smmu_vm {
 	 * any) and spare gfns arrays. */
 	struct obj_cache hdr_cache, gfns_cache;
 	/* The MMU notifier's retry protocol (kvm->mmu_notifier_count / mmu_notifier_seq, today's
-	 * mmu_invalidate_in_progress / _seq): count is protected by mmu_lock; seq changes under it
-	 * and a fault samples it before taking it (mmu_notifier_retry). */
-	uint64_t mmu_notifier_count;
+	 * mmu_invalidate_in_progress / _seq): count is written under mmu_lock; seq changes under it
+	 * and a fault samples it before taking it (mmu_notifier_retry). Atomic, as the range below:
+	 * today's fault also reads them without the lock (rules->fault_retries_before_lock). */
+	_Atomic uint64_t mmu_notifier_count;
 	_Atomic uint64_t mmu_notifier_seq;
 	/* The host range of the invalidations in progress (today's mmu_invalidate_range_start /
 	 * _end, kvm_mmu_invalidate_begin), protected by mmu_lock: set by the invalidation that
 	 * raises the count from 0, widened by each one that begins while others are in progress,
 	 * and kept as it is when the count falls back to 0. Read by a fault only under
 	 * rules->notifier_retry_in_range; kept in both eras. */
-	uintptr_t mmu_notifier_range_start, mmu_notifier_range_end;
+	_Atomic uintptr_t mmu_notifier_range_start, mmu_notifier_range_end;
 };
 
 /* kvm_page_table_hashfn: gfn & mask (3.11) or hash_64 (today: multiply by GOLDEN_RATIO_64). */
@@ -388,7 +392,7 @@ size_t pte_list_count(uintptr_t head);
 void pte_list_free_all(struct smmu_vm *vm, uintptr_t *head); /* teardown only */
 uintptr_t *gfn_to_rmap(struct smmu_vm *vm, smmu_gfn_t gfn, int level); /* valid or invalid slot */
 uintptr_t *__gfn_to_rmap(const struct memslot *slot, smmu_gfn_t gfn, int level);
-int rmap_add(struct smmu_vm *vm, struct mmu_cache *cache, uint64_t *spte, smmu_gfn_t gfn);
+int rmap_add(struct smmu_vm *vm, struct mmu_cache *cache, uint64_t *spte, smmu_gfn_t gfn, uint32_t access);
 void rmap_remove(struct smmu_vm *vm, uint64_t *spte);
 /* drop_spte: clear a leaf spte and its rmap entry. */
 void drop_spte(struct smmu_vm *vm, uint64_t *sptep);
@@ -460,6 +464,11 @@ void zap_oldest_to(struct smmu_vm *vm, uint64_t target, bool count_steps, struct
 bool prepare_zap_oldest_mmu_page(struct smmu_vm *vm, struct list_node *invalid_list);
 void make_mmu_pages_available(struct smmu_vm *vm);
 smmu_gfn_t kvm_mmu_page_get_gfn(const struct smmu_sp *sp, int index);
+/* kvm_mmu_page_get_access: the access an indirect page's spte @index was made for. */
+uint32_t kvm_mmu_page_get_access(const struct smmu_sp *sp, int index);
+/* kvm_mmu_page_set_translation / kvm_mmu_page_set_access (indirect pages; no-op for direct). */
+void kvm_mmu_page_set_translation(struct smmu_sp *sp, int index, smmu_gfn_t gfn, uint32_t access);
+void kvm_mmu_page_set_access(struct smmu_sp *sp, int index, uint32_t access);
 void kvm_flush_remote_tlbs(struct smmu_vm *vm, uint32_t skip_point);
 void kvm_reload_remote_mmus(struct smmu_vm *vm);
 void vcpu_make_request(struct smmu_vcpu *v, uint32_t req);

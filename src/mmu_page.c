@@ -349,8 +349,26 @@ void make_mmu_pages_available(struct smmu_vm *vm)
 smmu_gfn_t kvm_mmu_page_get_gfn(const struct smmu_sp *sp, int index)
 {
 	if (!sp->role.direct)
-		return sp->gfns[index];
+		return sp->gfns[index] >> SMMU_PAGE_SHIFT;
 	return sp->gfn + ((uint64_t)index << ((sp->role.level - 1) * PT64_LEVEL_BITS));
+}
+
+uint32_t kvm_mmu_page_get_access(const struct smmu_sp *sp, int index)
+{
+	if (!sp->role.direct)
+		return (uint32_t)(sp->gfns[index] & (SMMU_PAGE_SIZE - 1));
+	return sp->role.access;
+}
+
+void kvm_mmu_page_set_translation(struct smmu_sp *sp, int index, smmu_gfn_t gfn, uint32_t access)
+{
+	if (!sp->role.direct)
+		sp->gfns[index] = (gfn << SMMU_PAGE_SHIFT) | (access & (SMMU_PAGE_SIZE - 1));
+}
+
+void kvm_mmu_page_set_access(struct smmu_sp *sp, int index, uint32_t access)
+{
+	kvm_mmu_page_set_translation(sp, index, kvm_mmu_page_get_gfn(sp, index), access);
 }
 
 void vcpu_make_request(struct smmu_vcpu *v, uint32_t req)

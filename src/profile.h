@@ -15,7 +15,7 @@
 
 /* One field a rule. Keep each rule's comment saying what each era does and where (KVM function). */
 struct smmu_rules {
-	const char *name;       /* "linux-3.11", "linux-today" */
+	const char *name;       /* "linux-3.11", "linux-today", "linux-6.1" */
 	/* kvm_page_table_hashfn: gfn & (buckets - 1) (3.11) or hash_64 (today) */
 	enum smmu_hash_fn hash_fn;
 	/* KVM_NUM_MMU_PAGES_HASH... : 1 << KVM_MMU_HASH_SHIFT, 10 (3.11) or 12 (today) */
@@ -237,15 +237,37 @@ struct smmu_rules {
 	 * / max, kept until the count falls to 0: a nested THP split's own invalidation widens it
 	 * to its huge page); and is_page_fault_stale → mmu_invalidate_retry_hva retries a fault on
 	 * a gfn of a slot only if its hva lies in that range while the count is non-zero, or the
-	 * sequence moved since the fault sampled it. 6.1 checks once, under mmu_lock. Later kernels
-	 * record and compare gfns (mmu_invalidate_retry_gfn, kvm_mmu_invalidate_range_add) and also
-	 * check before the pfn lookup and mmu_lock (kvm_faultin_pfn →
-	 * mmu_invalidate_retry_gfn_unsafe); the model follows 6.1. */
+	 * sequence moved since the fault sampled it. 6.1 checks once, under mmu_lock; 6.9 on also
+	 * before it (rules->fault_retries_before_lock). Later kernels record and compare gfns
+	 * (mmu_invalidate_retry_gfn, kvm_mmu_invalidate_range_add) where 6.1 compares hvas: the
+	 * model compares hvas, the same for a gfn in one slot. */
 	bool notifier_retry_in_range;
+
+	/* ---- changed since 6.1: the 6.1 profile keeps 6.1's value, today's is 6.18's ---- */
+
+	/* make_spte's Dirty bit over an spte that is writable already (rules->spte_dirty_on_write
+	 * set): 6.1 jumps past it (a fault that rebuilds such an spte clears D, is no spurious
+	 * fault, and flushes); from 6.13 (make_spte sets the Dirty bit of every writable spte,
+	 * commit cc7ed3358e41) the rebuilt spte is the same, the fault RET_PF_SPURIOUS: no pf_fixed
+	 * and no flush. */
+	bool spte_dirty_over_writable;
+	/* The sync of an unsync page's spte whose gpte still maps the same gfn: from 6.4
+	 * (FNAME(sync_spte)) it is left as it is when the access the gpte gives now equals the one
+	 * stored for the spte (kvm_mmu_page_get_access: sp->shadowed_translation, set by
+	 * mmu_set_spte → rmap_add or kvm_mmu_page_set_access); 6.1's FNAME(sync_page) and 3.11's
+	 * rebuild every such spte as a prefetch (Accessed cleared, so a flush). */
+	bool sync_skips_unchanged_access;
+	/* kvm_faultin_pfn (6.9 on) checks the MMU notifier's retry before the pfn lookup and again
+	 * after it, without mmu_lock (mmu_invalidate_retry_gfn_unsafe: the range in progress, then
+	 * the sequence), and retries at once: a host page fault inside the lookup that invalidated
+	 * the gfn (a zero page copied on write) retries before the fault recycles pages. 6.1 and
+	 * 3.11 check under mmu_lock only. */
+	bool fault_retries_before_lock;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;
 extern const struct smmu_rules smmu_rules_today;
+extern const struct smmu_rules smmu_rules_6_1;
 
 /* The rules of @p profile; NULL for an unknown one. */
 const struct smmu_rules *smmu_profile_rules(enum smmu_profile profile);

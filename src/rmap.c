@@ -158,11 +158,10 @@ uintptr_t *gfn_to_rmap(struct smmu_vm *vm, smmu_gfn_t gfn, int level)
 	return __gfn_to_rmap(slot, gfn, level);
 }
 
-int rmap_add(struct smmu_vm *vm, struct mmu_cache *cache, uint64_t *spte, smmu_gfn_t gfn)
+int rmap_add(struct smmu_vm *vm, struct mmu_cache *cache, uint64_t *spte, smmu_gfn_t gfn, uint32_t access)
 {
 	struct smmu_sp *sp = page_header(spte);
-	if (sp->gfns)
-		sp->gfns[spte - sp->spt] = gfn; /* kvm_mmu_page_set_gfn */
+	kvm_mmu_page_set_translation(sp, (int)(spte - sp->spt), gfn, access);
 	return pte_list_add(vm, cache, spte, gfn_to_rmap(vm, gfn, sp->role.level));
 }
 

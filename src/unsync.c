@@ -169,7 +169,7 @@ static void sync_mmio_spte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *spt
 		*flush = true;
 		return;
 	}
-	if (gfn != sp->gfns[sptep - sp->spt]) {
+	if (gfn != kvm_mmu_page_get_gfn(sp, (int)(sptep - sp->spt))) {
 		mmio_spte_clear(vm, sptep);
 		return;
 	}
@@ -186,7 +186,9 @@ static void sync_mmio_spte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *spt
  * present, not Accessed (FNAME(prefetch_invalid_gpte)) or maps another gfn drops the spte; else
  * the spte keeps its frame and takes the pte's rights (make_spte / set_spte with can_unsync
  * false: no write where the gfn is shadowed, unless the spte was writable already; a clean pte
- * maps no write). Returns whether a flush is needed, or -1 when the guest table is in no slot.
+ * maps no write); from 6.4 an spte whose access is as stored is left alone
+ * (rules->sync_skips_unchanged_access). Returns whether a flush is needed, or -1 when the guest
+ * table is in no slot.
  */
 static int sync_page(struct smmu_vm *vm, struct smmu_sp *sp, int *nr_present)
 {
@@ -206,7 +208,7 @@ static int sync_page(struct smmu_vm *vm, struct smmu_sp *sp, int *nr_present)
 			continue;
 		uint64_t gpte = guest_read_pte(&gptes[i]);
 		smmu_gfn_t gfn = (gpte & SMMU_PTE_ADDR_MASK) >> SMMU_PAGE_SHIFT;
-		if (!(gpte & SMMU_PTE_PRESENT) || !(gpte & SMMU_PTE_ACCESSED) || gfn != sp->gfns[i]) {
+		if (!(gpte & SMMU_PTE_PRESENT) || !(gpte & SMMU_PTE_ACCESSED) || gfn != kvm_mmu_page_get_gfn(sp, i)) {
 			drop_spte(vm, sptep);
 			flush = true;
 			continue;
@@ -214,6 +216,13 @@ static int sync_page(struct smmu_vm *vm, struct smmu_sp *sp, int *nr_present)
 		uint32_t access = sp->role.access & gpte_access(gpte);
 		if (!(gpte & SMMU_PTE_DIRTY))
 			access &= ~(uint32_t)SMMU_ACC_WRITE;
+		if (vm->rules->sync_skips_unchanged_access) { /* FNAME(sync_spte), 6.4 on */
+			if (kvm_mmu_page_get_access(sp, i) == access) {
+				(*nr_present)++;
+				continue;
+			}
+			kvm_mmu_page_set_access(sp, i, access);
+		}
 		struct memslot *slot = gfn_to_memslot(&vm->slots, gfn);
 		/* Rebuilt as a prefetch (make_spte's prefetch, 3.11's set_spte speculative): no
 		 * Accessed bit; Dirty as rules->spte_dirty_on_write says, below. */
@@ -230,8 +239,9 @@ static int sync_page(struct smmu_vm *vm, struct smmu_sp *sp, int *nr_present)
 			spte |= PT_WRITABLE_MASK;
 			mark_page_dirty(slot, gfn);
 		}
-		if (vm->rules->spte_dirty_on_write && is_writable_pte(spte) && !is_writable_pte(old))
-			spte |= PT_DIRTY_MASK; /* make_spte: not where it overwrites a writable spte */
+		if (vm->rules->spte_dirty_on_write && is_writable_pte(spte) &&
+		    (vm->rules->spte_dirty_over_writable || !is_writable_pte(old)))
+			spte |= PT_DIRTY_MASK; /* make_spte (6.1: not where it overwrites a writable spte) */
 		if ((old & ~spte & (PT_WRITABLE_MASK | PT_USER_MASK)) || (spte & ~old & PT64_NX_MASK))
 			flush = true; /* mmu_spte_update: rights taken away */
 		if (old & ~spte & (PT_ACCESSED_MASK | PT_DIRTY_MASK))

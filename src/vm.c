@@ -149,7 +149,7 @@ static int config_resolve(const struct smmu_vm_config *in, struct smmu_vm_config
 		out->tlb_sets = 64;
 	if (!out->tlb_ways)
 		out->tlb_ways = 4;
-	if ((unsigned)out->mode > SMMU_MODE_DIRECT || (unsigned)out->profile > SMMU_PROFILE_LINUX_TODAY ||
+	if ((unsigned)out->mode > SMMU_MODE_DIRECT || (unsigned)out->profile > SMMU_PROFILE_LINUX_6_1 ||
 	    (unsigned)out->flush_strategy >= SMMU_FLUSH_STRATEGY_COUNT || !is_pow2(out->hash_buckets) ||
 	    out->hash_buckets > (1u << 24) || !is_pow2(out->tlb_sets) || out->tlb_sets > 65536 ||
 	    out->tlb_ways > 64 || out->preempt >= SMMU_PREEMPT_MODEL_COUNT ||

@@ -188,7 +188,7 @@ static const char *state_diff(const struct state *a, const struct state *b)
 
 enum cfg_kind {
 	CFG_HASH_3, CFG_HASH_1000, CFG_HASH_ODD_BIG, CFG_TLB_SETS_3, CFG_TLB_SETS_100, CFG_TLB_SETS_ODD_BIG,
-	CFG_MODE_2, CFG_MODE_NEG, CFG_PROFILE_2, CFG_STRATEGY_COUNT, CFG_STRATEGY_99, CFG_SKIP_UNKNOWN,
+	CFG_MODE_2, CFG_MODE_NEG, CFG_PROFILE_3, CFG_STRATEGY_COUNT, CFG_STRATEGY_99, CFG_SKIP_UNKNOWN,
 	CFG_HASH_FN_3, CFG_HASH_FN_255, CFG_HASH_2_25, CFG_TLB_SETS_2_17, CFG_TLB_WAYS_65, CFG_TLB_WAYS_64,
 	CFG_PREEMPT_COUNT, CFG_PREEMPT_255,
 	CFG_RES_BYTE_0, CFG_RES_BYTE_LAST = CFG_RES_BYTE_0 + 63, CFG_RES_0, CFG_RES_LAST = CFG_RES_0 + 63,
@@ -210,7 +210,7 @@ static int64_t try_cfg(int kind)
 	case CFG_TLB_SETS_ODD_BIG: c.tlb_sets = 0x80000001u; break;
 	case CFG_MODE_2: c.mode = (enum smmu_mmu_mode)2; break;
 	case CFG_MODE_NEG: c.mode = (enum smmu_mmu_mode)-1; break;
-	case CFG_PROFILE_2: c.profile = (enum smmu_profile)2; break;
+	case CFG_PROFILE_3: c.profile = (enum smmu_profile)3; break;
 	case CFG_STRATEGY_COUNT: c.flush_strategy = SMMU_FLUSH_STRATEGY_COUNT; break;
 	case CFG_STRATEGY_99: c.flush_strategy = (enum smmu_flush_strategy)99; break;
 	case CFG_SKIP_UNKNOWN: c.skip_flush = 1u << 5; break;
@@ -310,7 +310,7 @@ enum { NOLOCK = 0, LOCK = 1 };
 	X(cfg_tlb_sets_odd_big, -EINVAL, NOLOCK, try_cfg(CFG_TLB_SETS_ODD_BIG))                    \
 	X(cfg_mode_2, -EINVAL, NOLOCK, try_cfg(CFG_MODE_2))                                        \
 	X(cfg_mode_neg, -EINVAL, NOLOCK, try_cfg(CFG_MODE_NEG))                                    \
-	X(cfg_profile_2, -EINVAL, NOLOCK, try_cfg(CFG_PROFILE_2))                                  \
+	X(cfg_profile_3, -EINVAL, NOLOCK, try_cfg(CFG_PROFILE_3))                                  \
 	X(cfg_strategy_count, -EINVAL, NOLOCK, try_cfg(CFG_STRATEGY_COUNT))                        \
 	X(cfg_strategy_99, -EINVAL, NOLOCK, try_cfg(CFG_STRATEGY_99))                              \
 	X(cfg_skip_flush_unknown, -EINVAL, NOLOCK, try_cfg(CFG_SKIP_UNKNOWN))                      \

@@ -212,6 +212,43 @@ static void test_overlap_widens(void **state)
 	}
 }
 
+/* Where the retry for an invalidation in progress is decided: today (6.9 on) before the pfn
+ * lookup, without mmu_lock (kvm_faultin_pfn → mmu_invalidate_retry_gfn_unsafe); 6.1 and 3.11
+ * under the lock (is_page_fault_stale, mmu_notifier_retry). A fault outside the range still
+ * maps in today's and 6.1's. */
+static void test_retry_before_lock(void **state)
+{
+	(void)state;
+	static const struct {
+		enum smmu_profile p;
+		uint64_t locked; /* faults that took mmu_lock for the one in the range */
+	} profiles[] = {
+		{ SMMU_PROFILE_LINUX_3_11, 1 },
+		{ SMMU_PROFILE_LINUX_6_1, 1 },
+		{ SMMU_PROFILE_LINUX_TODAY, 0 },
+	};
+	for (size_t e = 0; e < sizeof(profiles) / sizeof(profiles[0]); e++) {
+		smmu_vcpu *v;
+		smmu_vm *vm = direct_vm(profiles[e].p, SMMU_LEVEL_4K, &v);
+		smmu_mmu_lock(vm, SMMU_SITE_USER0); /* another thread's range_start */
+		vm->mmu_notifier_count = 1;
+		vm->mmu_notifier_range_start = (uintptr_t)hva(vm, CUT_GFN);
+		vm->mmu_notifier_range_end = (uintptr_t)hva(vm, CUT_GFN + CUT_PAGES);
+		smmu_mmu_unlock(vm);
+		uint64_t f0 = tl_counters(vm).faults;
+		assert_int_equal(fault_gfn(v, GFN_IN), SMMU_FAULT_RETRY);
+		assert_int_equal(tl_counters(vm).faults - f0, profiles[e].locked);
+		assert_int_equal(fault_gfn(v, GFN_OUT),
+				 profiles[e].p == SMMU_PROFILE_LINUX_3_11 ? SMMU_FAULT_RETRY : SMMU_FAULT_MAPPED);
+		smmu_mmu_lock(vm, SMMU_SITE_USER0); /* its range_end */
+		atomic_fetch_add(&vm->mmu_notifier_seq, 1);
+		vm->mmu_notifier_count = 0;
+		smmu_mmu_unlock(vm);
+		assert_int_equal(fault_gfn(v, GFN_IN), SMMU_FAULT_MAPPED);
+		direct_vm_fini(vm, v);
+	}
+}
+
 /* ---- an invalidation that ended after the fault's sample ---------------------------------------- */
 
 /* The host invalidates [start, end) from inside the fault's pfn lookup (between the fault's
@@ -267,6 +304,7 @@ int main(void)
 		cmocka_unit_test(test_fault_in_and_out_of_range),
 		cmocka_unit_test(test_split_widens_then_resets),
 		cmocka_unit_test(test_overlap_widens),
+		cmocka_unit_test(test_retry_before_lock),
 		cmocka_unit_test(test_ended_invalidation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
