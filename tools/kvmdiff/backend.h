@@ -17,12 +17,25 @@
 /* Exit status of a test that could not run here (meson's "skipped"). */
 #define KD_EXIT_SKIP 77
 
+/* What the library run models: the kernel a record was (or a live run is) taken on. */
+struct kd_target {
+	char kernel[96];            /* its release (uname -r), or "" for today's */
+	int profile;                /* enum smmu_profile: 6.1 before 6.4, else today's */
+	const char *profile_name;   /* "linux-6.1", "linux-today" */
+	bool thp_write_allocates;   /* host mm 6.13 on: a write to the huge zero page allocates a
+				     * THP (do_huge_pmd_wp_page) instead of splitting it */
+};
+
+/* The target for kernel release @release ("6.1.0-57-amd64"; NULL or "" for today's). */
+void kd_target_for_kernel(const char *release, struct kd_target *t);
+
 /*
- * Run @sc through libshadowmmu (shadow mode, SMMU_PROFILE_LINUX_TODAY) and fill @rec.
- * With @audit, smmu_audit() runs after every step and any violation fails the run.
+ * Run @sc through libshadowmmu (shadow mode, the profile of @tg, or today's for NULL) and fill
+ * @rec. With @audit, smmu_audit() runs after every step and any violation fails the run.
  * @return 0, or -1 with "file:line: what" in @err.
  */
-int kd_lib_run(const struct kd_scenario *sc, struct kd_record *rec, bool audit, char *err, size_t errlen);
+int kd_lib_run(const struct kd_scenario *sc, const struct kd_target *tg, struct kd_record *rec, bool audit,
+	       char *err, size_t errlen);
 
 /*
  * Can the kernel backend run here? Writes every reason it cannot, and what a TDP kernel would

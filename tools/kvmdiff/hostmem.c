@@ -14,10 +14,11 @@
 enum { KD_HP_NONE, KD_HP_ZERO, KD_HP_ANON };             /* a 4 KiB page */
 enum { KD_HH_NONE, KD_HH_ZERO, KD_HH_THP, KD_HH_SPLIT }; /* a 2 MiB host page (THP only) */
 
-int kd_hostmem_init(struct kd_hostmem *h, void *hva, uint64_t npages, bool thp)
+int kd_hostmem_init(struct kd_hostmem *h, void *hva, uint64_t npages, bool thp, bool thp_write_allocates)
 {
 	uint64_t nhuge = (((uintptr_t)hva + (npages << 12) - 1) >> HUGE_SHIFT) - ((uintptr_t)hva >> HUGE_SHIFT) + 1;
-	*h = (struct kd_hostmem){ .hva = (uintptr_t)hva, .npages = npages, .thp = thp };
+	*h = (struct kd_hostmem){ .hva = (uintptr_t)hva, .npages = npages, .thp = thp,
+				  .thp_write_allocates = thp_write_allocates };
 	h->page = calloc(npages, 1);
 	h->huge = calloc(nhuge, 1);
 	if (!h->page || !h->huge) {
@@ -56,7 +57,13 @@ bool kd_hostmem_access(struct kd_hostmem *h, uintptr_t hva, bool write, uintptr_
 	if (h->thp && h->huge[i] != KD_HH_SPLIT) {
 		if (h->huge[i] == KD_HH_NONE) /* the huge zero page, or a huge page allocated */
 			h->huge[i] = write ? KD_HH_THP : KD_HH_ZERO;
-		else if (h->huge[i] == KD_HH_ZERO && write) { /* split, 4 KiB zero pages, this one copied */
+		else if (h->huge[i] == KD_HH_ZERO && write && h->thp_write_allocates) {
+			/* 6.13 on: a THP replaces the huge zero page, which is unmapped whole */
+			h->huge[i] = KD_HH_THP;
+			*start = ((h->hva >> HUGE_SHIFT) + i) << HUGE_SHIFT;
+			*end = *start + ((uintptr_t)HUGE_PAGES << 12);
+			return true;
+		} else if (h->huge[i] == KD_HH_ZERO && write) { /* split, 4 KiB zero pages, this one copied */
 			h->huge[i] = KD_HH_SPLIT;
 			huge_pages_set(h, i, KD_HP_ZERO);
 			h->page[p] = KD_HP_ANON;

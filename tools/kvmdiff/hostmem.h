@@ -11,6 +11,8 @@
  *   - over THP, a write to the huge zero page splits it (do_huge_pmd_wp_page → __split_huge_pmd)
  *     and copies the 4 KiB page written: the host maps that 2 MiB with 4 KiB pages from then on
  *     (the library learns the split from the partial invalidation, smmu_memslot_set_host_level);
+ *     from 6.13 (thp_write_allocates) it allocates a huge page instead, an invalidation of the
+ *     whole 2 MiB;
  *     a first write to untouched THP memory allocates a huge page (do_huge_pmd_anonymous_page);
  *   - MADV_DONTNEED frees the range; over THP a huge page it covers only in part is split.
  *
@@ -26,12 +28,13 @@ struct kd_hostmem {
 	uintptr_t hva;    /* start of the slot's backing */
 	uint64_t npages;  /* 4 KiB pages */
 	bool thp;         /* MADV_HUGEPAGE */
+	bool thp_write_allocates; /* a write to the huge zero page allocates a THP (6.13 on) */
 	uint8_t *page;    /* per 4 KiB page: KD_HP_* */
 	uint8_t *huge;    /* per 2 MiB host page (from the one holding hva): KD_HH_* */
 };
 
 /* Create the model of a fresh mapping of @npages pages at @hva. @return 0 or -ENOMEM. */
-int kd_hostmem_init(struct kd_hostmem *h, void *hva, uint64_t npages, bool thp);
+int kd_hostmem_init(struct kd_hostmem *h, void *hva, uint64_t npages, bool thp, bool thp_write_allocates);
 void kd_hostmem_free(struct kd_hostmem *h);
 /* An access to the page at @hva (inside the mapping). @return true when the host invalidates
  * [*start, *end) before the access can complete (the MMU notifier's range). */

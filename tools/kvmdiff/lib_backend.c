@@ -1,5 +1,6 @@
 /*
- * smmu-kvmdiff — the library backend: a scenario through libshadowmmu (today's profile).
+ * smmu-kvmdiff — the library backend: a scenario through libshadowmmu (the profile of the kernel
+ * compared with: kd_target_for_kernel).
  *
  * The guest is the same as the kernel backend's (scenario.h), its page tables built by the same
  * code (gpt.c) in the shape smmu_gas_map() builds. Each guest run fetches the guest
@@ -29,6 +30,7 @@ struct lib {
 	smmu_vcpu *vcpu[KD_MAX_VCPUS];
 	int vcpu_as[KD_MAX_VCPUS];
 	struct kd_gpt gpt[KD_MAX_AS];
+	const struct kd_target *tg;
 	struct kd_rstep *cur; /* where the hook records events */
 	bool oom;
 	uint64_t dirty;
@@ -299,7 +301,8 @@ static int step(struct lib *L, const struct kd_step *st)
 				i++;
 			if (i == KD_HOST_SLOTS)
 				return lfail(L, "more than %d slots at once", KD_HOST_SLOTS);
-			if (!(r = kd_hostmem_init(&L->host[i].h, mi.hva, mi.npages, st->thp))) {
+			if (!(r = kd_hostmem_init(&L->host[i].h, mi.hva, mi.npages, st->thp,
+						  L->tg->thp_write_allocates))) {
 				L->host[i].id = st->id;
 				L->host[i].ro = st->ro;
 			}
@@ -434,22 +437,45 @@ static int audit(struct lib *L)
 	return 0;
 }
 
-int kd_lib_run(const struct kd_scenario *sc, struct kd_record *rec, bool do_audit, char *err, size_t errlen)
+void kd_target_for_kernel(const char *release, struct kd_target *t)
+{
+	unsigned major = 0, minor = 0;
+	memset(t, 0, sizeof(*t));
+	if (release)
+		snprintf(t->kernel, sizeof(t->kernel), "%s", release);
+	bool known = release && sscanf(release, "%u.%u", &major, &minor) == 2;
+	unsigned v = known ? major * 1000 + minor : ~0u; /* unknown: today's */
+	/* The rules changed since 6.1 (profile.h) came in 6.4, 6.9 and 6.13: the 6.1 profile is
+	 * exact up to 6.3, today's from 6.13 on; a kernel in between differs from both. */
+	t->profile = v < 6004 ? SMMU_PROFILE_LINUX_6_1 : SMMU_PROFILE_LINUX_TODAY;
+	t->profile_name = v < 6004 ? "linux-6.1" : "linux-today";
+	t->thp_write_allocates = v >= 6013;
+}
+
+int kd_lib_run(const struct kd_scenario *sc, const struct kd_target *tg, struct kd_record *rec, bool do_audit,
+	       char *err, size_t errlen)
 {
 	struct lib L = { .sc = sc, .err = err, .errlen = errlen };
 	struct smmu_vm_config cfg;
+	struct kd_target today;
 	int r, rc = -1;
 	for (int i = 0; i < KD_HOST_SLOTS; i++)
 		L.host[i].id = -1;
+	if (!tg) {
+		kd_target_for_kernel(NULL, &today);
+		tg = &today;
+	}
+	L.tg = tg;
 
 	memset(rec, 0, sizeof(*rec));
 	kd_record_header(rec, "library", sc->name);
 	rec->events = true; /* the hook sees every page created and zapped */
-	kd_record_note(rec, "libshadowmmu %d.%d.%d, shadow mode, profile linux-today, flush fast-zap",
-		       SMMU_VERSION_MAJOR, SMMU_VERSION_MINOR, SMMU_VERSION_PATCH);
+	kd_record_note(rec, "libshadowmmu %d.%d.%d, shadow mode, profile %s%s%s%s, flush fast-zap",
+		       SMMU_VERSION_MAJOR, SMMU_VERSION_MINOR, SMMU_VERSION_PATCH, tg->profile_name,
+		       tg->kernel[0] ? " (for kernel " : "", tg->kernel, tg->kernel[0] ? ")" : "");
 	smmu_vm_config_default(&cfg);
 	cfg.mode = SMMU_MODE_SHADOW;
-	cfg.profile = SMMU_PROFILE_LINUX_TODAY;
+	cfg.profile = (enum smmu_profile)tg->profile;
 	cfg.flush_strategy = SMMU_FLUSH_FAST_ZAP; /* kvm_mmu_zap_all_fast: today's slot flush */
 	if ((r = smmu_vm_create(&cfg, &L.vm)))
 		return lfail(&L, "smmu_vm_create: %s", strerror(-r));

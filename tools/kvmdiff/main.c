@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 
 #include "backend.h"
 
@@ -204,7 +205,29 @@ static int one(const struct opts *o, const char *path, struct tally *t)
 		t->failed++;
 		return 1;
 	}
-	if (kd_lib_run(&sc, &lib, o->audit, err, sizeof(err))) {
+	/* The golden record first: the library runs with the profile of the kernel it was taken
+	 * on; without one, of the kernel a live run uses (this machine's). */
+	bool have_gold = false;
+	if (o->golden_dir) {
+		char rp[1024];
+		rec_path(rp, sizeof(rp), o->golden_dir, sc.name);
+		int r = kd_record_load(rp, &gold, err, sizeof(err));
+		if (r == -2) {
+			printf("%s: SKIP: no golden record: none taken on a kernel with a usable /dev/kvm yet "
+			       "(%s)\n", sc.name, rp);
+		} else if (r) {
+			fprintf(stderr, "%s\n", err);
+			t->failed++;
+			rc = 1;
+			goto out;
+		} else {
+			have_gold = true;
+		}
+	}
+	struct kd_target tg;
+	struct utsname un;
+	kd_target_for_kernel(have_gold ? gold.kernel : uname(&un) == 0 ? un.release : NULL, &tg);
+	if (kd_lib_run(&sc, &tg, &lib, o->audit, err, sizeof(err))) {
 		fprintf(stderr, "library: %s\n", err);
 		t->failed++;
 		rc = 1;
@@ -252,23 +275,6 @@ static int one(const struct opts *o, const char *path, struct tally *t)
 			goto out;
 		}
 		printf("%s: recorded %s\n", sc.name, rp);
-	}
-	bool have_gold = false;
-	if (o->golden_dir) {
-		char rp[1024];
-		rec_path(rp, sizeof(rp), o->golden_dir, sc.name);
-		int r = kd_record_load(rp, &gold, err, sizeof(err));
-		if (r == -2) {
-			printf("%s: SKIP: no golden record: none taken on a kernel with a usable /dev/kvm yet "
-			       "(%s)\n", sc.name, rp);
-		} else if (r) {
-			fprintf(stderr, "%s\n", err);
-			t->failed++;
-			rc = 1;
-			goto out;
-		} else {
-			have_gold = true;
-		}
 	}
 	if (have_gold)
 		rc |= tally_compare(t, &gold, &lib);

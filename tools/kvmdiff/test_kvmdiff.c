@@ -202,7 +202,7 @@ static void run_lib(const char *text, struct kd_record *rec)
 	struct kd_scenario sc;
 	char err[1024] = "";
 	parse_ok(text, &sc);
-	if (kd_lib_run(&sc, rec, true, err, sizeof(err)))
+	if (kd_lib_run(&sc, NULL, rec, true, err, sizeof(err)))
 		fail_msg("library run failed: %s", err);
 	kd_scenario_free(&sc);
 }
@@ -270,7 +270,7 @@ static void test_lib_refuses_host_write_to_shadowed_table(void **state)
 	parse_ok("slot 1 0x2000000 4M\nas a 64\nmap a 0x40000000 0x2000000 4\ncr3 a\ntouch 0x40000000 4 4K read\n"
 		 "map a 0x40004000 0x2004000 1\n",
 		 &sc);
-	assert_int_equal(kd_lib_run(&sc, &r, true, err, sizeof(err)), -1);
+	assert_int_equal(kd_lib_run(&sc, NULL, &r, true, err, sizeof(err)), -1);
 	if (!strstr(err, "t.scn:6: map:") || !strstr(err, "already shadowed"))
 		fail_msg("unexpected error: %s", err);
 	kd_scenario_free(&sc);
@@ -286,7 +286,7 @@ static void test_lib_store_past_table_end(void **state)
 	parse_ok("slot 1 0x2000000 4M\nas a 64\nmap a 0x7fe00000 0x2000000 1\ncr3 a\ntouch 0x7fe00000 1 4K read\n"
 		 "gclear a 0x7fe00000 2 offset 4\n",
 		 &sc);
-	assert_int_equal(kd_lib_run(&sc, &r, true, err, sizeof(err)), -1);
+	assert_int_equal(kd_lib_run(&sc, NULL, &r, true, err, sizeof(err)), -1);
 	if (!strstr(err, "t.scn:6: gclear:") || !strstr(err, "runs past the table's end"))
 		fail_msg("unexpected error: %s", err);
 	kd_scenario_free(&sc);
@@ -391,7 +391,7 @@ static void test_hostmem(void **state)
 	const uintptr_t base = (uintptr_t)1 << 30; /* any 2 MiB-aligned address: nothing is mapped */
 	struct kd_hostmem h;
 	uintptr_t s, e;
-	assert_int_equal(kd_hostmem_init(&h, (void *)base, 2048, false), 0);
+	assert_int_equal(kd_hostmem_init(&h, (void *)base, 2048, false, false), 0);
 	assert_false(kd_hostmem_access(&h, base + 0x5000, false, &s, &e)); /* zero page */
 	assert_true(kd_hostmem_access(&h, base + 0x5008, true, &s, &e));   /* copied */
 	assert_true(s == base + 0x5000 && e == base + 0x6000);
@@ -402,7 +402,7 @@ static void test_hostmem(void **state)
 	assert_true(kd_hostmem_access(&h, base + 0x5000, true, &s, &e));
 	kd_hostmem_free(&h);
 
-	assert_int_equal(kd_hostmem_init(&h, (void *)base, 2048, true), 0);
+	assert_int_equal(kd_hostmem_init(&h, (void *)base, 2048, true, false), 0);
 	assert_false(kd_hostmem_access(&h, base + 0x3000, false, &s, &e)); /* huge zero page */
 	assert_true(kd_hostmem_access(&h, base + 0x10000, true, &s, &e));  /* split, copied */
 	assert_true(s == base + 0x10000 && e == base + 0x11000);
@@ -414,6 +414,49 @@ static void test_hostmem(void **state)
 	assert_false(kd_hostmem_access(&h, base + (2u << 20) + 0x1000, false, &s, &e));
 	assert_true(kd_hostmem_access(&h, base + (2u << 20) + 0x1000, true, &s, &e));
 	kd_hostmem_free(&h);
+}
+
+/* From 6.13 a write to the huge zero page allocates a THP: the whole 2 MiB is invalidated and
+ * the host keeps its huge page (no split). */
+static void test_hostmem_thp_write_allocates(void **state)
+{
+	(void)state;
+	const uintptr_t base = (uintptr_t)1 << 30;
+	struct kd_hostmem h;
+	uintptr_t s, e;
+	assert_int_equal(kd_hostmem_init(&h, (void *)base, 2048, true, true), 0);
+	assert_false(kd_hostmem_access(&h, base + 0x3000, false, &s, &e)); /* huge zero page */
+	assert_true(kd_hostmem_access(&h, base + 0x10000, true, &s, &e));  /* a THP instead */
+	assert_true(s == base && e == base + (2u << 20));
+	assert_false(kd_hostmem_access(&h, base + 0x3000, true, &s, &e));  /* no 4 KiB zero page */
+	kd_hostmem_free(&h);
+}
+
+/* Which profile and host a record's kernel gets. */
+static void test_target_for_kernel(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *rel;
+		int profile;
+		bool thp_alloc;
+	} cases[] = {
+		{ "6.1.0-57-amd64", SMMU_PROFILE_LINUX_6_1, false },
+		{ "6.3.9", SMMU_PROFILE_LINUX_6_1, false },
+		{ "6.4.0", SMMU_PROFILE_LINUX_TODAY, false },
+		{ "6.12.117+deb13-amd64", SMMU_PROFILE_LINUX_TODAY, false },
+		{ "6.18.15+deb13-amd64", SMMU_PROFILE_LINUX_TODAY, true },
+		{ "7.2.12+deb13-amd64", SMMU_PROFILE_LINUX_TODAY, true },
+		{ "", SMMU_PROFILE_LINUX_TODAY, true },
+		{ NULL, SMMU_PROFILE_LINUX_TODAY, true },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct kd_target t;
+		kd_target_for_kernel(cases[i].rel, &t);
+		assert_int_equal(t.profile, cases[i].profile);
+		assert_int_equal(t.thp_write_allocates, cases[i].thp_alloc);
+		assert_string_equal(t.kernel, cases[i].rel ? cases[i].rel : "");
+	}
 }
 
 static void test_record_round_trip_and_self_match(void **state)
@@ -613,6 +656,8 @@ int main(void)
 		cmocka_unit_test(test_lib_store_past_table_end),
 		cmocka_unit_test(test_lib_guest_pte_write_is_trapped),
 		cmocka_unit_test(test_hostmem),
+		cmocka_unit_test(test_hostmem_thp_write_allocates),
+		cmocka_unit_test(test_target_for_kernel),
 		cmocka_unit_test_setup_teardown(test_record_round_trip_and_self_match, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_compare_counter_changed, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_compare_created_page_removed, pair_setup, pair_teardown),
