@@ -177,6 +177,42 @@ static void test_sync_on_cr3_today(void **state)
 	check_sync_on_cr3(SMMU_PROFILE_LINUX_TODAY, 0);
 }
 
+/* The guest's MOV CR3 to the CR3 it has keeps the root and asks for its sync at the next entry
+ * (KVM_REQ_MMU_SYNC, which vcpu_enter_guest handles before the guest runs): the very next access,
+ * with no smmu_vcpu_mmu_reload() first, reads what the guest table maps now, not the stale spte's
+ * frame. (The fuzzer found the access walking the unsync page before the sync.) */
+static void check_access_after_mov_cr3_syncs(enum smmu_profile profile)
+{
+	struct fix f;
+	setup(&f, profile);
+	assert_int_equal(smmu_guest_write_u64(f.g.vm, DATA_GFN << SMMU_PAGE_SHIFT, 0x1111), 0);
+	assert_int_equal(smmu_guest_write_u64(f.g.vm, NEW_GFN << SMMU_PAGE_SHIFT, 0x2222), 0);
+	guest_rewrites_data_pte(&f, gpte(NEW_GFN));
+	uint64_t v = 0;
+	assert_int_equal(smmu_vcpu_read(f.g.vcpu, DATA_GVA, &v, sizeof(v)), 0);
+	assert_int_equal(v, 0x1111); /* stale until the CR3 load: x86 allows it */
+	assert_int_equal(smmu_vcpu_load_cr3(f.g.vcpu, smmu_gas_cr3(f.g.gas)), 0);
+	assert_int_equal(unsync_now(f.g.vm), 1); /* synced at the entry, not by the load */
+	assert_int_equal(smmu_vcpu_read(f.g.vcpu, DATA_GVA, &v, sizeof(v)), 0);
+	assert_int_equal(v, 0x2222);
+	assert_int_equal(unsync_now(f.g.vm), 0);
+	assert_ptr_equal(data_hva(&f), smmu_gfn_to_hva(f.g.vm, NEW_GFN));
+	tl_assert_audit_clean(f.g.vm);
+	tl_guest_fini(&f.g);
+}
+
+static void test_access_after_mov_cr3_syncs_3_11(void **state)
+{
+	(void)state;
+	check_access_after_mov_cr3_syncs(SMMU_PROFILE_LINUX_3_11);
+}
+
+static void test_access_after_mov_cr3_syncs_today(void **state)
+{
+	(void)state;
+	check_access_after_mov_cr3_syncs(SMMU_PROFILE_LINUX_TODAY);
+}
+
 /* A sync keeps an unchanged pte's spte, with the rights the pte gives now. */
 static void test_sync_keeps_unchanged_pte(void **state)
 {
@@ -519,6 +555,8 @@ int main(void)
 		cmocka_unit_test(test_write_unsyncs_today),
 		cmocka_unit_test(test_sync_on_cr3_3_11),
 		cmocka_unit_test(test_sync_on_cr3_today),
+		cmocka_unit_test(test_access_after_mov_cr3_syncs_3_11),
+		cmocka_unit_test(test_access_after_mov_cr3_syncs_today),
 		cmocka_unit_test(test_sync_keeps_unchanged_pte),
 		cmocka_unit_test(test_sync_keeps_host_read_only),
 		cmocka_unit_test(test_invlpg_3_11),
