@@ -46,6 +46,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,7 +102,8 @@ static const char *const op_names[KIND_COUNT] = {
 	"slot_create", "slot_delete", "slot_move", "slot_flags", "gas_map", "gas_unmap", "guest_write",
 	"guest_read", "fault", "access", "enter", "set_cr3", "translate", "vcpu_recreate", "zap_all",
 	"fast_zap", "memslot_flush", "notifier", "max_pages", "dirty_log", "flush_strategy", "strategy_api",
-	"load_cr3", "mmu_reload", "invlpg", "memslots_gen", "host_level", "host_wrote",
+	"load_cr3", "mmu_reload", "invlpg", "memslots_gen", "host_level", "host_wrote", "pfn_hook",
+	"bump_forget",
 };
 const char *fuzz_op_name(int kind) { return kind >= 0 && kind < KIND_COUNT ? op_names[kind] : "?"; }
 
@@ -160,6 +162,7 @@ struct fz {
 	} written[MAX_WRITTEN];
 	int n_written;
 	bool strict;
+	_Atomic int pfn_hook_left;  /* invalidations the host's page-fault hook still makes */
 };
 
 /* The operations so far; with @current, the one in progress too (its result not yet known). */
@@ -432,6 +435,21 @@ static int vcpu_new(struct fz *f, int vi)
 }
 
 
+/* The host's page fault, on the faulting thread (the racer's too): while invalidations are left,
+ * it unmaps the 4 KiB page it is asked for, as a copy-on-write or a split would. */
+static void pfn_hook(smmu_vm *vm, void *hva, bool write, void *ctx)
+{
+	(void)write;
+	struct fz *f = ctx;
+	int left = atomic_load(&f->pfn_hook_left);
+	while (left > 0 && !atomic_compare_exchange_weak(&f->pfn_hook_left, &left, left - 1))
+		;
+	if (left <= 0)
+		return;
+	uint8_t *page = (uint8_t *)((uintptr_t)hva & ~(uintptr_t)4095);
+	smmu_mmu_notifier_invalidate_range(vm, page, page + 4096);
+}
+
 /* Before a zap: with race_nth, vCPU 2 faults on another thread inside the zap's lock breaks. */
 static bool race_arm(struct fz *f)
 {
@@ -544,7 +562,15 @@ static void run_op(struct fz *f, struct in *in, int op)
 		/* Mostly whole, aligned entries; sometimes anywhere in the page. */
 		smmu_gpa_t gpa = (gfn << 12) + ((off & 0x8000) ? (off & 4095) : (off & 511) * 8);
 		t->a = (int64_t)gpa, t->b = (int64_t)len, t->c = (int64_t)v0;
-		r = smmu_guest_write(vm, gpa, buf, len);
+		/* KVM takes a 4-byte trapped store for one of its whole 8-byte gpte (a PAE guest's
+		 * half-gpte store: mmu_pte_write_fetch_gpte, 3.11 and today), so one that straddles two
+		 * gptes updates the first's spte only: the second's stays as it was, in KVM too, and
+		 * the audit's translation invariant would flag KVM's own behaviour. Such a store is
+		 * made as the guest's two stores on either side of the boundary. */
+		size_t first = len == 4 && (gpa & 7) > 4 ? 8 - (gpa & 7) : len;
+		r = smmu_guest_write(vm, gpa, buf, first);
+		if (r == 0 && first < len)
+			r = smmu_guest_write(vm, gpa + first, buf + first, len - first);
 		expect(f, "smmu_guest_write", r, 0, -EFAULT, -EROFS, END);
 		if (r == 0) {
 			note_write(f, gpa);
@@ -733,6 +759,15 @@ static void run_op(struct fz *f, struct in *in, int op)
 		uint16_t off = u16(in);
 		uint16_t len = u16(in);
 		t->a = id, t->b = off, t->c = len;
+		if (len == 0xfffd) {
+			/* The host's page fault (hva_to_pfn) of the next 1-4 faults on slot pages unmaps
+			 * the page it maps (a copy-on-write, a THP split): the fault retries. */
+			t->op = K_PFN_HOOK;
+			atomic_store(&f->pfn_hook_left, 1 + (off & 3));
+			r = smmu_set_hva_to_pfn_hook(vm, pfn_hook, f);
+			expect(f, "smmu_set_hva_to_pfn_hook", r, 0, END);
+			break;
+		}
 		if (len == 0xffff) {
 			r = smmu_mmu_notifier_release(vm);
 			expect(f, "smmu_mmu_notifier_release", r, 0, END);
@@ -838,6 +873,10 @@ static void run_op(struct fz *f, struct in *in, int op)
 		}
 		case 4: /* a fast zap's bump by hand: generation, then reloads, in one hold */
 			smmu_bump_gen(vm);
+			if (k & 0x80) { /* with RMAP_REBUILD's lpage_info re-init between */
+				t->op = K_BUMP_FORGET;
+				smmu_lpage_forget_obsolete(vm);
+			}
 			smmu_reload_remote_mmus(vm);
 			break;
 		case 5: { /* read lpage_info (no change) */
@@ -873,6 +912,7 @@ static void run_op(struct fz *f, struct in *in, int op)
 /* The vCPUs and address spaces of an input (the VM may outlive them: see the pool). */
 static void fz_release(struct fz *f)
 {
+	smmu_set_hva_to_pfn_hook(f->vm, NULL, NULL); /* the pool's VM goes back without it */
 	for (int i = 0; i < NVCPU; i++)
 		smmu_vcpu_destroy(f->v[i]);
 	for (int i = 0; i < NGAS; i++)

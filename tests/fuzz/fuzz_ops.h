@@ -54,6 +54,8 @@ enum fuzz_kind {
 	K_MEMSLOTS_GEN,        /* OP_MAX_PAGES, byte & 0x80: the memslots' starting generation */
 	K_HOST_LEVEL,          /* OP_SLOT_FLAGS, flags byte & 0x80: the host's page size */
 	K_HOST_WROTE,          /* OP_GUEST_READ, offset & 0x8000: a host store through its pointer */
+	K_PFN_HOOK,            /* OP_NOTIFIER, length 0xfffd: the host's page fault invalidates */
+	K_BUMP_FORGET,         /* OP_STRATEGY_API 4, k & 0x80: bump, lpage_info re-init, reload */
 	KIND_COUNT
 };
 
