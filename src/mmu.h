@@ -155,6 +155,10 @@ struct smmu_sp {
 	uint8_t write_flooding_count;
 	uint16_t unsync_children;
 	uint64_t unsync_child_bitmap[SMMU_PT_ENTRIES / 64];
+	/* 1 + the MMIO generation in which a sync marked an MMIO spte of this page again over a gfn
+	 * a valid slot now holds (sync_mmio_spte does not look at the memslots), 0 if none: the
+	 * audit accepts such a current MMIO spte, as KVM leaves it. */
+	uint32_t mmio_resync_gen;
 };
 
 /* ---- vCPUs (kvm_vcpu + kvm_mmu) -------------------------------------------------------------- */

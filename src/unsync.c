@@ -177,6 +177,8 @@ static void sync_mmio_spte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *spt
 	if (!(gpte & SMMU_PTE_DIRTY))
 		access &= ~(uint32_t)SMMU_ACC_WRITE; /* FNAME(protect_clean_gpte) */
 	mark_mmio_spte(vm, sptep, gfn, access, false);
+	if (gfn_to_valid_memslot(&vm->slots, gfn)) /* a slot came since: KVM marks it all the same */
+		sp->mmio_resync_gen = 1 + (uint32_t)get_mmio_spte_generation(*sptep);
 	if (vm->rules->sync_mmio_counts_present)
 		(*nr_present)++;
 }
