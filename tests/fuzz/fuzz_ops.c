@@ -1046,7 +1046,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint64_t cost = audit_cost(&f);
 		if (f.audit_exact || f.since_audit >= f.audit_every * (int)(1 + cost / 32768)) {
 			char when[48];
-			snprintf(when, sizeof(when), "after operation %d (%s)", f.n - 1, fuzz_op_name(op));
+			snprintf(when, sizeof(when), "after operation %d (%s)", f.n - 1, fuzz_op_name(f.trace[f.n - 1].op));
 			audit_or_die(&f, when);
 			f.since_audit = 0;
 			if (!f.audit_exact) /* a replay with exact audits runs at least as far */

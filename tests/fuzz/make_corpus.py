@@ -448,6 +448,15 @@ def new_kind_seeds():
             mm += slot_create(1, L_TINY) + fault(0, gva(GVA_0, 0)) + fault(0, gva(GVA_0, 0)) + slot_delete(1)
             mm += access(0, gva(GVA_0, 1), True, 3, 0, i) + access(0, gva(GVA_0, 0), False)
         s['28-%s-memslots-gen-wrap' % era] = mm + zap_all(HOLD) + enter(0) + memslots_gen(G_3WRAP2)
+        # A fuzzer find, written out: an MMIO spte (gva 8K, gfn 20002 in no slot) in a table the
+        # guest then unsyncs by a store; a slot comes over gfn 20002; the sync after the MOV CR3
+        # marks the MMIO spte again with the current generation, as KVM's sync_mmio_spte does,
+        # which the audit took for a library bug.
+        mr = (config(today=today, audit=AUDIT_EVERY_OP) + data_pages(0, GVA_0, 2) +
+              gas_map(0, 1, gva(GVA_0, 2), gfn_layout(L_20000x7, 2)) + gas_map(0, 1, gva(GVA_3G, 0), gfn_pool(0, 3)) +
+              faults(0, GVA_0, 2) + access(0, gva(GVA_0, 2), False) + access(0, gva(GVA_3G, 0), True, 3, 8 * 5, 0) +
+              slot_create(1, L_20000x7) + load_cr3(0, gas=0) + mmu_reload(0) + access(0, gva(GVA_0, 2), False))
+        s['31-%s-sync-remarks-mmio-over-new-slot' % era] = mr + access(0, gva(GVA_0, 2), True, 3, 0, 5) + dirty_log(1)
     for mode, direct in (('shadow', False), ('direct', True)):
         # The host's page size: 2M then 4K (refused while a 2M spte maps the slot), a host store
         # into pages the guest then reads and faults through (pte prefetch looks them up).
