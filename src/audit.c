@@ -1196,6 +1196,11 @@ static void audit_tlb(struct audit *a, const struct smmu_vcpu *v)
 		uint32_t access = 0;
 		const char *why = NULL;
 		const uint64_t *sptep = shadow_lookup(a, v->root, addr, &level, &access, &why);
+		/* 3.11: a sync dropped sptes since the last remote flush (tlbs_dirty); another vCPU's
+		 * TLB may still hold them, as the guest changed its ptes without invalidating there
+		 * (x86 allows the stale entry); the MMU notifier flushes before the host frees. */
+		if (a->vm->tlbs_dirty && (!sptep || spte_to_pfn(*sptep) + (e->vpn & (KVM_PAGES_PER_HPAGE(level) - 1)) != e->hfn))
+			continue;
 		if (!sptep) {
 			report(a, SMMU_INV_TLB, SPOT(.vcpu = v, .addr = addr), (int64_t)e->hfn, 0, "%s", why);
 			continue;

@@ -283,6 +283,9 @@ struct smmu_vm {
 	struct smmu_mmio_counters mmio_stat;
 	uint64_t mmio_sptes;            /* changed under mmu_lock; read without it (__atomic) */
 	uint64_t mmio_gen_floor;
+	/* kvm->tlbs_dirty (rules->sync_leaves_tlbs_dirty): sptes a sync dropped since the last
+	 * remote flush, which vCPU TLBs other than the syncer's may still hold. mmu_lock. */
+	uint64_t tlbs_dirty;
 	/* Freed under mmu_lock (protected by it), handed on by vm_unlock once the lock is free:
 	 * headers (each with its gfns array) to hdr_cache, rmap descriptors to the allocator, whose
 	 * free may purge or trim memory, milliseconds that are not KVM's. */

@@ -223,6 +223,14 @@ struct smmu_rules {
 	 * page an invalidation could concern); 3.11's FNAME(page_fault) / tdp_page_fault call
 	 * mmu_notifier_retry for every fault. */
 	bool noslot_fault_skips_notifier_retry;
+	/* sync_leaves_tlbs_dirty: 3.11's FNAME(sync_page) drops an spte (invalid gpte, or another
+	 * gfn) without a remote flush and counts it in kvm->tlbs_dirty: another vCPU's TLB may keep
+	 * the dropped translation (the guest changed its pte without invalidating it there, which
+	 * x86 allows) until any kvm_flush_remote_tlbs clears the count, and the MMU notifier flushes
+	 * while it is set (kvm_mmu_notifier_invalidate_range_start: need_tlb_flush |= tlbs_dirty),
+	 * before the host frees a page such a TLB entry may map. Today's sync flushes remote TLBs
+	 * itself (sync_flushes_remote) and tlbs_dirty is gone (5.12). */
+	bool sync_leaves_tlbs_dirty;
 };
 
 extern const struct smmu_rules smmu_rules_3_11;

@@ -167,6 +167,8 @@ static void sync_mmio_spte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *spt
 	if (!(gpte & SMMU_PTE_PRESENT) || !(gpte & SMMU_PTE_ACCESSED)) {
 		mmio_spte_clear(vm, sptep);
 		*flush = true;
+		if (vm->rules->sync_leaves_tlbs_dirty)
+			vm->tlbs_dirty++; /* 3.11's sync_page counts every prefetch_invalid_gpte drop */
 		return;
 	}
 	if (gfn != sp->gfns[sptep - sp->spt]) {
@@ -211,6 +213,8 @@ static int sync_page(struct smmu_vm *vm, struct smmu_sp *sp, int *nr_present)
 		if (!(gpte & SMMU_PTE_PRESENT) || !(gpte & SMMU_PTE_ACCESSED) || gfn != sp->gfns[i]) {
 			drop_spte(vm, sptep);
 			flush = true;
+			if (vm->rules->sync_leaves_tlbs_dirty)
+				vm->tlbs_dirty++; /* 3.11: no remote flush here */
 			continue;
 		}
 		uint32_t access = sp->role.access & gpte_access(gpte);
