@@ -25,7 +25,8 @@
 #define FRESH_FIELDS(X) \
 	X(struct smmu_vm_config, cfg) X(uint64_t, mmu_valid_gen) X(uint64_t, zap_gen) X(uint64_t, lpage_reset_gen) \
 	X(uint64_t, n_max_mmu_pages) X(bool, n_max_set_by_user) X(struct smmu_vm_counters, stat) \
-	X(uint64_t, unaccount_no_slot) X(struct smmu_mmio_counters, mmio_stat) X(uint64_t, mmio_gen_floor)
+	X(uint64_t, unaccount_no_slot) X(struct smmu_mmio_counters, mmio_stat) X(uint64_t, mmio_gen_floor) \
+	X(uint64_t, tlbs_dirty)
 #define FRESH_ATOMICS(X) X(remote_flushes) X(reload_requests)
 
 struct fresh {

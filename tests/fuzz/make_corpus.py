@@ -390,6 +390,13 @@ def seeds():
     # (mmu_pte_write_fetch_gpte) and keeps the second's spte, as the library does; the audit
     # flagged that, so the harness makes such a store as two (fuzz_ops.c, OP_GUEST_WRITE).
     s['30-pte-store-straddling-two-gptes'] = bytes.fromhex('04000400000600022c01030800060002800600030005805b')
+    # A fuzzer find (minimized, 3.11; and the same bytes under the today profile): vCPU 1 reads
+    # gva 4K, stores into the unsync table behind it, dirty logging write-protects the slot, vCPU
+    # 1 reads again (TLB), vCPU 0's root load syncs the table and drops gva 4K's spte. 3.11 flushes
+    # only vCPU 0's TLB there (kvm->tlbs_dirty), which the audit took for a stale TLB entry.
+    tlbs_dirty = bytes.fromhex('04000400000000002f0103040ac10001022103030400000700000300030800000000000b010409010300010000000000000000000009010707000800ffffffffffffffffffff000409000300010a0109010300010000000000400000000009000700')
+    s['32-311-sync-drop-leaves-other-tlb'] = tlbs_dirty
+    s['32-today-sync-drop-leaves-other-tlb'] = bytes([tlbs_dirty[0] | 2]) + tlbs_dirty[1:]
     s.update(new_kind_seeds())
     # Two random mixes, one per mode, from a fixed seed.
     for name, direct, seedv in (('19-random-shadow', False, 1), ('20-random-direct', True, 2)):
