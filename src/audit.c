@@ -796,7 +796,11 @@ static void audit_mmio(struct audit *a, const struct smmu_sp *sp, const uint64_t
 		       vm->mmio_gen_floor);
 	bool in_progress = vm->rules->memslots_gen_in_progress && (gen & KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS);
 	const struct memslot *slot = in_progress || sgen != cur ? NULL : valid_slot_of(a, gfn);
-	if (slot)
+	/* Except where a sync marked it again in this generation: sync_mmio_spte (3.11 and today)
+	 * re-marks an MMIO spte whose gpte still names its gfn with the current generation without
+	 * looking at the memslots, so an unsync page keeps it over a slot created since. KVM does
+	 * the same; there the emulator then finds the slot and accesses memory. */
+	if (slot && sp->mmio_resync_gen != 1 + sgen)
 		report(a, SMMU_INV_RMAP, SPOT(.sp = sp, .sptep = sptep, .slot = slot, .gfn = gfn), 0, (int64_t)sgen,
 		       "MMIO spte of the current generation maps a gfn of a memslot");
 #undef MMIO
@@ -1192,6 +1196,11 @@ static void audit_tlb(struct audit *a, const struct smmu_vcpu *v)
 		uint32_t access = 0;
 		const char *why = NULL;
 		const uint64_t *sptep = shadow_lookup(a, v->root, addr, &level, &access, &why);
+		/* 3.11: a sync dropped sptes since the last remote flush (tlbs_dirty); another vCPU's
+		 * TLB may still hold them, as the guest changed its ptes without invalidating there
+		 * (x86 allows the stale entry); the MMU notifier flushes before the host frees. */
+		if (a->vm->tlbs_dirty && (!sptep || spte_to_pfn(*sptep) + (e->vpn & (KVM_PAGES_PER_HPAGE(level) - 1)) != e->hfn))
+			continue;
 		if (!sptep) {
 			report(a, SMMU_INV_TLB, SPOT(.vcpu = v, .addr = addr), (int64_t)e->hfn, 0, "%s", why);
 			continue;

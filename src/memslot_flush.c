@@ -302,6 +302,9 @@ SMMU_API int64_t smmu_mmu_notifier_invalidate_range(smmu_vm *vm, const void *sta
 		dropped += unmap_gfn_range_break(vm, slot, g0, g1, !vm->rules->notifier_unmap_breaks_lock, &rep);
 		host_pte_unmap(slot, c0, c1); /* MADV_DONTNEED: the host's ptes of the range are gone */
 	}
+	/* 3.11: need_tlb_flush |= kvm->tlbs_dirty, before the host may free the pages. */
+	if (vm->tlbs_dirty)
+		kvm_flush_remote_tlbs(vm, SMMU_SKIP_FLUSH_RMAP_UNMAP);
 	vm_unlock(vm);
 	srcu_read_unlock_nested(vm, srcu);
 	/* kvm_mmu_notifier_invalidate_range_end: the host's change is done. */

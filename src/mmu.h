@@ -159,6 +159,10 @@ struct smmu_sp {
 	uint8_t write_flooding_count;
 	uint16_t unsync_children;
 	uint64_t unsync_child_bitmap[SMMU_PT_ENTRIES / 64];
+	/* 1 + the MMIO generation in which a sync marked an MMIO spte of this page again over a gfn
+	 * a valid slot now holds (sync_mmio_spte does not look at the memslots), 0 if none: the
+	 * audit accepts such a current MMIO spte, as KVM leaves it. */
+	uint32_t mmio_resync_gen;
 };
 
 /* ---- vCPUs (kvm_vcpu + kvm_mmu) -------------------------------------------------------------- */
@@ -283,6 +287,9 @@ struct smmu_vm {
 	struct smmu_mmio_counters mmio_stat;
 	uint64_t mmio_sptes;            /* changed under mmu_lock; read without it (__atomic) */
 	uint64_t mmio_gen_floor;
+	/* kvm->tlbs_dirty (rules->sync_leaves_tlbs_dirty): sptes a sync dropped since the last
+	 * remote flush, which vCPU TLBs other than the syncer's may still hold. mmu_lock. */
+	uint64_t tlbs_dirty;
 	/* Freed under mmu_lock (protected by it), handed on by vm_unlock once the lock is free:
 	 * headers (each with its gfns array) to hdr_cache, rmap descriptors to the allocator, whose
 	 * free may purge or trim memory, milliseconds that are not KVM's. */

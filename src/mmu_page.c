@@ -446,6 +446,7 @@ void kvm_flush_remote_tlbs(struct smmu_vm *vm, uint32_t skip_point)
 	atomic_fetch_add_explicit(&vm->remote_flushes, 1, memory_order_relaxed);
 	site->remote_flushes++;
 	kvm_make_all_cpus_request(vm, KVM_REQ_TLB_FLUSH, site);
+	vm->tlbs_dirty = 0; /* 3.11's kvm_flush_remote_tlbs: every TLB is flushed now */
 #if SMMU_LOCK_STATS
 	site->remote_flush_ns += smmu_now_ns() - t0;
 #endif

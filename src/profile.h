@@ -243,6 +243,15 @@ struct smmu_rules {
 	 * model compares hvas, the same for a gfn in one slot. */
 	bool notifier_retry_in_range;
 
+	/* sync_leaves_tlbs_dirty: 3.11's FNAME(sync_page) drops an spte (invalid gpte, or another
+	 * gfn) without a remote flush and counts it in kvm->tlbs_dirty: another vCPU's TLB may keep
+	 * the dropped translation (the guest changed its pte without invalidating it there, which
+	 * x86 allows) until any kvm_flush_remote_tlbs clears the count, and the MMU notifier flushes
+	 * while it is set (kvm_mmu_notifier_invalidate_range_start: need_tlb_flush |= tlbs_dirty),
+	 * before the host frees a page such a TLB entry may map. Today's sync flushes remote TLBs
+	 * itself (sync_flushes_remote) and tlbs_dirty is gone (5.12). */
+	bool sync_leaves_tlbs_dirty;
+
 	/* ---- changed since 6.1: the 6.1 profile keeps 6.1's value, today's is 6.18's ---- */
 
 	/* make_spte's Dirty bit over an spte that is writable already (rules->spte_dirty_on_write

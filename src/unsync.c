@@ -167,6 +167,8 @@ static void sync_mmio_spte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *spt
 	if (!(gpte & SMMU_PTE_PRESENT) || !(gpte & SMMU_PTE_ACCESSED)) {
 		mmio_spte_clear(vm, sptep);
 		*flush = true;
+		if (vm->rules->sync_leaves_tlbs_dirty)
+			vm->tlbs_dirty++; /* 3.11's sync_page counts every prefetch_invalid_gpte drop */
 		return;
 	}
 	if (gfn != kvm_mmu_page_get_gfn(sp, (int)(sptep - sp->spt))) {
@@ -177,6 +179,8 @@ static void sync_mmio_spte(struct smmu_vm *vm, struct smmu_sp *sp, uint64_t *spt
 	if (!(gpte & SMMU_PTE_DIRTY))
 		access &= ~(uint32_t)SMMU_ACC_WRITE; /* FNAME(protect_clean_gpte) */
 	mark_mmio_spte(vm, sptep, gfn, access, false);
+	if (gfn_to_valid_memslot(&vm->slots, gfn)) /* a slot came since: KVM marks it all the same */
+		sp->mmio_resync_gen = 1 + (uint32_t)get_mmio_spte_generation(*sptep);
 	if (vm->rules->sync_mmio_counts_present)
 		(*nr_present)++;
 }
@@ -211,6 +215,8 @@ static int sync_page(struct smmu_vm *vm, struct smmu_sp *sp, int *nr_present)
 		if (!(gpte & SMMU_PTE_PRESENT) || !(gpte & SMMU_PTE_ACCESSED) || gfn != kvm_mmu_page_get_gfn(sp, i)) {
 			drop_spte(vm, sptep);
 			flush = true;
+			if (vm->rules->sync_leaves_tlbs_dirty)
+				vm->tlbs_dirty++; /* 3.11: no remote flush here */
 			continue;
 		}
 		uint32_t access = sp->role.access & gpte_access(gpte);

@@ -201,11 +201,13 @@ static void vcpu_guest_enter(struct smmu_vcpu *v)
 
 /* kvm_mmu_reload → kvm_mmu_load (vcpu_enter_guest, both eras): the vCPU enters the guest with a
  * root, so a vCPU whose CR3 another one already shadows takes no fault to find it. With no CR3
- * yet, or a CR3 in no slot (mmu_check_root), nothing is loaded: the next fault says why. */
-static int kvm_mmu_reload(struct smmu_vcpu *v)
+ * yet, or a CR3 in no slot (mmu_check_root), nothing is loaded: the next fault says why. With
+ * @sync_only, only the KVM_REQ_MMU_SYNC part (kvm_mmu_sync_roots of the root it has). */
+static int kvm_mmu_reload(struct smmu_vcpu *v, bool sync_only)
 {
 	struct smmu_vm *vm = v->vm;
-	if ((v->root && !v->sync_pending) || (vm->cfg.mode == SMMU_MODE_SHADOW && !v->has_cr3))
+	if ((v->root && !v->sync_pending) || (vm->cfg.mode == SMMU_MODE_SHADOW && !v->has_cr3) ||
+	    (sync_only && !v->root))
 		return 0;
 	int r = mmu_topup_memory_caches(vm, &v->caches);
 	if (r)
@@ -236,7 +238,7 @@ SMMU_API int smmu_vcpu_mmu_reload(smmu_vcpu *v)
 	if (!v)
 		return -EINVAL;
 	vcpu_process_requests(v);
-	int r = kvm_mmu_reload(v);
+	int r = kvm_mmu_reload(v, false);
 	vcpu_audit_point(v, "mmu_reload");
 	return r;
 }
@@ -395,13 +397,21 @@ static int access_page(struct smmu_vcpu *v, smmu_gva_t addr, uint32_t access, ui
 		       size_t len)
 {
 	for (int tries = 0; tries < ACCESS_TRIES; tries++) {
+		/* vcpu_enter_guest: KVM_REQ_MMU_SYNC syncs the roots before the guest runs (after a MOV
+		 * CR3 the root kept, or a cached one made current, may have unsync pages the guest
+		 * changed): the hardware walk below must not use their stale sptes. Only this vCPU
+		 * posts that request, so none arrives between here and the entry. */
+		vcpu_process_requests(v);
+		int r = kvm_mmu_reload(v, true);
+		if (r)
+			return r;
 		pthread_rwlock_rdlock(&v->vm->srcu);
 		bool done = access_hw(v, addr, access, rbuf, wbuf, len);
 		pthread_rwlock_unlock(&v->vm->srcu);
 		if (done)
 			return 0;
 		struct smmu_fault_info fi;
-		int r = smmu_vcpu_fault(v, addr, access, &fi);
+		r = smmu_vcpu_fault(v, addr, access, &fi);
 		if (r < 0)
 			return r;
 		if (r == SMMU_FAULT_GUEST_PF || r == SMMU_FAULT_MMIO)

@@ -10,7 +10,10 @@
  * (bit 4; bits 5-7 choose the zapped page it starts at): vCPU 2 faults on a second thread inside
  * each zap's lock breaks, in an order the input fixes (fuzz_racer.c). Then each operation is an
  * opcode byte followed by its argument bytes (missing bytes read as 0), at most MAX_OPS
- * operations. Sizes are bounded: at most 4 slots, chosen from a fixed table of layouts (one of
+ * operations. Some opcodes run another kind of operation when an argument bit their first
+ * version left unused is set (fuzz_ops.h, enum fuzz_kind: the guest's MOV CR3, the entry that
+ * loads a root, INVLPG, the memslots' starting generation, the host's page size, a host store),
+ * so that the opcode numbers, and every input saved before, decode as they did. Sizes are bounded: at most 4 slots, chosen from a fixed table of layouts (one of
  * them 1 GiB, for 1 GiB sptes in direct mode, chosen by one byte value only), 2 guest address
  * spaces with 64-frame page-table pools, 3 vCPUs,
  * addresses from a small table. SMMU_FUZZ_AUDIT_EVERY=N in the environment overrides the
@@ -29,8 +32,9 @@
  * successful write into a slot that logs dirty pages shows in that slot's next dirty log.
  * Except where x86 allows a stale translation: a vCPU store into a guest table whose shadow page
  * is unsync is not trapped, so every vCPU may go on using what that table said before, as a
- * hardware TLB may, until its next CR3 load; until then its accesses are not checked
- * (fuzz_stats.unchecked_stale counts them).
+ * hardware TLB may, until its next CR3 load (KVM_SET_SREGS or the guest's MOV CR3: either
+ * flushes its TLB and has its roots synced before it runs again); until then its accesses are not
+ * checked (fuzz_stats.unchecked_stale counts them). INVLPG syncs one address only: the flag stays.
  *
  * Error codes: each call's result is checked against what its header documents; a result
  * outside that set is counted (fuzz_ops_stats()->undocumented) and, with SMMU_FUZZ_STRICT=1 in
@@ -42,6 +46,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,12 +98,14 @@ static const enum smmu_flush_strategy strategies[4] = { SMMU_FLUSH_ZAP_ALL, SMMU
 static struct fuzz_stats stats;
 const struct fuzz_stats *fuzz_ops_stats(void) { return &stats; }
 
-static const char *const op_names[OP_COUNT] = {
+static const char *const op_names[KIND_COUNT] = {
 	"slot_create", "slot_delete", "slot_move", "slot_flags", "gas_map", "gas_unmap", "guest_write",
 	"guest_read", "fault", "access", "enter", "set_cr3", "translate", "vcpu_recreate", "zap_all",
 	"fast_zap", "memslot_flush", "notifier", "max_pages", "dirty_log", "flush_strategy", "strategy_api",
+	"load_cr3", "mmu_reload", "invlpg", "memslots_gen", "host_level", "host_wrote", "pfn_hook",
+	"bump_forget",
 };
-const char *fuzz_op_name(int op) { return op >= 0 && op < OP_COUNT ? op_names[op] : "?"; }
+const char *fuzz_op_name(int kind) { return kind >= 0 && kind < KIND_COUNT ? op_names[kind] : "?"; }
 
 /* ---- input -------------------------------------------------------------------------------- */
 
@@ -155,6 +162,7 @@ struct fz {
 	} written[MAX_WRITTEN];
 	int n_written;
 	bool strict;
+	_Atomic int pfn_hook_left;  /* invalidations the host's page-fault hook still makes */
 };
 
 /* The operations so far; with @current, the one in progress too (its result not yet known). */
@@ -375,9 +383,13 @@ static void all_may_be_stale(struct fz *f)
 		f->may_be_stale[i] = true;
 }
 
-static int set_cr3_of(struct fz *f, int vi, smmu_gpa_t cr3)
+/* KVM_SET_SREGS (@mov false) or the guest's MOV CR3 (@mov true). Either flushes the vCPU's TLB
+ * at once, and the roots it keeps (MOV CR3: the current one for the same CR3, a cached one
+ * today) are synced at its next entry (KVM_REQ_MMU_SYNC, before any access), a root it builds is
+ * synced as it is loaded: no stale translation survives, so the vCPU's flag clears. */
+static int set_cr3_of(struct fz *f, int vi, smmu_gpa_t cr3, bool mov)
 {
-	int r = smmu_vcpu_set_cr3(f->v[vi], cr3);
+	int r = mov ? smmu_vcpu_load_cr3(f->v[vi], cr3) : smmu_vcpu_set_cr3(f->v[vi], cr3);
 	if (r == 0) {
 		f->cr3[vi] = cr3;
 		f->may_be_stale[vi] = false; /* every root synced or rebuilt, the TLB flushed */
@@ -419,9 +431,24 @@ static int vcpu_new(struct fz *f, int vi)
 		f->v[vi] = NULL;
 		return r;
 	}
-	return set_cr3_of(f, vi, f->shadow ? (pool_gfn[vi % NGAS] << 12) : 0);
+	return set_cr3_of(f, vi, f->shadow ? (pool_gfn[vi % NGAS] << 12) : 0, false);
 }
 
+
+/* The host's page fault, on the faulting thread (the racer's too): while invalidations are left,
+ * it unmaps the 4 KiB page it is asked for, as a copy-on-write or a split would. */
+static void pfn_hook(smmu_vm *vm, void *hva, bool write, void *ctx)
+{
+	(void)write;
+	struct fz *f = ctx;
+	int left = atomic_load(&f->pfn_hook_left);
+	while (left > 0 && !atomic_compare_exchange_weak(&f->pfn_hook_left, &left, left - 1))
+		;
+	if (left <= 0)
+		return;
+	uint8_t *page = (uint8_t *)((uintptr_t)hva & ~(uintptr_t)4095);
+	smmu_mmu_notifier_invalidate_range(vm, page, page + 4096);
+}
 
 /* Before a zap: with race_nth, vCPU 2 faults on another thread inside the zap's lock breaks. */
 static bool race_arm(struct fz *f)
@@ -482,6 +509,15 @@ static void run_op(struct fz *f, struct in *in, int op)
 	case OP_SLOT_FLAGS: {
 		t->a = pick_slot(in);
 		uint8_t fl = u8(in);
+		if (fl & 0x80) {
+			/* The host's page size behind the slot (4K, 2M with THP splits, 1G). */
+			t->op = K_HOST_LEVEL;
+			t->b = 1 + ((fl >> 3) & 3) % 3;
+			charge_slot_walk(f, (int)t->a, f->strategy);
+			r = smmu_memslot_set_host_level(vm, (int)t->a, (int)t->b);
+			expect(f, "smmu_memslot_set_host_level", r, 0, -ENOENT, -EBUSY, END);
+			break;
+		}
 		t->b = (fl & 1 ? SMMU_MEM_LOG_DIRTY_PAGES : 0) | ((fl & 6) == 6 ? SMMU_MEM_READONLY : 0);
 		charge_slot_walk(f, (int)t->a, f->strategy);
 		r = smmu_memslot_set_flags(vm, (int)t->a, (uint32_t)t->b);
@@ -523,15 +559,19 @@ static void run_op(struct fz *f, struct in *in, int op)
 		uint64_t v0 = u64(in);
 		for (size_t i = 0; i < sizeof(buf); i++)
 			buf[i] = (uint8_t)(v0 >> (8 * (i & 7)));
-		/* Mostly whole, aligned entries; sometimes anywhere in the page. Except a 4-byte store
-		 * across two entries: KVM takes it for its first entry only (mmu_pte_write_fetch_gpte,
-		 * both eras), so the second entry's spte goes stale, as in the library, and the audit
-		 * reports it (test_flood's test_straddling_store_leaves_stale_spte). */
+		/* Mostly whole, aligned entries; sometimes anywhere in the page. */
 		smmu_gpa_t gpa = (gfn << 12) + ((off & 0x8000) ? (off & 4095) : (off & 511) * 8);
-		if (len == 4 && (gpa & 7) > 4)
-			gpa &= ~(smmu_gpa_t)3;
 		t->a = (int64_t)gpa, t->b = (int64_t)len, t->c = (int64_t)v0;
-		r = smmu_guest_write(vm, gpa, buf, len);
+		/* KVM takes a 4-byte trapped store for one of its whole 8-byte gpte (a PAE guest's
+		 * half-gpte store: mmu_pte_write_fetch_gpte, 3.11 and today), so one that straddles two
+		 * gptes updates the first's spte only: the second's stays as it was, in KVM too, and
+		 * the audit's translation invariant would flag KVM's own behaviour (test_flood's
+		 * test_straddling_store_leaves_stale_spte). Such a store is made as the guest's two
+		 * stores on either side of the boundary. */
+		size_t first = len == 4 && (gpa & 7) > 4 ? 8 - (gpa & 7) : len;
+		r = smmu_guest_write(vm, gpa, buf, first);
+		if (r == 0 && first < len)
+			r = smmu_guest_write(vm, gpa + first, buf + first, len - first);
 		expect(f, "smmu_guest_write", r, 0, -EFAULT, -EROFS, END);
 		if (r == 0) {
 			note_write(f, gpa);
@@ -541,9 +581,27 @@ static void run_op(struct fz *f, struct in *in, int op)
 		break;
 	}
 	case OP_GUEST_READ: {
-		smmu_gpa_t gpa = (pick_gfn(in) << 12) + (u16(in) & 4095);
+		smmu_gfn_t gfn = pick_gfn(in);
+		uint16_t off = u16(in);
+		smmu_gpa_t gpa = (gfn << 12) + (off & 4095);
 		uint8_t buf[16];
 		t->a = (int64_t)gpa;
+		if (off & 0x8000) {
+			/* The host stores through its own pointer what the page holds already (so the
+			 * guest sees no change KVM missed), to the page's end at most: its page tables map
+			 * the page writable, which pte prefetch's atomic lookups can then use. */
+			t->op = K_HOST_WROTE;
+			uint8_t *hva = smmu_gfn_to_hva(vm, gfn);
+			if (!hva)
+				break;
+			size_t len = 4096 - (off & 4095) < 16 ? 4096 - (off & 4095) : 16;
+			uint8_t *p = hva + (off & 4095);
+			for (size_t i = 0; i < len; i++)
+				__atomic_store_n(&p[i], __atomic_load_n(&p[i], __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+			r = smmu_host_wrote(vm, p, p + len);
+			expect(f, "smmu_host_wrote", r, 0, END);
+			break;
+		}
 		r = smmu_guest_read(vm, gpa, buf, sizeof(buf));
 		expect(f, "smmu_guest_read", r, 0, -EFAULT, END);
 		break;
@@ -600,9 +658,18 @@ static void run_op(struct fz *f, struct in *in, int op)
 		break;
 	}
 	case OP_ENTER: {
-		int vi;
-		smmu_vcpu *v = pick_vcpu(f, in, &vi);
+		uint8_t vb = u8(in); /* pick_vcpu's byte: its high bit chooses the kind */
+		int vi = vb % NVCPU;
+		smmu_vcpu *v = f->v[vi];
 		t->a = vi;
+		if (vb & 0x80) {
+			t->op = K_MMU_RELOAD;
+			if (v) {
+				r = smmu_vcpu_mmu_reload(v);
+				expect(f, "smmu_vcpu_mmu_reload", r, 0, -ENOMEM, END);
+			}
+			break;
+		}
 		if (v) {
 			r = smmu_vcpu_enter(v);
 			expect(f, "smmu_vcpu_enter", r, 0, END);
@@ -614,10 +681,12 @@ static void run_op(struct fz *f, struct in *in, int op)
 		smmu_vcpu *v = pick_vcpu(f, in, &vi);
 		uint8_t k = u8(in);
 		smmu_gfn_t gfn = (k & 1) ? pick_gfn(in) : pool_gfn[(k >> 1) & 1];
+		bool mov = k & 4; /* the guest's MOV CR3, not KVM_SET_SREGS */
+		t->op = mov ? K_LOAD_CR3 : OP_SET_CR3;
 		t->a = vi, t->b = (int64_t)(gfn << 12);
 		if (v) {
-			r = set_cr3_of(f, vi, gfn << 12);
-			expect(f, "smmu_vcpu_set_cr3", r, 0, END);
+			r = set_cr3_of(f, vi, gfn << 12, mov);
+			expect(f, mov ? "smmu_vcpu_load_cr3" : "smmu_vcpu_set_cr3", r, 0, END);
 		}
 		break;
 	}
@@ -625,8 +694,19 @@ static void run_op(struct fz *f, struct in *in, int op)
 		int vi;
 		smmu_vcpu *v = pick_vcpu(f, in, &vi);
 		uint64_t addr = pick_addr(f, in);
-		uint32_t access = u8(in) & (SMMU_ACC_WRITE | SMMU_ACC_USER);
+		uint8_t acc = u8(in);
+		uint32_t access = acc & (SMMU_ACC_WRITE | SMMU_ACC_USER);
 		t->a = vi, t->b = (int64_t)addr, t->c = access;
+		if (acc & 0x80) {
+			/* INVLPG syncs this one address (its spte in unsync pages, every root): other
+			 * stale translations of the vCPU stay, so its flag does not clear. */
+			t->op = K_INVLPG;
+			if (v) {
+				r = smmu_vcpu_invlpg(v, addr);
+				expect(f, "smmu_vcpu_invlpg", r, 0, -ENOMEM, END);
+			}
+			break;
+		}
 		if (v) {
 			struct smmu_translation tr;
 			r = smmu_vcpu_translate(v, addr, access, &tr);
@@ -680,6 +760,15 @@ static void run_op(struct fz *f, struct in *in, int op)
 		uint16_t off = u16(in);
 		uint16_t len = u16(in);
 		t->a = id, t->b = off, t->c = len;
+		if (len == 0xfffd) {
+			/* The host's page fault (hva_to_pfn) of the next 1-4 faults on slot pages unmaps
+			 * the page it maps (a copy-on-write, a THP split): the fault retries. */
+			t->op = K_PFN_HOOK;
+			atomic_store(&f->pfn_hook_left, 1 + (off & 3));
+			r = smmu_set_hva_to_pfn_hook(vm, pfn_hook, f);
+			expect(f, "smmu_set_hva_to_pfn_hook", r, 0, END);
+			break;
+		}
 		if (len == 0xffff) {
 			r = smmu_mmu_notifier_release(vm);
 			expect(f, "smmu_mmu_notifier_release", r, 0, END);
@@ -696,7 +785,22 @@ static void run_op(struct fz *f, struct in *in, int op)
 	}
 	case OP_MAX_PAGES: {
 		static const uint64_t limits[8] = { 1, 4, 5, 16, 64, 200, 1000, 100000 };
-		t->a = (int64_t)limits[u8(in) & 7];
+		uint8_t k = u8(in);
+		if (k & 0x80) {
+			/* The memslots' starting generation (a VM without shadow pages only: -EBUSY after
+			 * its first fault): near each era's MMIO-generation wrap (3.11: the MMIO generation
+			 * is the memslots' + 2^19 - 151 and wraps at 2^19 - 2; today: at every multiple of
+			 * 2^19), so that a few slot updates reach it; an odd one (today: the SMM space's,
+			 * -EINVAL) and one with the update-in-progress bit (-EINVAL). */
+			static const uint64_t gens[8] = { 0, 146, 149, (1ull << 19) - 4, (1ull << 19) - 2,
+							  (2ull << 19) + 146, (3ull << 19) - 2, 1ull << 63 };
+			t->op = K_MEMSLOTS_GEN;
+			t->a = (int64_t)gens[(k >> 3) & 7];
+			r = smmu_vm_set_memslots_generation(vm, (uint64_t)t->a);
+			expect(f, "smmu_vm_set_memslots_generation", r, 0, -EINVAL, -EBUSY, END);
+			break;
+		}
+		t->a = (int64_t)limits[k & 7];
 		r = smmu_vm_set_max_mmu_pages(vm, (uint64_t)t->a);
 		expect(f, "smmu_vm_set_max_mmu_pages", r, 0, END);
 		break;
@@ -770,6 +874,10 @@ static void run_op(struct fz *f, struct in *in, int op)
 		}
 		case 4: /* a fast zap's bump by hand: generation, then reloads, in one hold */
 			smmu_bump_gen(vm);
+			if (k & 0x80) { /* with RMAP_REBUILD's lpage_info re-init between */
+				t->op = K_BUMP_FORGET;
+				smmu_lpage_forget_obsolete(vm);
+			}
 			smmu_reload_remote_mmus(vm);
 			break;
 		case 5: { /* read lpage_info (no change) */
@@ -805,6 +913,7 @@ static void run_op(struct fz *f, struct in *in, int op)
 /* The vCPUs and address spaces of an input (the VM may outlive them: see the pool). */
 static void fz_release(struct fz *f)
 {
+	smmu_set_hva_to_pfn_hook(f->vm, NULL, NULL); /* the pool's VM goes back without it */
 	for (int i = 0; i < NVCPU; i++)
 		smmu_vcpu_destroy(f->v[i]);
 	for (int i = 0; i < NGAS; i++)
@@ -824,11 +933,11 @@ static void print_totals(void)
 {
 	double wall = seconds(CLOCK_MONOTONIC) - t_start, cpu = seconds(CLOCK_PROCESS_CPUTIME_ID);
 	fprintf(stderr, "fuzz: %llu operations in %llu execs, %llu audits, %llu lock breaks, %llu racing faults, "
-		"%llu accesses unchecked (stale allowed), "
+		"%llu accesses unchecked (stale allowed), %llu MMIO-generation wraps, "
 		"%.1f s (%.1f s of CPU): %.0f operations/s, %.0f per CPU second; results hash %016llx\n",
 		(unsigned long long)stats.ops, (unsigned long long)stats.inputs, (unsigned long long)stats.audits,
 		(unsigned long long)stats.lock_breaks, (unsigned long long)stats.racing_faults,
-		(unsigned long long)stats.unchecked_stale, wall, cpu,
+		(unsigned long long)stats.unchecked_stale, (unsigned long long)stats.wrap_zaps, wall, cpu,
 		wall > 0 ? (double)stats.ops / wall : 0.0,
 		cpu > 0 ? (double)stats.ops / cpu : 0.0, (unsigned long long)stats.result_hash);
 }
@@ -931,14 +1040,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		run_op(&f, &in, op);
 		stats.result_hash = (stats.result_hash ^ (uint64_t)f.trace[f.n].ret ^ ((uint64_t)op << 56)) * 0x100000001b3ull;
 		stats.ops++;
-		stats.per_op[op]++;
+		stats.per_op[f.trace[f.n].op]++; /* its kind */
 		f.n++;
 		if (++f.since_audit < f.audit_every)
 			continue;
 		uint64_t cost = audit_cost(&f);
 		if (f.audit_exact || f.since_audit >= f.audit_every * (int)(1 + cost / 32768)) {
 			char when[48];
-			snprintf(when, sizeof(when), "after operation %d (%s)", f.n - 1, fuzz_op_name(op));
+			snprintf(when, sizeof(when), "after operation %d (%s)", f.n - 1, fuzz_op_name(f.trace[f.n - 1].op));
 			audit_or_die(&f, when);
 			f.since_audit = 0;
 			if (!f.audit_exact) /* a replay with exact audits runs at least as far */
@@ -953,6 +1062,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			smmu_vcpu_enter(f.v[i]);
 	audit_or_die(&f, "after every vCPU entered");
 	stats.lock_breaks += fuzz_lock_breaks(f.vm) - breaks0;
+	struct smmu_mmio_counters mc;
+	if (smmu_vm_get_mmio_counters(f.vm, &mc) == 0) /* a fresh or pooled VM starts at 0 */
+		stats.wrap_zaps += mc.wrap_zaps;
 	fz_release(&f);
 	fuzz_pool_put(c, f.vm);
 	return 0;

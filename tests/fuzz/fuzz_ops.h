@@ -44,6 +44,21 @@ enum fuzz_op {
 	OP_COUNT
 };
 
+/* Kinds of operation an opcode runs besides its own, chosen by argument bits its first version
+ * left unused (so the opcode numbers, and the corpus, stay as they were): the trace, the per-kind
+ * counts and --require-all-ops name them as operations of their own. */
+enum fuzz_kind {
+	K_LOAD_CR3 = OP_COUNT, /* OP_SET_CR3, k & 4: the guest's MOV CR3 */
+	K_MMU_RELOAD,          /* OP_ENTER, vCPU byte & 0x80: entry with kvm_mmu_reload */
+	K_INVLPG,              /* OP_TRANSLATE, access byte & 0x80: INVLPG */
+	K_MEMSLOTS_GEN,        /* OP_MAX_PAGES, byte & 0x80: the memslots' starting generation */
+	K_HOST_LEVEL,          /* OP_SLOT_FLAGS, flags byte & 0x80: the host's page size */
+	K_HOST_WROTE,          /* OP_GUEST_READ, offset & 0x8000: a host store through its pointer */
+	K_PFN_HOOK,            /* OP_NOTIFIER, length 0xfffd: the host's page fault invalidates */
+	K_BUMP_FORGET,         /* OP_STRATEGY_API 4, k & 0x80: bump, lpage_info re-init, reload */
+	KIND_COUNT
+};
+
 /* Totals since the process started: inputs run, operations run (per kind), audits done, calls
  * that returned an error their header does not document (see SMMU_FUZZ_STRICT), lock breaks
  * (forced, or handed to the racing fault), faults that raced a zap (fuzz_racer.c), accesses left
@@ -52,10 +67,11 @@ enum fuzz_op {
 struct fuzz_stats {
 	uint64_t inputs, ops, audits, undocumented, lock_breaks, result_hash, racing_faults;
 	uint64_t unchecked_stale; /* accesses not checked: their vCPU may use a stale translation */
-	uint64_t per_op[OP_COUNT];
+	uint64_t wrap_zaps;       /* MMIO-generation wraps that zapped every page (smmu_mmio_counters) */
+	uint64_t per_op[KIND_COUNT]; /* per kind: enum fuzz_op, then enum fuzz_kind */
 };
 const struct fuzz_stats *fuzz_ops_stats(void);
-const char *fuzz_op_name(int op);
+const char *fuzz_op_name(int kind);
 
 /* The VM pool (fuzz_pool.c), off unless enabled (the libFuzzer build enables it): a VM for
  * configuration byte @key, fresh or emptied and restored to as smmu_vm_create left it; and back

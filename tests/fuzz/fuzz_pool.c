@@ -25,7 +25,8 @@
 #define FRESH_FIELDS(X) \
 	X(struct smmu_vm_config, cfg) X(uint64_t, mmu_valid_gen) X(uint64_t, zap_gen) X(uint64_t, lpage_reset_gen) \
 	X(uint64_t, n_max_mmu_pages) X(bool, n_max_set_by_user) X(struct smmu_vm_counters, stat) \
-	X(uint64_t, unaccount_no_slot)
+	X(uint64_t, unaccount_no_slot) X(struct smmu_mmio_counters, mmio_stat) X(uint64_t, mmio_gen_floor) \
+	X(uint64_t, tlbs_dirty)
 #define FRESH_ATOMICS(X) X(remote_flushes) X(reload_requests)
 
 struct fresh {
@@ -33,6 +34,10 @@ struct fresh {
 #define DECLARE_ATOMIC(name) uint64_t name;
 	FRESH_FIELDS(DECLARE)
 	FRESH_ATOMICS(DECLARE_ATOMIC)
+	/* The memslots' generation: slot updates move it, and smmu_vm_set_memslots_generation sets
+	 * it; left as the last input left it, a pooled VM would reach an MMIO-generation wrap where a
+	 * fresh one (fuzz_replay) does not. */
+	uint64_t slots_generation;
 };
 
 static struct {
@@ -52,6 +57,7 @@ static void save(const struct smmu_vm *vm, struct fresh *f)
 #define SAVE_ATOMIC(name) f->name = atomic_load(&((struct smmu_vm *)vm)->name);
 	FRESH_FIELDS(SAVE)
 	FRESH_ATOMICS(SAVE_ATOMIC)
+	f->slots_generation = atomic_load(&((struct smmu_vm *)vm)->slots.generation);
 }
 
 static void restore(struct smmu_vm *vm, const struct fresh *f)
@@ -60,6 +66,7 @@ static void restore(struct smmu_vm *vm, const struct fresh *f)
 #define RESTORE_ATOMIC(name) atomic_store(&vm->name, f->name);
 	FRESH_FIELDS(RESTORE)
 	FRESH_ATOMICS(RESTORE_ATOMIC)
+	atomic_store(&vm->slots.generation, f->slots_generation);
 	vm->mmu_lock.test_break_every = 0;
 	vm->mmu_lock.test_break_count = 0;
 }
@@ -71,6 +78,8 @@ static const char *leftover(const struct smmu_vm *vm)
 		return "shadow pages after zap_all with no vCPU";
 	if (!list_empty(&vm->zapped_obsolete_pages))
 		return "zapped obsolete pages not freed";
+	if (vm->mmio_sptes)
+		return "MMIO sptes counted after zap_all";
 	if (atomic_load(&vm->indirect_shadow_pages))
 		return "indirect_shadow_pages not back to 0";
 	if (vm->slots.n || vm->slots.total_pages)

@@ -82,14 +82,15 @@ int main(int argc, char **argv)
 	}
 	const struct fuzz_stats *s = fuzz_ops_stats();
 	printf("fuzz_replay: %llu inputs, %llu operations (%.1f per input), %llu audits, %llu lock breaks, %llu racing faults, "
-	       "%llu accesses unchecked (stale allowed), %llu results not documented by their header; results hash %016llx\n",
+	       "%llu accesses unchecked (stale allowed), %llu MMIO-generation wraps, %llu results not documented by their header; results hash %016llx\n",
 	       (unsigned long long)s->inputs, (unsigned long long)s->ops,
 	       s->inputs ? (double)s->ops / (double)s->inputs : 0.0, (unsigned long long)s->audits,
 	       (unsigned long long)s->lock_breaks, (unsigned long long)s->racing_faults,
-	       (unsigned long long)s->unchecked_stale, (unsigned long long)s->undocumented,
+	       (unsigned long long)s->unchecked_stale, (unsigned long long)s->wrap_zaps,
+	       (unsigned long long)s->undocumented,
 	       (unsigned long long)s->result_hash);
 	int missing = 0;
-	for (int op = 0; op < OP_COUNT; op++) {
+	for (int op = 0; op < KIND_COUNT; op++) {
 		printf("  %-15s %llu\n", fuzz_op_name(op), (unsigned long long)s->per_op[op]);
 		missing += s->per_op[op] == 0;
 	}

@@ -101,6 +101,11 @@ def slot_flags(sid, flags):
     return bytes([SLOT_FLAGS, sid, flags])
 
 
+def host_level(sid, level):
+    """SLOT_FLAGS's other kind (bit 7): the host's page size behind the slot, level 1-3."""
+    return bytes([SLOT_FLAGS, sid, 0x80 | ((level - 1) << 3)])
+
+
 def gas_map(gas, level, gva_b, gfn_b, prot=3):
     lv = {1: 0, 2: 3, 3: 7}[level]
     return bytes([GAS_MAP, gas, lv]) + gva_b + gfn_b + bytes([prot])
@@ -119,6 +124,11 @@ def guest_read(gfn_b, off=0):
     return bytes([GUEST_READ]) + gfn_b + u16(off)
 
 
+def host_wrote(gfn_b, off=0):
+    """GUEST_READ's other kind: the host stores through its pointer (offset bit 15)."""
+    return bytes([GUEST_READ]) + gfn_b + u16(0x8000 | off)
+
+
 def fault(vcpu, addr_b, write=False, user=False, exec_=False, low=0):
     acc = (1 if write else 0) | (2 if user else 0) | (12 if exec_ else 0)
     return bytes([FAULT, vcpu]) + addr_b + bytes([low, acc])
@@ -132,14 +142,30 @@ def enter(vcpu):
     return bytes([ENTER, vcpu])
 
 
-def set_cr3(vcpu, gas=None, gfn_b=None):
+def mmu_reload(vcpu):
+    """ENTER's other kind (vCPU byte bit 7): the entry loads a root (kvm_mmu_reload)."""
+    return bytes([ENTER, 0x80 | vcpu])
+
+
+def set_cr3(vcpu, gas=None, gfn_b=None, mov=False):
+    """KVM_SET_SREGS; with mov=True (bit 2) the guest's MOV CR3 (smmu_vcpu_load_cr3)."""
+    m = 4 if mov else 0
     if gfn_b is not None:
-        return bytes([SET_CR3, vcpu, 1]) + gfn_b
-    return bytes([SET_CR3, vcpu, gas << 1])
+        return bytes([SET_CR3, vcpu, 1 | m]) + gfn_b
+    return bytes([SET_CR3, vcpu, (gas << 1) | m])
+
+
+def load_cr3(vcpu, gas=None, gfn_b=None):
+    return set_cr3(vcpu, gas, gfn_b, mov=True)
 
 
 def translate(vcpu, addr_b, acc=0):
     return bytes([TRANSLATE, vcpu]) + addr_b + bytes([acc])
+
+
+def invlpg(vcpu, addr_b):
+    """TRANSLATE's other kind (access byte bit 7)."""
+    return bytes([TRANSLATE, vcpu]) + addr_b + bytes([0x80])
 
 
 def vcpu_recreate(vcpu):
@@ -166,8 +192,23 @@ def notifier_release():
     return bytes([NOTIFIER, 0]) + u16(0) + u16(0xffff)
 
 
+def pfn_hook(n):
+    """NOTIFIER's other kind (length 0xfffd): the host's page fault of the next n (1-4) faults on
+    slot pages unmaps the page it maps, and those faults retry."""
+    return bytes([NOTIFIER, 0]) + u16(n - 1) + u16(0xfffd)
+
+
 def max_pages(idx):
     return bytes([MAX_PAGES, idx])
+
+
+# memslots_gen's table (fuzz_ops.c gens[]): 0, 146, 149, 2^19-4, 2^19-2, 2^20+146, 3*2^19-2, bit 63.
+G_0, G_146, G_149, G_WRAP4, G_WRAP2, G_2W146, G_3WRAP2, G_BIT63 = range(8)
+
+
+def memslots_gen(idx):
+    """MAX_PAGES's other kind (bit 7): the memslots' starting generation."""
+    return bytes([MAX_PAGES, 0x80 | (idx << 3)])
 
 
 def dirty_log(sid):
@@ -180,6 +221,11 @@ def flush_strategy(s):
 
 def strategy_api(action, arg=0):
     return bytes([STRATEGY_API, action]) + u16(arg)
+
+
+def bump_forget():
+    """STRATEGY_API 4's other kind (bit 7): bump, lpage_info re-init, reload, in one hold."""
+    return strategy_api(4 | 0x80)
 
 
 # ---- scenarios --------------------------------------------------------------------------------
@@ -331,6 +377,27 @@ def seeds():
     # The first bug the fuzzer found (README in crashes/): a today-profile 2 MiB spte over the
     # guest's own root table.
     s['today-profile-large-spte-over-shadowed-table'] = bytes.fromhex('3a0004 00ff 6000 0003 00ff 60'.replace(' ', ''))
+    # A fuzzer find: vCPU 0 stores through gva 0 into the guest table mapping gva 0, which is unsync;
+    # the stale translation that leaves is allowed until its next CR3 load.
+    s['18-unsync-table-store-stale-tlb'] = bytes.fromhex(
+        '040000010101040000000002020803040000000040030803090007000000000500002100000000090106000104000000'
+        '000000000000060204080000000000000000000000010709001300000800060000000000000009010600010400010000'
+        '000000000006020408010000010000000000000000090106000104000000000000000000060204080000000000000000'
+        '000000010709001300000800060000000000000009010600010400010000000000000006020408010000010000000000'
+        '000013010a00090000000013011301')
+    # A fuzzer find (minimized): a trapped 4-byte store at offset 5 of a guest table, across two
+    # gptes, clears the present bit of the second. KVM takes it for the first gpte only
+    # (mmu_pte_write_fetch_gpte) and keeps the second's spte, as the library does; the audit
+    # flagged that, so the harness makes such a store as two (fuzz_ops.c, OP_GUEST_WRITE).
+    s['30-pte-store-straddling-two-gptes'] = bytes.fromhex('04000400000600022c01030800060002800600030005805b')
+    # A fuzzer find (minimized, 3.11; and the same bytes under the today profile): vCPU 1 reads
+    # gva 4K, stores into the unsync table behind it, dirty logging write-protects the slot, vCPU
+    # 1 reads again (TLB), vCPU 0's root load syncs the table and drops gva 4K's spte. 3.11 flushes
+    # only vCPU 0's TLB there (kvm->tlbs_dirty), which the audit took for a stale TLB entry.
+    tlbs_dirty = bytes.fromhex('04000400000000002f0103040ac10001022103030400000700000300030800000000000b010409010300010000000000000000000009010707000800ffffffffffffffffffff000409000300010a0109010300010000000000400000000009000700')
+    s['32-311-sync-drop-leaves-other-tlb'] = tlbs_dirty
+    s['32-today-sync-drop-leaves-other-tlb'] = bytes([tlbs_dirty[0] | 2]) + tlbs_dirty[1:]
+    s.update(new_kind_seeds())
     # Two random mixes, one per mode, from a fixed seed.
     for name, direct, seedv in (('19-random-shadow', False, 1), ('20-random-direct', True, 2)):
         rnd = random.Random(seedv)
@@ -340,6 +407,77 @@ def seeds():
             out.append(rnd.randrange(OP_COUNT))
             out += bytes(rnd.randrange(256) for _ in range(rnd.randrange(2, 12)))
         s[name] = bytes(out)
+    return s
+
+
+def new_kind_seeds():
+    """The kinds chosen by argument bits (fuzz_ops.h enum fuzz_kind), each in both profiles and,
+    where it applies, both modes."""
+    s = {}
+    for era, today in (('311', False), ('today', True)):
+        # A store through gva 3G into the table that maps gva 0..16K (pool frame 3) goes
+        # untrapped once that table is unsync: gva 4K's translation may be stale until CR3 is
+        # loaded again. The MOV CR3 (to the same CR3, and today back to a cached root) syncs it
+        # at the next entry: the reads after it are checked. INVLPG syncs one address.
+        st = (config(today=today, audit=AUDIT_EVERY_OP) + data_pages(0, GVA_0, 4) +
+              data_pages(1, GVA_0, 2, 800) + gas_map(0, 1, gva(GVA_3G, 0), gfn_pool(0, 3)) +
+              faults(0, GVA_0, 4) + faults(1, GVA_0, 4))
+        for n, (vcpu, step) in enumerate(((0, load_cr3(0, gas=0)), (0, invlpg(0, gva(GVA_0, 1)) + load_cr3(0, gas=0)),
+                                          (0, load_cr3(0, gas=1) + load_cr3(0, gas=0)),
+                                          (0, load_cr3(0, gas=1) + mmu_reload(0) + load_cr3(0, gas=0) + mmu_reload(0)),
+                                          (1, load_cr3(1, gas=0) + mmu_reload(1)))):
+            st += access(vcpu, gva(GVA_0, 1), True, 3, 0, 0x1100 + n) + access(vcpu, gva(GVA_0, 1), False)
+            st += access(vcpu, gva(GVA_3G, 0), True, 3, 8 * 1, ((310 + n) << 12) | 7)
+            st += access(vcpu, gva(GVA_0, 1), False) + step + access(vcpu, gva(GVA_0, 1), False)
+            st += access(0, gva(GVA_0, 2), False) + enter(1) + access(1, gva(GVA_0, 1), False)
+        s['26-%s-mov-cr3-sync' % era] = st + mmu_reload(2) + invlpg(2, gva(GVA_0, 0)) + fast_zap(0) + mmu_reload(0)
+        # MOV CR3 among roots, cached (today) or not (3.11); roots loaded at entry; INVLPG of
+        # mapped, unmapped and rewritten addresses; a zap with roots cached.
+        rc = config(today=today, batch1=True, audit=AUDIT_4) + data_pages(0, GVA_0, 4) + data_pages(1, GVA_2M, 4, 900)
+        rc += mmu_reload(0) + mmu_reload(1) + mmu_reload(2) + faults(0, GVA_0, 4) + faults(1, GVA_2M, 4)
+        for g in (1, 0, 1, 1, 0):
+            rc += load_cr3(0, gas=g) + mmu_reload(0) + faults(0, GVA_2M if g else GVA_0, 2)
+        rc += load_cr3(2, gfn_b=gfn_pool(0, 1)) + mmu_reload(2) + load_cr3(2, gfn_b=gfn_far(9)) + mmu_reload(2)
+        rc += load_cr3(2, gas=1) + invlpg(2, gva(GVA_2M, 0)) + invlpg(0, gva(GVA_0, 7))
+        rc += gas_unmap(0, 1, gva(GVA_0, 1)) + invlpg(0, gva(GVA_0, 1)) + fault(0, gva(GVA_0, 1))
+        rc += zap_all(HOLD) + load_cr3(0, gas=1) + load_cr3(0, gas=0) + mmu_reload(0) + fast_zap(1) + fast_zap(2)
+        rc += load_cr3(0, gas=1) + enter(0) + mmu_reload(0) + faults(0, GVA_2M, 4) + set_cr3(0, gas=0)
+        rc += faults(0, GVA_0, 4) + load_cr3(0, gas=1) + bump_forget() + load_cr3(0, gas=0) + faults(0, GVA_0, 4)
+        s['27-%s-roots-invlpg' % era] = rc + vcpu_recreate(0) + load_cr3(0, gas=1) + mmu_reload(0)
+        # The memslots' generation started near the MMIO generation's wrap (3.11: 3 commits
+        # away; today: 1 and 2 publications away), MMIO sptes made, then slot updates past the
+        # wrap; the odd and bit-63 generations are refused, and any once a page exists.
+        mm = config(today=today, audit=AUDIT_EVERY_OP) + memslots_gen(G_149) + memslots_gen(G_BIT63)
+        mm += memslots_gen(G_146 if not today else G_WRAP4)
+        mm += gas_map(0, 1, gva(GVA_0, 0), gfn_far(40)) + gas_map(0, 1, gva(GVA_0, 1), gfn_low(300))
+        mm += fault(0, gva(GVA_0, 0)) + fault(0, gva(GVA_0, 1), True) + memslots_gen(G_0)
+        for i in range(4):
+            mm += slot_create(1, L_TINY) + fault(0, gva(GVA_0, 0)) + fault(0, gva(GVA_0, 0)) + slot_delete(1)
+            mm += access(0, gva(GVA_0, 1), True, 3, 0, i) + access(0, gva(GVA_0, 0), False)
+        s['28-%s-memslots-gen-wrap' % era] = mm + zap_all(HOLD) + enter(0) + memslots_gen(G_3WRAP2)
+        # A fuzzer find, written out: an MMIO spte (gva 8K, gfn 20002 in no slot) in a table the
+        # guest then unsyncs by a store; a slot comes over gfn 20002; the sync after the MOV CR3
+        # marks the MMIO spte again with the current generation, as KVM's sync_mmio_spte does,
+        # which the audit took for a library bug.
+        mr = (config(today=today, audit=AUDIT_EVERY_OP) + data_pages(0, GVA_0, 2) +
+              gas_map(0, 1, gva(GVA_0, 2), gfn_layout(L_20000x7, 2)) + gas_map(0, 1, gva(GVA_3G, 0), gfn_pool(0, 3)) +
+              faults(0, GVA_0, 2) + access(0, gva(GVA_0, 2), False) + access(0, gva(GVA_3G, 0), True, 3, 8 * 5, 0) +
+              slot_create(1, L_20000x7) + load_cr3(0, gas=0) + mmu_reload(0) + access(0, gva(GVA_0, 2), False))
+        s['31-%s-sync-remarks-mmio-over-new-slot' % era] = mr + access(0, gva(GVA_0, 2), True, 3, 0, 5) + dirty_log(1)
+    for mode, direct in (('shadow', False), ('direct', True)):
+        # The host's page size: 2M then 4K (refused while a 2M spte maps the slot), a host store
+        # into pages the guest then reads and faults through (pte prefetch looks them up).
+        hl = config(direct=direct, audit=AUDIT_EVERY_OP) + slot_create(1, L_2048x512) + host_level(1, 2)
+        if direct:
+            pages = b''.join(fault(0, gfn_low(2048 + 7 * i), True) for i in range(4)) + fault(0, gfn_low(2560 - 1))
+        else:
+            hl += gas_map(0, 2, gva(GVA_2M, 1), gfn_low(2048)) + data_pages(0, GVA_0, 8, 2100)
+            pages = fault(0, gva(GVA_2M, 1), True) + faults(0, GVA_0, 8, write=False)
+        hl += host_wrote(gfn_low(2100), 0) + host_wrote(gfn_low(2103), 4090) + pages + host_level(1, 1)
+        hl += notifier(1, (2048 * 4096 // 64) - (2048 * 4096 // 64) + 4096 // 64, 64) + host_level(1, 1) + pages
+        hl += host_level(1, 3) + host_level(3, 2) + host_wrote(gfn_far(100)) + load_cr3(1, gas=1) + mmu_reload(1)
+        hl += pfn_hook(4) + pages + pfn_hook(1) + access(0, gfn_low(2050) if direct else gva(GVA_0, 2), True)
+        s['29-%s-host-level' % mode] = hl + invlpg(0, gva(GVA_0, 0)) + translate(0, gva(GVA_0, 0)) + pages
     return s
 
 
