@@ -157,12 +157,7 @@ bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, boo
 			mark_page_dirty(slot, gfn);
 		}
 	}
-	/* rules->spte_dirty_on_write: make_spte's Dirty bit; 6.1 skips it where it overwrites a
-	 * writable spte (its goto out), 6.13 on does not (rules->spte_dirty_over_writable). *sptep,
-	 * not old: a replaced pfn was dropped above. */
-	if (vm->rules->spte_dirty_on_write && is_writable_pte(spte) &&
-	    (vm->rules->spte_dirty_over_writable || !is_writable_pte(*sptep)))
-		spte |= PT_DIRTY_MASK;
+	spte = make_spte_dirty(vm, spte, *sptep); /* *sptep, not old: a replaced pfn was dropped above */
 
 	if (was_rmapped) { /* mmu_spte_update */
 		if (is_writable_pte(old) && !is_writable_pte(spte))
@@ -170,7 +165,8 @@ bool mmu_set_spte(struct smmu_vcpu *v, uint64_t *sptep, uint32_t pte_access, boo
 		else if ((old & PT_DIRTY_MASK) && !(spte & PT_DIRTY_MASK))
 			kvm_flush_remote_tlbs(vm, 0); /* the Dirty bit cleared */
 		__atomic_store_n(sptep, spte, __ATOMIC_RELAXED);
-		kvm_mmu_page_set_access(page_header(sptep), (int)(sptep - page_header(sptep)->spt), asked);
+		struct smmu_sp *sp = page_header(sptep);
+		kvm_mmu_page_set_access(sp, (int)(sptep - sp->spt), asked);
 	} else {
 		mmu_spte_set(vm, sptep, spte);
 		rmap_add(vm, &v->caches.desc, sptep, gfn, asked);
@@ -342,6 +338,13 @@ static bool mmu_invalidate_retry(struct smmu_vm *vm, const struct memslot *slot,
 	return atomic_load_explicit(&vm->mmu_notifier_seq, memory_order_relaxed) != mmu_seq;
 }
 
+/* kvm_faultin_pfn's mmu_invalidate_retry_gfn_unsafe (6.9 on, rules->fault_retries_before_lock):
+ * retry without taking mmu_lock, for a gfn in a slot. */
+static bool retry_before_lock(struct smmu_vm *vm, const struct memslot *slot, smmu_gfn_t gfn, uint64_t mmu_seq)
+{
+	return slot && vm->rules->fault_retries_before_lock && mmu_invalidate_retry(vm, slot, gfn, mmu_seq);
+}
+
 /* kvm_mmu_page_fault → FNAME(page_fault) / tdp_page_fault. */
 SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, struct smmu_fault_info *info)
 {
@@ -424,9 +427,8 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		goto out_srcu;
 	}
 
-	/* kvm_faultin_pfn, 6.9 on: an invalidation of the gfn in progress retries before the lookup
-	 * (rules->fault_retries_before_lock). */
-	if (slot && vm->rules->fault_retries_before_lock && mmu_invalidate_retry(vm, slot, gfn, mmu_seq)) {
+	/* kvm_faultin_pfn, 6.9 on: an invalidation of the gfn in progress retries before the lookup. */
+	if (retry_before_lock(vm, slot, gfn, mmu_seq)) {
 		r = info->outcome = SMMU_FAULT_RETRY;
 		goto out_srcu;
 	}
@@ -444,7 +446,7 @@ SMMU_API int smmu_vcpu_fault(smmu_vcpu *v, smmu_gva_t addr, uint32_t access, str
 		host_pte_set_writable(slot, gfn);
 	/* ... and again after it, still without mmu_lock (6.9 on): the pfn is released and the
 	 * fault retries, before it takes the lock and recycles pages. */
-	if (slot && vm->rules->fault_retries_before_lock && mmu_invalidate_retry(vm, slot, gfn, mmu_seq)) {
+	if (retry_before_lock(vm, slot, gfn, mmu_seq)) {
 		r = info->outcome = SMMU_FAULT_RETRY;
 		goto out_srcu;
 	}

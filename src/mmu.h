@@ -325,6 +325,17 @@ static inline bool is_obsolete_sp(const struct smmu_vm *vm, const struct smmu_sp
 }
 /* clear_sp_write_flooding_count: the page holding @sptep was used (a fault's walk through it);
  * trapped writes to its guest table count from zero again. Both eras. */
+/* make_spte's Dirty bit on a writable leaf @spte that replaces @old (rules->spte_dirty_on_write;
+ * 6.1 skips it where @old is writable already, its goto out; 6.13 on does not:
+ * rules->spte_dirty_over_writable). */
+static inline uint64_t make_spte_dirty(const struct smmu_vm *vm, uint64_t spte, uint64_t old)
+{
+	if (vm->rules->spte_dirty_on_write && is_writable_pte(spte) &&
+	    (vm->rules->spte_dirty_over_writable || !is_writable_pte(old)))
+		spte |= PT_DIRTY_MASK;
+	return spte;
+}
+
 static inline void clear_sp_write_flooding_count(const uint64_t *sptep)
 {
 	page_header(sptep)->write_flooding_count = 0;

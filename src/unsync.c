@@ -245,9 +245,7 @@ static int sync_page(struct smmu_vm *vm, struct smmu_sp *sp, int *nr_present)
 			spte |= PT_WRITABLE_MASK;
 			mark_page_dirty(slot, gfn);
 		}
-		if (vm->rules->spte_dirty_on_write && is_writable_pte(spte) &&
-		    (vm->rules->spte_dirty_over_writable || !is_writable_pte(old)))
-			spte |= PT_DIRTY_MASK; /* make_spte (6.1: not where it overwrites a writable spte) */
+		spte = make_spte_dirty(vm, spte, old);
 		if ((old & ~spte & (PT_WRITABLE_MASK | PT_USER_MASK)) || (spte & ~old & PT64_NX_MASK))
 			flush = true; /* mmu_spte_update: rights taken away */
 		if (old & ~spte & (PT_ACCESSED_MASK | PT_DIRTY_MASK))
